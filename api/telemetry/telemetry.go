@@ -1,0 +1,105 @@
+// Package telemetry holds the device payload types, their strict decoding and validation, and
+// the wire format of stream messages (telemetrypb.ReadingBatch).
+package telemetry
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
+)
+
+// Kind names the two telemetry streams.
+type Kind uint8
+
+const (
+	// KindMeter is a grid-side (AC) smart-meter reading.
+	KindMeter Kind = iota + 1
+	// KindVehicle is a charger-side (DC) vehicle reading.
+	KindVehicle
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindMeter:
+		return "meter"
+	case KindVehicle:
+		return "vehicle"
+	default:
+		return "unknown"
+	}
+}
+
+// Reading is one validated reading of either kind: exactly one of Meter and Vehicle is set.
+type Reading struct {
+	Meter   *telemetrypb.MeterReading
+	Vehicle *telemetrypb.VehicleReading
+}
+
+// Kind returns which stream the reading belongs to.
+func (r Reading) Kind() Kind {
+	if r.Meter != nil {
+		return KindMeter
+	}
+	return KindVehicle
+}
+
+// DeviceID returns the meter or vehicle id.
+func (r Reading) DeviceID() string {
+	if r.Meter != nil {
+		return r.Meter.GetMeterId()
+	}
+	return r.Vehicle.GetVehicleId()
+}
+
+// TimestampMicros returns the end of the reading's interval in Unix microseconds.
+func (r Reading) TimestampMicros() int64 {
+	if r.Meter != nil {
+		return r.Meter.GetTimestampMicros()
+	}
+	return r.Vehicle.GetTimestampMicros()
+}
+
+// Time returns the end of the reading's interval.
+func (r Reading) Time() time.Time {
+	return time.UnixMicro(r.TimestampMicros()).UTC()
+}
+
+// Append adds r to the batch.
+func (r Reading) Append(b *telemetrypb.ReadingBatch) {
+	if r.Meter != nil {
+		b.Meters = append(b.Meters, r.Meter)
+		return
+	}
+	b.Vehicles = append(b.Vehicles, r.Vehicle)
+}
+
+// BatchLen returns the number of readings in b.
+func BatchLen(b *telemetrypb.ReadingBatch) int {
+	return len(b.GetMeters()) + len(b.GetVehicles())
+}
+
+// MarshalBatch encodes a stream message.
+func MarshalBatch(b *telemetrypb.ReadingBatch) ([]byte, error) {
+	data, err := proto.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encoding reading batch: %w", err)
+	}
+	return data, nil
+}
+
+// UnmarshalBatch decodes a stream message and checks that every reading in it is one the
+// gateway could have accepted (ids of the right grammar, finite numbers), so that a corrupt
+// or foreign message is refused whole rather than written in part.
+func UnmarshalBatch(data []byte) (*telemetrypb.ReadingBatch, error) {
+	var b telemetrypb.ReadingBatch
+	if err := proto.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("decoding reading batch: %w", err)
+	}
+	if err := CheckBatch(&b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}

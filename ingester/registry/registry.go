@@ -1,0 +1,266 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fleetingest/fleetingest/api/placement"
+)
+
+// ErrNotFound is returned for a vehicle that has no mapping value at all.
+var ErrNotFound = errors.New("no mapping for vehicle")
+
+// ErrInvalidID is returned for a vehicle or meter id outside the device-id grammar.
+var ErrInvalidID = errors.New("invalid device id")
+
+// Config of a Registry.
+type Config struct {
+	// Retention is how long ended intervals are kept in a value; it should be at least the
+	// history retention so placement of any stored reading can be explained. Default 400 days.
+	Retention time.Duration
+	// Now is the clock used for interval boundaries. Default time.Now.
+	Now func() time.Time
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Retention == 0 {
+		c.Retention = 400 * 24 * time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Registry reads and writes mappings in one fleet's bucket and, once Run is watching, keeps
+// an in-memory copy for placement lookups on the hot path.
+type Registry struct {
+	kv  jetstream.KeyValue
+	cfg Config
+
+	mu       sync.RWMutex
+	byID     map[string]*Mapping
+	caughtUp atomic.Bool
+	ready    chan struct{}
+}
+
+// Open binds to an existing bucket; it never creates one (ingester.EnsureStreams does).
+func Open(ctx context.Context, js jetstream.JetStream, bucket string, cfg Config) (*Registry, error) {
+	kv, err := js.KeyValue(ctx, bucket)
+	if err != nil {
+		return nil, fmt.Errorf("opening mapping bucket %s: %w", bucket, err)
+	}
+	return &Registry{kv: kv, cfg: cfg.withDefaults(), byID: map[string]*Mapping{}, ready: make(chan struct{})}, nil
+}
+
+// Run watches the bucket and keeps the in-memory copy current until ctx ends. The copy is
+// caught up once the watcher has delivered every value that existed when it started.
+func (r *Registry) Run(ctx context.Context) error {
+	for {
+		err := r.watch(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.cfg.Logger.Warn("mapping watch ended, restarting", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (r *Registry) watch(ctx context.Context) error {
+	w, err := r.kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watching mapping bucket: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watcher closed")
+			}
+			if e == nil {
+				if r.caughtUp.CompareAndSwap(false, true) {
+					close(r.ready)
+				}
+				continue
+			}
+			r.apply(e)
+		}
+	}
+}
+
+func (r *Registry) apply(e jetstream.KeyValueEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(r.byID, e.Key())
+		return
+	}
+	if old, ok := r.byID[e.Key()]; ok && old.Revision >= e.Revision() {
+		return
+	}
+	m, err := decode(e.Key(), e.Value(), e.Revision())
+	if err != nil {
+		r.cfg.Logger.Error("ignoring undecodable mapping", "vehicle", e.Key(), "err", err)
+		return
+	}
+	r.byID[e.Key()] = m
+}
+
+// Ready reports whether the in-memory copy has caught up with the bucket.
+func (r *Registry) Ready() bool { return r.caughtUp.Load() }
+
+// WaitReady blocks until the copy has caught up or ctx ends.
+func (r *Registry) WaitReady(ctx context.Context) error {
+	select {
+	case <-r.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the mapping copy to catch up: %w", ctx.Err())
+	}
+}
+
+// PlacementKey returns the key a vehicle reading at t is placed by, from the in-memory copy.
+func (r *Registry) PlacementKey(vehicleID string, t time.Time) string {
+	r.mu.RLock()
+	m := r.byID[vehicleID]
+	r.mu.RUnlock()
+	return PlacementKey(m, vehicleID, t)
+}
+
+// Cached returns the in-memory copy of a vehicle's mapping.
+func (r *Registry) Cached(vehicleID string) (Mapping, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m, ok := r.byID[vehicleID]
+	if !ok {
+		return Mapping{}, false
+	}
+	return *m, true
+}
+
+// ListCached returns up to limit cached mappings with vehicle ids greater than after, in id
+// order, and whether more follow.
+func (r *Registry) ListCached(after string, limit int) ([]Mapping, bool) {
+	r.mu.RLock()
+	ids := make([]string, 0, len(r.byID))
+	for id := range r.byID {
+		if id > after {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	more := len(ids) > limit
+	if more {
+		ids = ids[:limit]
+	}
+	out := make([]Mapping, len(ids))
+	for i, id := range ids {
+		out[i] = *r.byID[id]
+	}
+	r.mu.RUnlock()
+	return out, more
+}
+
+// Get reads a vehicle's mapping from the bucket (not the copy).
+func (r *Registry) Get(ctx context.Context, vehicleID string) (Mapping, error) {
+	if !placement.ValidDeviceID(vehicleID) {
+		return Mapping{}, fmt.Errorf("vehicle id %q: %w", vehicleID, ErrInvalidID)
+	}
+	e, err := r.kv.Get(ctx, vehicleID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Mapping{}, fmt.Errorf("vehicle %s: %w", vehicleID, ErrNotFound)
+	}
+	if err != nil {
+		return Mapping{}, fmt.Errorf("reading mapping of %s: %w", vehicleID, err)
+	}
+	m, err := decode(vehicleID, e.Value(), e.Revision())
+	if err != nil {
+		return Mapping{}, err
+	}
+	return *m, nil
+}
+
+// Set maps a vehicle to a meter from now on, closing its current interval.
+func (r *Registry) Set(ctx context.Context, vehicleID, meterID string) (Mapping, error) {
+	if !placement.ValidDeviceID(meterID) {
+		return Mapping{}, fmt.Errorf("meter id %q: %w", meterID, ErrInvalidID)
+	}
+	return r.update(ctx, vehicleID, meterID, false)
+}
+
+// Unset ends a vehicle's current mapping now and keeps its history. It fails with
+// ErrNotFound when the vehicle has never been mapped.
+func (r *Registry) Unset(ctx context.Context, vehicleID string) (Mapping, error) {
+	return r.update(ctx, vehicleID, "", true)
+}
+
+// update applies a change with compare-and-set on the key's revision, retrying on conflict.
+func (r *Registry) update(ctx context.Context, vehicleID, meterID string, mustExist bool) (Mapping, error) {
+	if !placement.ValidDeviceID(vehicleID) {
+		return Mapping{}, fmt.Errorf("vehicle id %q: %w", vehicleID, ErrInvalidID)
+	}
+	for attempt := 0; ; attempt++ {
+		cur, err := r.Get(ctx, vehicleID)
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return Mapping{}, err
+		}
+		if !exists && mustExist {
+			return Mapping{}, err
+		}
+		now := r.cfg.Now().UTC()
+		next, err := cur.withMeter(meterID, now, now.Add(-r.cfg.Retention))
+		if err != nil {
+			return Mapping{}, fmt.Errorf("mapping %s: %w", vehicleID, err)
+		}
+		next.VehicleID = vehicleID
+		if exists && next.Revision == cur.Revision && next.MeterID == cur.MeterID && len(next.Intervals) == len(cur.Intervals) && next.UpdatedAt.Equal(cur.UpdatedAt) {
+			return cur, nil // nothing changed
+		}
+		data, err := encode(next)
+		if err != nil {
+			return Mapping{}, err
+		}
+		var rev uint64
+		if exists {
+			rev, err = r.kv.Update(ctx, vehicleID, data, cur.Revision)
+		} else {
+			rev, err = r.kv.Create(ctx, vehicleID, data)
+		}
+		if err == nil {
+			next.Revision = rev
+			return next, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return Mapping{}, fmt.Errorf("writing mapping of %s: %w", vehicleID, err)
+		}
+		if attempt >= 20 {
+			return Mapping{}, fmt.Errorf("writing mapping of %s: too many concurrent writers: %w", vehicleID, err)
+		}
+	}
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
