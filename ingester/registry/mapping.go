@@ -64,9 +64,9 @@ func PlacementKey(m *Mapping, vehicleID string, t time.Time) string {
 // withMeter returns a copy of m mapped to meterID from at on: the open interval (if any) is
 // closed at at, and a new open one starts there. Setting the meter it already has is a no-op.
 // Intervals that ended before keepSince are trimmed.
-func (m Mapping) withMeter(meterID string, at, keepSince time.Time) (Mapping, error) {
+func (m Mapping) withMeter(meterID string, at, keepSince time.Time) Mapping {
 	if meterID != "" && m.MeterID == meterID {
-		return m, nil
+		return m
 	}
 	ivs := make([]Interval, 0, len(m.Intervals)+1)
 	for _, iv := range m.Intervals {
@@ -78,7 +78,9 @@ func (m Mapping) withMeter(meterID string, at, keepSince time.Time) (Mapping, er
 	if n := len(ivs); n > 0 {
 		last := &ivs[n-1]
 		if at.Before(last.From) {
-			return m, fmt.Errorf("mapping change at %s precedes the current interval, which starts at %s", at.Format(time.RFC3339Nano), last.From.Format(time.RFC3339Nano))
+			// A writer whose clock is behind the last writer's: the change takes effect at
+			// the last boundary, so intervals stay ordered and disjoint.
+			at = last.From
 		}
 		if last.To == nil {
 			end := at
@@ -95,7 +97,7 @@ func (m Mapping) withMeter(meterID string, at, keepSince time.Time) (Mapping, er
 	m.MeterID = meterID
 	m.Intervals = ivs
 	m.UpdatedAt = at
-	return m, nil
+	return m
 }
 
 func encode(m Mapping) ([]byte, error) {

@@ -229,10 +229,7 @@ func (r *Registry) update(ctx context.Context, vehicleID, meterID string, mustEx
 			return Mapping{}, err
 		}
 		now := r.cfg.Now().UTC()
-		next, err := cur.withMeter(meterID, now, now.Add(-r.cfg.Retention))
-		if err != nil {
-			return Mapping{}, fmt.Errorf("mapping %s: %w", vehicleID, err)
-		}
+		next := cur.withMeter(meterID, now, now.Add(-r.cfg.Retention))
 		next.VehicleID = vehicleID
 		if exists && next.Revision == cur.Revision && next.MeterID == cur.MeterID && len(next.Intervals) == len(cur.Intervals) && next.UpdatedAt.Equal(cur.UpdatedAt) {
 			return cur, nil // nothing changed

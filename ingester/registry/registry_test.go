@@ -1,0 +1,201 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/test/natstest"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+func newRegistry(t *testing.T, clk *clock) (*registry.Registry, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv.URL())
+	top := ingester.Topology{Namespace: "test", Fleet: "reg", Shards: 1}
+	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = r.Run(ctx) }()
+	return r, ctx
+}
+
+func TestSetClosesTheOpenIntervalAndKeepsHistory(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0}
+	r, ctx := newRegistry(t, clk)
+
+	if _, err := r.Set(ctx, "EV-1", "meter-a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(t0.Add(2 * time.Hour))
+	m, err := r.Set(ctx, "EV-1", "meter-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MeterID != "meter-b" || len(m.Intervals) != 2 {
+		t.Fatalf("mapping = %+v, want meter-b with two intervals", m)
+	}
+	tests := []struct {
+		name string
+		at   time.Time
+		want string
+	}{
+		{"before the first mapping the vehicle places itself", t0.Add(-time.Second), "EV-1"},
+		{"the first interval starts inclusive", t0, "meter-a"},
+		{"inside the first interval", t0.Add(time.Hour), "meter-a"},
+		{"the first interval ends exclusive", t0.Add(2 * time.Hour), "meter-b"},
+		{"the open interval runs on", t0.Add(1000 * time.Hour), "meter-b"},
+	}
+	for _, tt := range tests {
+		if got := registry.PlacementKey(&m, "EV-1", tt.at); got != tt.want {
+			t.Errorf("%s: key = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+
+	clk.Set(t0.Add(3 * time.Hour))
+	m, err = r.Unset(ctx, "EV-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MeterID != "" || len(m.Intervals) != 2 || m.Intervals[1].To == nil {
+		t.Fatalf("after unset = %+v, want closed history", m)
+	}
+	if got := registry.PlacementKey(&m, "EV-1", t0.Add(4*time.Hour)); got != "EV-1" {
+		t.Errorf("after unset key = %q, want the vehicle's own id", got)
+	}
+	if got := registry.PlacementKey(&m, "EV-1", t0.Add(150*time.Minute)); got != "meter-b" {
+		t.Errorf("late reading inside the ended interval: key = %q, want meter-b", got)
+	}
+}
+
+func TestSetTheSameMeterIsANoOp(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	r, ctx := newRegistry(t, clk)
+	a, err := r.Set(ctx, "EV-1", "meter-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(clk.Now().Add(time.Hour))
+	b, err := r.Set(ctx, "EV-1", "meter-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Revision != a.Revision || len(b.Intervals) != 1 {
+		t.Errorf("re-setting the same meter wrote a new value: %+v", b)
+	}
+}
+
+func TestUnsetOfAnUnknownVehicleIsNotFound(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	r, ctx := newRegistry(t, clk)
+	if _, err := r.Unset(ctx, "EV-404"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("Unset(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := r.Get(ctx, "EV-404"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("Get(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestInvalidIDsAreRefused(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	r, ctx := newRegistry(t, clk)
+	if _, err := r.Set(ctx, "bad id", "meter-a"); !errors.Is(err, registry.ErrInvalidID) {
+		t.Errorf("Set(bad vehicle) = %v", err)
+	}
+	if _, err := r.Set(ctx, "EV-1", "meter a"); !errors.Is(err, registry.ErrInvalidID) {
+		t.Errorf("Set(bad meter) = %v", err)
+	}
+}
+
+func TestConcurrentWritersAllLand(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	r, ctx := newRegistry(t, clk)
+	const writers = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, err := r.Set(ctx, "EV-1", "meter-"+string(rune('a'+i)))
+			errs <- err
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := r.Get(ctx, "EV-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every writer changed the meter at the same instant, so zero-length intervals collapse:
+	// exactly one open interval remains and it names the current meter.
+	if len(m.Intervals) != 1 || m.Intervals[0].MeterID != m.MeterID || m.Intervals[0].To != nil {
+		t.Errorf("after concurrent writes = %+v", m)
+	}
+}
+
+func TestCopyCatchesUpAndFollowsWrites(t *testing.T) {
+	clk := &clock{t: time.Now()}
+	r, ctx := newRegistry(t, clk)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Set(ctx, "EV-7", "meter-z"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for r.PlacementKey("EV-7", clk.Now()) != "meter-z" {
+		if time.Now().After(deadline) {
+			t.Fatal("the in-memory copy did not see the write within 1s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	list, more := r.ListCached("", 10)
+	if len(list) != 1 || more || list[0].VehicleID != "EV-7" {
+		t.Errorf("ListCached = %+v more=%v", list, more)
+	}
+}
+
+func TestAWriterWithASlowClockKeepsIntervalsOrdered(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0}
+	r, ctx := newRegistry(t, clk)
+	if _, err := r.Set(ctx, "EV-1", "meter-a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(t0.Add(-time.Second))
+	m, err := r.Set(ctx, "EV-1", "meter-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Intervals) != 1 || m.Intervals[0].MeterID != "meter-b" || !m.Intervals[0].From.Equal(t0) {
+		t.Errorf("intervals = %+v, want one meter-b interval from %s", m.Intervals, t0)
+	}
+}
