@@ -1,0 +1,206 @@
+package analytics
+
+import (
+	"context"
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
+	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+)
+
+// Page sizes of list RPCs.
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n < 0:
+		return 0, invalid("pageSize %d is negative", n)
+	case n == 0:
+		return defaultPageSize, nil
+	case n > maxPageSize:
+		return maxPageSize, nil
+	}
+	return int(n), nil
+}
+
+func offsetToken(tok string) (int, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(tok)
+	if err != nil || n < 0 {
+		return 0, invalid("pageToken %q is not one this service issued", tok)
+	}
+	return n, nil
+}
+
+// fanOut runs fn on every shard in parallel; shards that fail are returned, not fatal.
+func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard int, db shards.DBTX) error) (missing []int32) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < s.shards.Len(); i++ {
+		wg.Go(func() {
+			err := s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, i, db) })
+			if err != nil {
+				s.metrics.missing.Inc()
+				s.cfg.Logger.Warn("shard did not answer a fan-out query", "shard", i, "err", err)
+				mu.Lock()
+				missing = append(missing, int32(i))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	sort.Slice(missing, func(a, b int) bool { return missing[a] < missing[b] })
+	return missing
+}
+
+// alertHours is the whole hours an alert query evaluates: the window's length rounded up to
+// whole hours, ending at the start of the hour that holds the window's end.
+func alertHours(w window.Window) window.Range {
+	end := window.FloorHour(w.End)
+	n := int64(math.Ceil(w.End.Sub(w.Start).Hours()))
+	return window.Range{From: end.Add(-time.Duration(n) * time.Hour), To: end}
+}
+
+// ListAlerts answers GET /v1/analytics/alerts.
+func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analyticsv1.ListAlertsRequest]) (*connect.Response[analyticsv1.ListAlertsResponse], error) {
+	threshold := h.s.cfg.DefaultThreshold
+	if req.Msg.Threshold != nil {
+		threshold = req.Msg.GetThreshold()
+		if math.IsNaN(threshold) || threshold <= 0 || threshold > 10 {
+			return nil, invalid("threshold %v must be a ratio above 0, such as 0.85", threshold)
+		}
+	}
+	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
+	if err != nil {
+		return nil, err
+	}
+	size, err := pageSize(req.Msg.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	offset, err := offsetToken(req.Msg.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	hours := alertHours(w)
+
+	var mu sync.Mutex
+	var parts []query.AlertRows
+	missing := h.s.fanOut(ctx, func(ctx context.Context, _ int, db shards.DBTX) error {
+		rows, err := query.Alerts(ctx, db, hours, threshold)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		parts = append(parts, rows)
+		mu.Unlock()
+		return nil
+	})
+	if ctx.Err() != nil {
+		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
+	}
+
+	var sites []*analyticsv1.SiteAlert
+	type veh struct {
+		ac, dc float64
+		meters map[string]bool
+	}
+	vehicles := map[string]*veh{}
+	get := func(id string) *veh {
+		v, ok := vehicles[id]
+		if !ok {
+			v = &veh{meters: map[string]bool{}}
+			vehicles[id] = v
+		}
+		return v
+	}
+	var idx *mappedIndex
+	for _, p := range parts {
+		for _, st := range p.Sites {
+			sites = append(sites, &analyticsv1.SiteAlert{
+				MeterId: st.MeterID, AcConsumed: st.AC, DcDelivered: st.DC,
+				EfficiencyRatio: st.DC / st.AC, VehicleIds: st.VehicleIDs,
+			})
+		}
+		for _, vt := range p.Vehicles {
+			v := get(vt.VehicleID)
+			v.ac += vt.AC
+			v.dc += vt.DC
+			for _, m := range vt.MeterIDs {
+				v.meters[m] = true
+			}
+		}
+		for _, u := range p.Unshared {
+			if idx == nil {
+				idx = newMappedIndex(h.s.reg)
+			}
+			mapped := idx.vehicles(u.MeterID, window.Range{From: u.Hour, To: u.Hour.Add(time.Hour)})
+			for _, id := range mapped {
+				v := get(id)
+				v.ac += u.AC / float64(len(mapped))
+				v.meters[u.MeterID] = true
+			}
+		}
+	}
+	var valerts []*analyticsv1.VehicleAlert
+	for id, v := range vehicles {
+		if v.ac <= 0 || v.dc/v.ac >= threshold {
+			continue
+		}
+		ms := make([]string, 0, len(v.meters))
+		for m := range v.meters {
+			ms = append(ms, m)
+		}
+		sort.Strings(ms)
+		valerts = append(valerts, &analyticsv1.VehicleAlert{
+			VehicleId: id, AcConsumed: v.ac, DcDelivered: v.dc, EfficiencyRatio: v.dc / v.ac, MeterIds: ms,
+		})
+	}
+	sort.Slice(sites, func(i, j int) bool {
+		if sites[i].EfficiencyRatio != sites[j].EfficiencyRatio {
+			return sites[i].EfficiencyRatio < sites[j].EfficiencyRatio
+		}
+		return sites[i].MeterId < sites[j].MeterId
+	})
+	sort.Slice(valerts, func(i, j int) bool {
+		if valerts[i].EfficiencyRatio != valerts[j].EfficiencyRatio {
+			return valerts[i].EfficiencyRatio < valerts[j].EfficiencyRatio
+		}
+		return valerts[i].VehicleId < valerts[j].VehicleId
+	})
+	res := &analyticsv1.ListAlertsResponse{
+		Threshold:     threshold,
+		HoursStart:    timestamppb.New(hours.From),
+		HoursEnd:      timestamppb.New(hours.To),
+		MissingShards: missing,
+		TotalSites:    int32(len(sites)),
+		TotalVehicles: int32(len(valerts)),
+		Sites:         page(sites, offset, size),
+		Vehicles:      page(valerts, offset, size),
+	}
+	if offset+size < len(sites) || offset+size < len(valerts) {
+		res.NextPageToken = strconv.Itoa(offset + size)
+	}
+	return connect.NewResponse(res), nil
+}
+
+func page[T any](xs []T, offset, size int) []T {
+	if offset >= len(xs) {
+		return nil
+	}
+	return xs[offset:min(offset+size, len(xs))]
+}

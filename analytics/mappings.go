@@ -1,0 +1,129 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+)
+
+// MappingSaved is the seed's confirmation text for mapping writes.
+const MappingSaved = "Vehicle-meter mapping created/updated successfully"
+
+func intervalsMsg(m registry.Mapping) []*analyticsv1.MappingInterval {
+	out := make([]*analyticsv1.MappingInterval, len(m.Intervals))
+	for i, iv := range m.Intervals {
+		out[i] = &analyticsv1.MappingInterval{MeterId: iv.MeterID, From: timestamppb.New(iv.From)}
+		if iv.To != nil {
+			out[i].To = timestamppb.New(*iv.To)
+		}
+	}
+	return out
+}
+
+func mappingResponse(m registry.Mapping, message string) *analyticsv1.MappingResponse {
+	res := &analyticsv1.MappingResponse{
+		VehicleId: m.VehicleID, MeterId: m.MeterID, Message: message, Intervals: intervalsMsg(m),
+	}
+	if !m.UpdatedAt.IsZero() {
+		res.UpdatedAt = timestamppb.New(m.UpdatedAt)
+	}
+	return res
+}
+
+func (h *handler) setMapping(ctx context.Context, vehicleID, meterID string) (*connect.Response[analyticsv1.MappingResponse], error) {
+	m, err := h.s.reg.Set(ctx, vehicleID, meterID)
+	if err != nil {
+		return nil, registryError(vehicleID, err)
+	}
+	h.s.cfg.Logger.Info("vehicle mapped", "vehicle", vehicleID, "meter", meterID)
+	return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
+}
+
+// CreateMapping answers POST /v1/analytics/mappings: creates or updates, as the seed does.
+func (h *handler) CreateMapping(ctx context.Context, req *connect.Request[analyticsv1.CreateMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
+	if err := checkID("vehicle", req.Msg.GetVehicleId()); err != nil {
+		return nil, err
+	}
+	if err := checkID("meter", req.Msg.GetMeterId()); err != nil {
+		return nil, err
+	}
+	return h.setMapping(ctx, req.Msg.GetVehicleId(), req.Msg.GetMeterId())
+}
+
+// UpdateMapping answers PUT /v1/analytics/mappings/{vehicleId}: only for a vehicle that has
+// been mapped before.
+func (h *handler) UpdateMapping(ctx context.Context, req *connect.Request[analyticsv1.UpdateMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
+	id := req.Msg.GetVehicleId()
+	if err := checkID("vehicle", id); err != nil {
+		return nil, err
+	}
+	if err := checkID("meter", req.Msg.GetMeterId()); err != nil {
+		return nil, err
+	}
+	if _, err := h.s.reg.Get(ctx, id); err != nil {
+		return nil, registryError(id, err)
+	}
+	return h.setMapping(ctx, id, req.Msg.GetMeterId())
+}
+
+// GetMapping answers GET /v1/analytics/mappings/{vehicleId} from the bucket.
+func (h *handler) GetMapping(ctx context.Context, req *connect.Request[analyticsv1.GetMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
+	id := req.Msg.GetVehicleId()
+	if err := checkID("vehicle", id); err != nil {
+		return nil, err
+	}
+	m, err := h.s.reg.Get(ctx, id)
+	if err != nil {
+		return nil, registryError(id, err)
+	}
+	return connect.NewResponse(mappingResponse(m, "")), nil
+}
+
+// DeleteMapping answers DELETE /v1/analytics/mappings/{vehicleId}: ends the current interval
+// now and keeps the history.
+func (h *handler) DeleteMapping(ctx context.Context, req *connect.Request[analyticsv1.DeleteMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
+	id := req.Msg.GetVehicleId()
+	if err := checkID("vehicle", id); err != nil {
+		return nil, err
+	}
+	m, err := h.s.reg.Unset(ctx, id)
+	if err != nil {
+		return nil, registryError(id, err)
+	}
+	h.s.cfg.Logger.Info("vehicle unmapped", "vehicle", id)
+	return connect.NewResponse(mappingResponse(m, "Vehicle-meter mapping ended; its history is kept")), nil
+}
+
+// ListMappings answers GET /v1/analytics/mappings from the in-memory copy, in vehicle-id
+// order; the page token is the last vehicle id of the previous page.
+func (h *handler) ListMappings(ctx context.Context, req *connect.Request[analyticsv1.ListMappingsRequest]) (*connect.Response[analyticsv1.ListMappingsResponse], error) {
+	size, err := pageSize(req.Msg.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after := req.Msg.GetPageToken()
+	if after != "" {
+		if err := checkID("pageToken", after); err != nil {
+			return nil, err
+		}
+	}
+	if err := h.s.reg.WaitReady(ctx); err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("the mapping copy has not caught up yet"))
+	}
+	ms, more := h.s.reg.ListCached(after, size)
+	res := &analyticsv1.ListMappingsResponse{}
+	for _, m := range ms {
+		res.Mappings = append(res.Mappings, &analyticsv1.Mapping{
+			VehicleId: m.VehicleID, MeterId: m.MeterID, Intervals: intervalsMsg(m), UpdatedAt: timestamppb.New(m.UpdatedAt),
+		})
+	}
+	if more && len(ms) > 0 {
+		res.NextPageToken = ms[len(ms)-1].VehicleID
+	}
+	return connect.NewResponse(res), nil
+}

@@ -1,0 +1,194 @@
+package analytics
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
+	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+)
+
+type vehicleShare struct {
+	vehicleID string
+	dc, ac    float64
+	readings  int
+}
+
+// meterAnswer is a meter's window: its AC, the DC of every vehicle attributed to it, and each
+// vehicle's share of the AC.
+type meterAnswer struct {
+	total        hourTotals
+	unattributed float64
+	vehicles     map[string]*vehicleShare
+	hours        map[time.Time]*hourTotals
+	known        bool
+}
+
+// meterWindow reads the meter's window from its shard (one shard answers) and splits each
+// hour's AC among the vehicles by DC share (equally among the vehicles mapped then when no DC
+// was attributed; unattributed when none was mapped).
+func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Window) (meterAnswer, error) {
+	shard := s.cfg.SlotMap.ShardOf(meterID)
+	var rows query.MeterRows
+	known := true
+	err := s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
+		var err error
+		rows, err = query.Meter(ctx, db, meterID, w)
+		if err != nil || len(rows.AC) > 0 || len(rows.DC) > 0 {
+			return err
+		}
+		_, known, err = query.GetMeterStatus(ctx, db, meterID)
+		return err
+	})
+	if err != nil {
+		return meterAnswer{}, s.shardError("reading meter "+meterID, err)
+	}
+	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}, known: known}
+	hour := func(h time.Time) *hourTotals {
+		t, ok := ans.hours[h]
+		if !ok {
+			t = &hourTotals{}
+			ans.hours[h] = t
+		}
+		return t
+	}
+	veh := func(id string) *vehicleShare {
+		v, ok := ans.vehicles[id]
+		if !ok {
+			v = &vehicleShare{vehicleID: id}
+			ans.vehicles[id] = v
+		}
+		return v
+	}
+	perHour := map[time.Time][]query.HourDC{}
+	for _, d := range rows.DC {
+		perHour[d.Hour] = append(perHour[d.Hour], d)
+		t := hour(d.Hour)
+		t.dc += d.DC
+		t.tempSum += d.TempSum
+		t.readings += d.Readings
+		v := veh(d.VehicleID)
+		v.dc += d.DC
+		v.readings += d.Readings
+	}
+	sort.Slice(rows.AC, func(i, j int) bool { return rows.AC[i].Hour.Before(rows.AC[j].Hour) })
+	var idx *mappedIndex
+	for _, a := range rows.AC {
+		t := hour(a.Hour)
+		t.ac += a.AC
+		t.voltageSum += a.VoltageSum
+		t.meterReadings += a.Readings
+		if a.AC == 0 {
+			continue
+		}
+		if t.dc > 0 {
+			for _, d := range perHour[a.Hour] {
+				veh(d.VehicleID).ac += a.AC * d.DC / t.dc
+			}
+			continue
+		}
+		if idx == nil {
+			idx = newMappedIndex(s.reg)
+		}
+		mapped := idx.vehicles(meterID, w.Segment(a.Hour))
+		if len(mapped) == 0 {
+			ans.unattributed += a.AC
+			continue
+		}
+		for _, id := range mapped {
+			veh(id).ac += a.AC / float64(len(mapped))
+		}
+	}
+	for _, h := range sortedHours(ans.hours) {
+		t := ans.hours[h]
+		ans.total.dc += t.dc
+		ans.total.ac += t.ac
+		ans.total.tempSum += t.tempSum
+		ans.total.voltageSum += t.voltageSum
+		ans.total.readings += t.readings
+		ans.total.meterReadings += t.meterReadings
+	}
+	return ans, nil
+}
+
+// GetMeterPerformance answers GET /v1/analytics/meters/{meterId}/performance.
+func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[analyticsv1.GetMeterPerformanceRequest]) (*connect.Response[analyticsv1.GetMeterPerformanceResponse], error) {
+	id := req.Msg.GetMeterId()
+	if err := checkID("meter", id); err != nil {
+		return nil, err
+	}
+	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
+	if err != nil {
+		return nil, err
+	}
+	ans, err := h.s.meterWindow(ctx, id, w)
+	if err != nil {
+		return nil, err
+	}
+	if !ans.known {
+		return nil, notFound("meter %s has never reported", id)
+	}
+	res := &analyticsv1.GetMeterPerformanceResponse{
+		MeterId: id,
+		Period:  w.Period(),
+		Energy: &analyticsv1.Energy{
+			AcConsumed:      proto.Float64(ans.total.ac),
+			DcDelivered:     proto.Float64(ans.total.dc),
+			EfficiencyRatio: ratio(ans.total.dc, ans.total.ac),
+		},
+		WindowStart:     timestamppb.New(w.Start),
+		WindowEnd:       timestamppb.New(w.End),
+		MeterReadings:   int32(ans.total.meterReadings),
+		VehicleReadings: int32(ans.total.readings),
+		AvgVoltage:      mean(ans.total.voltageSum, ans.total.meterReadings),
+		UnattributedAc:  ans.unattributed,
+	}
+	vs := make([]*vehicleShare, 0, len(ans.vehicles))
+	for _, v := range ans.vehicles {
+		vs = append(vs, v)
+	}
+	sort.Slice(vs, func(i, j int) bool {
+		if vs[i].dc != vs[j].dc {
+			return vs[i].dc > vs[j].dc
+		}
+		return vs[i].vehicleID < vs[j].vehicleID
+	})
+	for _, v := range vs {
+		res.Vehicles = append(res.Vehicles, &analyticsv1.VehicleShare{
+			VehicleId: v.vehicleID, DcDelivered: v.dc, AcConsumed: v.ac,
+			EfficiencyRatio: ratio(v.dc, v.ac), Readings: int32(v.readings),
+		})
+	}
+	return connect.NewResponse(res), nil
+}
+
+// GetMeterSeries answers GET /v1/analytics/meters/{meterId}/series.
+func (h *handler) GetMeterSeries(ctx context.Context, req *connect.Request[analyticsv1.GetMeterSeriesRequest]) (*connect.Response[analyticsv1.GetSeriesResponse], error) {
+	id := req.Msg.GetMeterId()
+	if err := checkID("meter", id); err != nil {
+		return nil, err
+	}
+	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
+	if err != nil {
+		return nil, err
+	}
+	step, err := window.ParseStep(req.Msg.GetStep())
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	ans, err := h.s.meterWindow(ctx, id, w)
+	if err != nil {
+		return nil, err
+	}
+	if !ans.known {
+		return nil, notFound("meter %s has never reported", id)
+	}
+	return connect.NewResponse(series(id, w, step, ans.hours, true)), nil
+}

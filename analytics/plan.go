@@ -1,0 +1,153 @@
+package analytics
+
+import (
+	"sort"
+	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/window"
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+)
+
+// piece is the part of the window during which a vehicle was mapped to one meter.
+type piece struct {
+	meterID string
+	r       window.Range
+}
+
+// pieces clips the mapping's intervals to the window, in time order, and reports whether some
+// part of the window had no mapping (the vehicle's readings then live on its own id's shard).
+func pieces(m registry.Mapping, w window.Window) (ps []piece, uncovered bool) {
+	cursor := w.Start
+	for _, iv := range m.Intervals {
+		from, to := iv.From, w.End
+		if iv.To != nil {
+			to = *iv.To
+		}
+		if from.Before(w.Start) {
+			from = w.Start
+		}
+		if to.After(w.End) {
+			to = w.End
+		}
+		if !from.Before(to) {
+			continue
+		}
+		if from.After(cursor) {
+			uncovered = true
+		}
+		if to.After(cursor) {
+			cursor = to
+		}
+		ps = append(ps, piece{meterID: iv.MeterID, r: window.Range{From: from, To: to}})
+	}
+	if cursor.Before(w.End) {
+		uncovered = true
+	}
+	return ps, uncovered
+}
+
+// shardPlan is what to ask one shard for a vehicle's window.
+type shardPlan struct {
+	shard  int
+	meters []query.MeterSpan
+}
+
+// planVehicle groups the meters' hour spans by shard; every shard that may hold the vehicle's
+// readings is in the plan, with or without meters.
+func planVehicle(sm *placement.SlotMap, vehicleID string, w window.Window, ps []piece, uncovered bool) []shardPlan {
+	spans := map[string][]window.Range{}
+	var order []string
+	for _, p := range ps {
+		if _, ok := spans[p.meterID]; !ok {
+			order = append(order, p.meterID)
+		}
+		spans[p.meterID] = append(spans[p.meterID], w.HourSpan(p.r))
+	}
+	byShard := map[int]*shardPlan{}
+	var plans []*shardPlan
+	get := func(shard int) *shardPlan {
+		if p, ok := byShard[shard]; ok {
+			return p
+		}
+		p := &shardPlan{shard: shard}
+		byShard[shard] = p
+		plans = append(plans, p)
+		return p
+	}
+	if uncovered {
+		get(sm.ShardOf(vehicleID))
+	}
+	for _, meter := range order {
+		p := get(sm.ShardOf(meter))
+		for _, r := range mergeRanges(spans[meter]) {
+			p.meters = append(p.meters, query.MeterSpan{MeterID: meter, Hours: r})
+		}
+	}
+	out := make([]shardPlan, len(plans))
+	for i, p := range plans {
+		out[i] = *p
+	}
+	return out
+}
+
+// mergeRanges merges overlapping or touching ranges.
+func mergeRanges(rs []window.Range) []window.Range {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].From.Before(rs[j].From) })
+	var out []window.Range
+	for _, r := range rs {
+		if n := len(out); n > 0 && !r.From.After(out[n-1].To) {
+			if r.To.After(out[n-1].To) {
+				out[n-1].To = r.To
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// mappedIndex answers "which vehicles were mapped to meter m at some time in r", from the
+// registry's in-memory copy; it is built on first use within one request (it is needed only
+// for meter hours with AC but no DC, where AC is split equally among the mapped vehicles).
+type mappedIndex struct {
+	list    func() []registry.Mapping
+	byMeter map[string][]meterInterval
+}
+
+type meterInterval struct {
+	vehicleID string
+	from      time.Time
+	to        *time.Time
+}
+
+func newMappedIndex(reg interface {
+	ListCached(after string, limit int) ([]registry.Mapping, bool)
+}) *mappedIndex {
+	return &mappedIndex{list: func() []registry.Mapping {
+		all, _ := reg.ListCached("", 1<<31-1)
+		return all
+	}}
+}
+
+func (x *mappedIndex) vehicles(meterID string, r window.Range) []string {
+	if x.byMeter == nil {
+		x.byMeter = map[string][]meterInterval{}
+		for _, m := range x.list() {
+			for _, iv := range m.Intervals {
+				x.byMeter[iv.MeterID] = append(x.byMeter[iv.MeterID], meterInterval{vehicleID: m.VehicleID, from: iv.From, to: iv.To})
+			}
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, iv := range x.byMeter[meterID] {
+		if iv.from.Before(r.To) && (iv.to == nil || iv.to.After(r.From)) && !seen[iv.vehicleID] {
+			seen[iv.vehicleID] = true
+			out = append(out, iv.vehicleID)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,153 @@
+// Package analytics is the analytics service: the Connect handler of
+// fleetingest.analytics.v1.AnalyticsService (Connect, gRPC and gRPC-Web) with its REST paths
+// transcoded by vanguard from the same handler, answering per-vehicle, per-meter and
+// fleet-wide efficiency questions from the shards that own the data (placement by mapping
+// interval), the vehicle → meter mappings (registry), and device status.
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/vanguard"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+)
+
+// Config of the service.
+type Config struct {
+	// Shards are the shard pools' configuration (DSNs by shard index). Required.
+	Shards shards.Config
+	// SlotMap places keys on shards; its shard count must match len(Shards.DSNs). Required.
+	SlotMap *placement.SlotMap
+	// Registry is the mapping registry; the caller runs it (Registry.Run). Required.
+	Registry *registry.Registry
+	// RequestTimeout bounds every RPC (each shard query is bounded by Shards.QueryTimeout
+	// too). Default 10s.
+	RequestTimeout time.Duration
+	// DefaultThreshold is the alert threshold when a request gives none. Default 0.85.
+	DefaultThreshold float64
+	// Now is the clock for windows that end "now". Default time.Now.
+	Now func() time.Time
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the service's metrics. Default: a private registry (not exported).
+	Registerer prometheus.Registerer
+}
+
+// Defaults of Config.
+const (
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultThreshold      = 0.85
+)
+
+func (c Config) withDefaults() Config {
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.DefaultThreshold == 0 {
+		c.DefaultThreshold = DefaultThreshold
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.SlotMap == nil {
+		return placement.ErrNoSlotMap
+	}
+	if c.Registry == nil {
+		return errors.New("no mapping registry")
+	}
+	if n := len(c.Shards.DSNs); n != c.SlotMap.Shards {
+		return fmt.Errorf("%d shard DSNs for a slot map of %d shards", n, c.SlotMap.Shards)
+	}
+	return nil
+}
+
+// Service answers the analytics API.
+type Service struct {
+	cfg     Config
+	shards  *shards.Set
+	reg     *registry.Registry
+	metrics *metrics
+	handler http.Handler
+}
+
+// New opens the shard pools (connections are made lazily) and builds the handler.
+func New(cfg Config) (*Service, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("analytics config: %w", err)
+	}
+	set, err := shards.Open(context.Background(), cfg.Shards)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		set.Close()
+		return nil, err
+	}
+	s := &Service{cfg: cfg, shards: set, reg: cfg.Registry, metrics: m}
+	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
+		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)))
+	tc, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(path, h)})
+	if err != nil {
+		set.Close()
+		return nil, fmt.Errorf("building the REST transcoder: %w", err)
+	}
+	s.handler = tc
+	return s, nil
+}
+
+// Handler serves Connect, gRPC and gRPC-Web on the service's path and the REST paths of its
+// google.api.http annotations. Serve it over HTTP/1.1 and unencrypted HTTP/2.
+func (s *Service) Handler() http.Handler { return s.handler }
+
+// Ready reports whether the mapping copy has caught up and every shard answers.
+func (s *Service) Ready(ctx context.Context) error {
+	if !s.reg.Ready() {
+		return errors.New("mapping registry has not caught up yet")
+	}
+	if err := s.shards.Ping(ctx); err != nil {
+		return fmt.Errorf("shards: %w", err)
+	}
+	return nil
+}
+
+// Close closes the shard pools.
+func (s *Service) Close() { s.shards.Close() }
+
+func timeoutInterceptor(d time.Duration) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next(ctx, req)
+		}
+	}
+}
+
+// handler implements the generated interface; each method lives beside its domain logic.
+type handler struct {
+	analyticsv1connect.UnimplementedAnalyticsServiceHandler
+	s *Service
+}

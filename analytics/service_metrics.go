@@ -1,0 +1,55 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests *prometheus.HistogramVec
+	missing  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "fleetingest", Subsystem: "analytics", Name: "request_duration_seconds",
+			Help:    "Duration of analytics RPCs by procedure and Connect code.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"procedure", "code"}),
+		missing: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "fleetingest", Subsystem: "analytics", Name: "shard_failures_total",
+			Help: "Shard queries that failed or timed out.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.missing} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("registering analytics metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) interceptor() connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			start := time.Now()
+			res, err := next(ctx, req)
+			code := "ok"
+			if err != nil {
+				code = connect.CodeOf(err).String()
+				var ce *connect.Error
+				if !errors.As(err, &ce) {
+					code = connect.CodeUnknown.String()
+				}
+			}
+			m.requests.WithLabelValues(req.Spec().Procedure, code).Observe(time.Since(start).Seconds())
+			return res, err
+		}
+	}
+}

@@ -1,0 +1,209 @@
+package analytics
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+)
+
+// hourTotals is what one hour (the window's part of it) contributes to an answer.
+type hourTotals struct {
+	dc, ac, tempSum, voltageSum float64
+	readings, meterReadings     int
+}
+
+// attribution is a vehicle's use of one meter during one piece of the window.
+type attribution struct {
+	meterID       string
+	r             window.Range
+	ac, dc        float64
+	shared        bool
+	meterReadings int
+}
+
+// vehicleAnswer is a vehicle's window, combined over every shard it had data on.
+type vehicleAnswer struct {
+	total  hourTotals
+	shared bool
+	meters []attribution
+	hours  map[time.Time]*hourTotals
+}
+
+type segKey struct {
+	meterID string
+	hour    time.Time
+}
+
+// mapping returns the vehicle's mapping from the in-memory copy, or from the bucket when the
+// copy does not have it (yet).
+func (s *Service) mapping(ctx context.Context, vehicleID string) (registry.Mapping, error) {
+	if m, ok := s.reg.Cached(vehicleID); ok {
+		return m, nil
+	}
+	m, err := s.reg.Get(ctx, vehicleID)
+	if err != nil {
+		return registry.Mapping{}, registryError(vehicleID, err)
+	}
+	return m, nil
+}
+
+// vehicleWindow answers a vehicle's window: DC of all its readings on every shard that holds
+// some, and for every (meter, hour) it was mapped in, its share of the meter's AC.
+func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registry.Mapping, w window.Window) (vehicleAnswer, error) {
+	ps, uncovered := pieces(m, w)
+	plans := planVehicle(s.cfg.SlotMap, vehicleID, w, ps, uncovered)
+	results := make([]query.VehicleRows, len(plans))
+	errs := make([]error, len(plans))
+	if len(plans) == 1 {
+		errs[0] = s.shards.Do(ctx, plans[0].shard, func(ctx context.Context, db shards.DBTX) error {
+			var err error
+			results[0], err = query.Vehicle(ctx, db, vehicleID, w, plans[0].meters)
+			return err
+		})
+	} else {
+		var wg sync.WaitGroup
+		for i, p := range plans {
+			wg.Go(func() {
+				errs[i] = s.shards.Do(ctx, p.shard, func(ctx context.Context, db shards.DBTX) error {
+					var err error
+					results[i], err = query.Vehicle(ctx, db, vehicleID, w, p.meters)
+					return err
+				})
+			})
+		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return vehicleAnswer{}, s.shardError("reading vehicle "+vehicleID, err)
+	}
+
+	ans := vehicleAnswer{hours: map[time.Time]*hourTotals{}}
+	hour := func(h time.Time) *hourTotals {
+		t, ok := ans.hours[h]
+		if !ok {
+			t = &hourTotals{}
+			ans.hours[h] = t
+		}
+		return t
+	}
+	mine := map[segKey]float64{}
+	acs := map[segKey]query.MeterHour{}
+	dcs := map[segKey]query.MeterDC{}
+	for _, rows := range results {
+		for _, o := range rows.Own {
+			t := hour(o.Hour)
+			t.dc += o.DC
+			t.tempSum += o.TempSum
+			t.readings += o.Readings
+			if o.MeterID != "" {
+				mine[segKey{o.MeterID, o.Hour}] += o.DC
+			}
+		}
+		for _, a := range rows.AC {
+			acs[segKey{a.MeterID, a.Hour}] = a
+		}
+		for _, d := range rows.DC {
+			dcs[segKey{d.MeterID, d.Hour}] = d
+		}
+	}
+
+	// One attribution per piece; a (meter, hour) belongs to the first piece of that meter
+	// that touches the hour.
+	ans.meters = make([]attribution, len(ps))
+	for i, p := range ps {
+		ans.meters[i] = attribution{meterID: p.meterID, r: p.r}
+	}
+	pieceOf := func(k segKey) *attribution {
+		for i := range ans.meters {
+			a := &ans.meters[i]
+			if a.meterID != k.meterID {
+				continue
+			}
+			span := w.HourSpan(a.r)
+			if !k.hour.Before(span.From) && k.hour.Before(span.To) {
+				return a
+			}
+		}
+		return nil
+	}
+	keys := map[segKey]bool{}
+	for k := range acs {
+		keys[k] = true
+	}
+	for k := range dcs {
+		keys[k] = true
+	}
+	for k := range mine {
+		keys[k] = true
+	}
+	ordered := make([]segKey, 0, len(keys))
+	for k := range keys {
+		ordered = append(ordered, k)
+	}
+	sort.Slice(ordered, func(i, j int) bool {
+		if !ordered[i].hour.Equal(ordered[j].hour) {
+			return ordered[i].hour.Before(ordered[j].hour)
+		}
+		return ordered[i].meterID < ordered[j].meterID
+	})
+	var idx *mappedIndex
+	for _, k := range ordered {
+		a := pieceOf(k)
+		if a == nil {
+			continue // DC attributed to a meter outside the mapped pieces (not expected)
+		}
+		ac, dc, my := acs[k], dcs[k], mine[k]
+		share, shared := 0.0, dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
+		switch {
+		case dc.Total > 0:
+			share = ac.AC * my / dc.Total
+		case ac.AC > 0:
+			if idx == nil {
+				idx = newMappedIndex(s.reg)
+			}
+			n := len(idx.vehicles(k.meterID, w.Segment(k.hour)))
+			if n < 1 {
+				n = 1
+			}
+			share = ac.AC / float64(n)
+			shared = shared || n > 1
+		}
+		a.ac += share
+		a.dc += my
+		a.meterReadings += ac.Readings
+		a.shared = a.shared || shared
+		t := hour(k.hour)
+		t.ac += share
+		t.meterReadings += ac.Readings
+		t.voltageSum += ac.VoltageSum
+	}
+	for _, h := range sortedHours(ans.hours) {
+		t := ans.hours[h]
+		ans.total.dc += t.dc
+		ans.total.ac += t.ac
+		ans.total.tempSum += t.tempSum
+		ans.total.readings += t.readings
+		ans.total.meterReadings += t.meterReadings
+	}
+	for _, a := range ans.meters {
+		ans.shared = ans.shared || a.shared
+	}
+	return ans, nil
+}
+
+// sortedHours lists the hours in time order, so the same data always sums to the same float.
+func sortedHours(hours map[time.Time]*hourTotals) []time.Time {
+	hs := make([]time.Time, 0, len(hours))
+	for h := range hours {
+		hs = append(hs, h)
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Before(hs[j]) })
+	return hs
+}

@@ -1,0 +1,161 @@
+// Package window is the time arithmetic of analytics queries: half-open windows
+// [end - length, end), their split into whole hours (answered from the hourly rollups) and the
+// partial edge hours (answered from raw history), and step buckets for series. No I/O.
+package window
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits of a window's length.
+const (
+	MinLength     = time.Minute
+	MaxLength     = 400 * 24 * time.Hour
+	DefaultLength = 24 * time.Hour
+)
+
+// Window is the half-open interval [Start, End), in UTC, at microsecond precision (Postgres').
+type Window struct {
+	Start, End time.Time
+	// Length as the caller wrote it ("24h"), for the period label.
+	Spec string
+}
+
+// ParseDuration accepts Go durations ("90m", "1h30m") and whole days ("7d").
+func ParseDuration(s string) (time.Duration, error) {
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a whole number of days", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
+	}
+	return d, nil
+}
+
+// Parse builds a window from the query's length ("" = 24h) and end (RFC 3339, "" = now).
+func Parse(length, end string, now time.Time) (Window, error) {
+	spec := length
+	if spec == "" {
+		spec = "24h"
+	}
+	d, err := ParseDuration(spec)
+	if err != nil {
+		return Window{}, fmt.Errorf("window: %w", err)
+	}
+	if d < MinLength || d > MaxLength {
+		return Window{}, fmt.Errorf("window %s is outside %s..%dd", spec, MinLength, int(MaxLength/(24*time.Hour)))
+	}
+	e := now
+	if end != "" {
+		e, err = time.Parse(time.RFC3339Nano, end)
+		if err != nil {
+			return Window{}, fmt.Errorf("end %q is not an RFC 3339 time such as 2026-02-09T10:30:00Z", end)
+		}
+	}
+	e = e.UTC().Truncate(time.Microsecond)
+	return Window{Start: e.Add(-d), End: e, Spec: spec}, nil
+}
+
+// Period is the seed's label: "last_24_hours" for a 24-hour window, "last_<spec>" otherwise.
+func (w Window) Period() string {
+	if w.End.Sub(w.Start) == 24*time.Hour {
+		return "last_24_hours"
+	}
+	return "last_" + w.Spec
+}
+
+// FloorHour is the start of t's hour (hours counted from the Unix epoch, as date_bin does).
+func FloorHour(t time.Time) time.Time { return t.Truncate(time.Hour) }
+
+// CeilHour is t when t starts an hour, else the start of the next hour.
+func CeilHour(t time.Time) time.Time {
+	f := t.Truncate(time.Hour)
+	if f.Equal(t) {
+		return t
+	}
+	return f.Add(time.Hour)
+}
+
+// Range is a half-open time range [From, To).
+type Range struct{ From, To time.Time }
+
+// Empty reports whether the range holds no instant.
+func (r Range) Empty() bool { return !r.From.Before(r.To) }
+
+// Split divides the window into whole hours (possibly empty) and at most two partial edges,
+// each inside one hour.
+func (w Window) Split() (whole Range, edges []Range) {
+	ca, fb := CeilHour(w.Start), FloorHour(w.End)
+	if ca.After(fb) { // start and end inside one hour
+		return Range{From: ca, To: ca}, []Range{{From: w.Start, To: w.End}}
+	}
+	if w.Start.Before(ca) {
+		edges = append(edges, Range{From: w.Start, To: ca})
+	}
+	if fb.Before(w.End) {
+		edges = append(edges, Range{From: fb, To: w.End})
+	}
+	return Range{From: ca, To: fb}, edges
+}
+
+// WholeHours is the whole hours inside the window, [CeilHour(Start), FloorHour(End)).
+func (w Window) WholeHours() Range {
+	whole, _ := w.Split()
+	return whole
+}
+
+// Segment returns the part of hour h inside the window.
+func (w Window) Segment(h time.Time) Range {
+	r := Range{From: h, To: h.Add(time.Hour)}
+	if r.From.Before(w.Start) {
+		r.From = w.Start
+	}
+	if r.To.After(w.End) {
+		r.To = w.End
+	}
+	return r
+}
+
+// HourSpan returns the hours [FloorHour(r.From), CeilHour(r.To)) that r touches, clipped to
+// the window's hours.
+func (w Window) HourSpan(r Range) Range {
+	from, to := FloorHour(r.From), CeilHour(r.To)
+	if ws := FloorHour(w.Start); from.Before(ws) {
+		from = ws
+	}
+	if we := CeilHour(w.End); to.After(we) {
+		to = we
+	}
+	return Range{From: from, To: to}
+}
+
+// ParseStep reads a series step: a whole number of hours, default 1h.
+func ParseStep(s string) (time.Duration, error) {
+	if s == "" {
+		return time.Hour, nil
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("step: %w", err)
+	}
+	if d < time.Hour || d%time.Hour != 0 {
+		return 0, errors.New("step must be a whole number of hours, such as 1h or 6h")
+	}
+	return d, nil
+}
+
+// Bucket returns the start of the step bucket that holds hour h (buckets aligned to the epoch).
+func Bucket(h time.Time, step time.Duration) time.Time {
+	sec := int64(step / time.Second)
+	u := h.Unix()
+	return time.Unix(u-((u%sec)+sec)%sec, 0).UTC()
+}
