@@ -11,7 +11,8 @@ import (
 )
 
 // Class says why a reading was refused: it could not be parsed, or it parsed but is not
-// plausible. The HTTP surface maps them to 400 and 422.
+// plausible (or, for a batch, holds too many readings). The HTTP surface maps them to 400,
+// 422 and 413.
 type Class uint8
 
 const (
@@ -19,6 +20,8 @@ const (
 	Malformed Class = iota + 1
 	// Implausible: parses, but a value is out of range or the timestamp too old or too new.
 	Implausible
+	// TooLarge: a batch holds more readings than the receiver accepts (413).
+	TooLarge
 )
 
 // FieldViolation names one bad field, as google.rpc.BadRequest.FieldViolation does.
