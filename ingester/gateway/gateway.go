@@ -1,0 +1,292 @@
+// Package gateway is the HTTP entry of readings: it decodes and validates device payloads,
+// places each reading on its shard (a vehicle by the meter it was mapped to at the reading's
+// time), coalesces the readings of one shard into one JetStream message, and answers a
+// request only after JetStream acknowledged every message that holds its readings.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/api/telemetry"
+	"github.com/fleetingest/fleetingest/ingester"
+)
+
+// Placement decides where a vehicle reading goes; *registry.Registry implements it.
+type Placement interface {
+	// PlacementKey returns the meter the vehicle was mapped to at t, or vehicleID when it had
+	// no mapping then.
+	PlacementKey(vehicleID string, t time.Time) string
+	// Ready reports whether the placement view has caught up, so nothing is routed on a
+	// stale view.
+	Ready() bool
+}
+
+// Defaults of Config.
+const (
+	DefaultLinger                = time.Millisecond
+	MaxLinger                    = 2 * time.Millisecond
+	DefaultMaxReadingsPerMessage = 256
+	MaxReadingsPerMessageLimit   = 10_000
+	DefaultMaxBodyBytes          = 1 << 20
+	DefaultMaxBatchBodyBytes     = 16 << 20
+	DefaultMaxBatchReadings      = telemetry.DefaultMaxBatchReadings
+	DefaultQueueSize             = 2 * DefaultMaxBatchReadings
+	DefaultPublishers            = 4
+	DefaultPublishTimeout        = 5 * time.Second
+	DefaultRetryAfter            = time.Second
+)
+
+// Config of a Gateway.
+type Config struct {
+	// Topology names the fleet's streams and subjects. Required.
+	Topology ingester.Topology
+	// SlotMap maps placement keys to shards; it must have Topology.Shards shards. Required.
+	SlotMap *placement.SlotMap
+	// Placement resolves a vehicle's placement key. Required.
+	Placement Placement
+	// Limits bound how old or how far ahead a reading's timestamp may be. The zero value
+	// means telemetry.DefaultLimits() (7 days late, 5 minutes ahead).
+	Limits telemetry.Limits
+	// Linger is how long a shard's next message waits for more readings after its first
+	// one arrived. Default 1ms, at most 2ms.
+	Linger time.Duration
+	// MaxReadingsPerMessage bounds the readings in one stream message. Default 256.
+	MaxReadingsPerMessage int
+	// MaxBodyBytes bounds the body of POST /v1/telemetry. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxBatchBodyBytes bounds the body of POST /v1/telemetry/batch. Default 16 MiB.
+	MaxBatchBodyBytes int64
+	// MaxBatchReadings bounds the readings of one batch. Default 10,000.
+	MaxBatchReadings int
+	// QueueSize bounds the readings waiting for publication per shard; a full queue answers
+	// 503. Default 20,000 (two full batches); at least MaxBatchReadings.
+	QueueSize int
+	// Publishers is the number of messages per shard in flight to JetStream at once. Default 4.
+	Publishers int
+	// PublishTimeout bounds one publish and its acknowledgement. Default 5s.
+	PublishTimeout time.Duration
+	// RetryAfter is what a 503 tells clients to wait. Default 1s.
+	RetryAfter time.Duration
+	// Registerer receives the gateway's metrics. Default: a private registry.
+	Registerer prometheus.Registerer
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock readings are validated against. Default time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Limits == (telemetry.Limits{}) {
+		c.Limits = telemetry.DefaultLimits()
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultLinger
+	}
+	if c.MaxReadingsPerMessage == 0 {
+		c.MaxReadingsPerMessage = DefaultMaxReadingsPerMessage
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxBatchBodyBytes == 0 {
+		c.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
+	}
+	if c.MaxBatchReadings == 0 {
+		c.MaxBatchReadings = DefaultMaxBatchReadings
+	}
+	if c.QueueSize == 0 {
+		c.QueueSize = max(DefaultQueueSize, c.MaxBatchReadings)
+	}
+	if c.Publishers == 0 {
+		c.Publishers = DefaultPublishers
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if err := c.Topology.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.SlotMap == nil:
+		return placement.ErrNoSlotMap
+	case c.SlotMap.Shards != c.Topology.Shards:
+		return fmt.Errorf("slot map has %d shards, topology %d", c.SlotMap.Shards, c.Topology.Shards)
+	case c.Placement == nil:
+		return errors.New("no placement (mapping registry) given")
+	case c.Limits.MaxLateness <= 0 || c.Limits.MaxFutureSkew < 0:
+		return fmt.Errorf("limits need a positive lateness and a non-negative future skew, got %s and %s", c.Limits.MaxLateness, c.Limits.MaxFutureSkew)
+	case c.Linger < 0 || c.Linger > MaxLinger:
+		return fmt.Errorf("linger %s out of range 0..%s", c.Linger, MaxLinger)
+	case c.MaxReadingsPerMessage < 1 || c.MaxReadingsPerMessage > MaxReadingsPerMessageLimit:
+		return fmt.Errorf("max readings per message %d out of range 1..%d", c.MaxReadingsPerMessage, MaxReadingsPerMessageLimit)
+	case c.MaxBodyBytes < 1 || c.MaxBatchBodyBytes < 1 || c.MaxBatchReadings < 1:
+		return errors.New("body and batch bounds must be positive")
+	case c.QueueSize < c.MaxBatchReadings:
+		return fmt.Errorf("queue size %d must hold at least one batch of %d readings", c.QueueSize, c.MaxBatchReadings)
+	case c.Publishers < 1:
+		return fmt.Errorf("publishers %d must be at least 1", c.Publishers)
+	case c.PublishTimeout <= 0 || c.RetryAfter <= 0:
+		return errors.New("publish timeout and retry-after must be positive")
+	}
+	return nil
+}
+
+// Gateway serves POST /v1/telemetry and POST /v1/telemetry/batch and publishes what it
+// accepts to the shards' streams.
+type Gateway struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	metrics *metrics
+	shards  []*shardQueue
+	bodies  sync.Pool // *[]byte request body buffers
+
+	// mu orders enqueueing against shutdown: handlers enqueue under the read lock while not
+	// draining, Run sets draining under the write lock, so nothing enqueued is left behind.
+	mu       sync.RWMutex
+	draining bool
+	started  atomic.Bool
+	running  atomic.Bool
+
+	streamsFound atomic.Bool
+	logThrottle  atomic.Int64 // Unix nanoseconds of the last publish-failure log line
+}
+
+// New builds a gateway publishing over nc. It binds to the streams EnsureStreams made; it
+// creates nothing. Call Run to start publishing and serve Handler.
+func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
+	if nc == nil {
+		return nil, errors.New("gateway needs a NATS connection")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("creating JetStream context: %w", err)
+	}
+	g := &Gateway{cfg: cfg, nc: nc, js: js}
+	g.shards = make([]*shardQueue, cfg.Topology.Shards)
+	for i := range g.shards {
+		g.shards[i] = newShardQueue(g, i)
+	}
+	if g.metrics, err = newMetrics(cfg.Registerer, g.shards); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// Run publishes queued readings until ctx ends, then stops accepting new requests (they are
+// answered 503), publishes everything already queued and returns.
+func (g *Gateway) Run(ctx context.Context) error {
+	if !g.started.CompareAndSwap(false, true) {
+		return errors.New("gateway is already running")
+	}
+	stop := make(chan struct{})
+	pubCtx := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for _, q := range g.shards {
+		for range g.cfg.Publishers {
+			wg.Go(func() { q.work(pubCtx, stop) })
+		}
+	}
+	g.running.Store(true)
+	g.cfg.Logger.Info("gateway publishing", "shards", len(g.shards), "publishersPerShard", g.cfg.Publishers,
+		"linger", g.cfg.Linger, "maxReadingsPerMessage", g.cfg.MaxReadingsPerMessage)
+	<-ctx.Done()
+
+	g.mu.Lock()
+	g.draining = true
+	g.running.Store(false)
+	g.mu.Unlock()
+	close(stop)
+	wg.Wait()
+	g.cfg.Logger.Info("gateway drained")
+	return nil
+}
+
+// Ready reports why the gateway should not receive traffic: its publishers are not running,
+// NATS is not connected, a shard's stream does not exist, or the placement copy has not
+// caught up.
+func (g *Gateway) Ready(ctx context.Context) error {
+	if !g.running.Load() {
+		return errors.New("gateway publishers are not running")
+	}
+	if !g.nc.IsConnected() {
+		return fmt.Errorf("NATS is not connected (%s)", g.nc.Status())
+	}
+	if !g.cfg.Placement.Ready() {
+		return errors.New("the mapping registry copy has not caught up")
+	}
+	if !g.streamsFound.Load() {
+		for i := range g.shards {
+			if _, err := g.js.Stream(ctx, g.cfg.Topology.Stream(i)); err != nil {
+				return fmt.Errorf("looking up stream %s: %w", g.cfg.Topology.Stream(i), err)
+			}
+		}
+		g.streamsFound.Store(true)
+	}
+	return nil
+}
+
+// route places a reading: it returns its shard, and for a vehicle mapped to a meter at the
+// reading's time it records that meter in the reading.
+func (g *Gateway) route(r telemetry.Reading) int {
+	if r.Meter != nil {
+		return g.cfg.SlotMap.ShardOf(r.Meter.GetMeterId())
+	}
+	v := r.Vehicle
+	key := g.cfg.Placement.PlacementKey(v.GetVehicleId(), r.Time())
+	if key != v.GetVehicleId() {
+		v.MeterId = key
+	}
+	return g.cfg.SlotMap.ShardOf(key)
+}
+
+// acceptable reports why nothing can be enqueued now, or nil.
+func (g *Gateway) acceptable() error {
+	switch {
+	case !g.running.Load():
+		return errNotRunning
+	case !g.cfg.Placement.Ready():
+		return errPlacementNotReady
+	case !g.nc.IsConnected():
+		return errNATSDown
+	}
+	return nil
+}
+
+var (
+	errNotRunning        = errors.New("the gateway is not running or shutting down")
+	errPlacementNotReady = errors.New("the mapping registry copy has not caught up yet")
+	errNATSDown          = errors.New("NATS is not connected")
+	errQueueFull         = errors.New("the shard's publish queue is full")
+)

@@ -1,0 +1,188 @@
+package gateway
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fleetingest/fleetingest/api/telemetry"
+)
+
+// Paths served by Handler.
+const (
+	PathTelemetry      = "/v1/telemetry"
+	PathTelemetryBatch = "/v1/telemetry/batch"
+)
+
+// Bodies of a 202 for one reading, as the seed answered them.
+var (
+	bodyMeterIngested   = []byte(`{"status":"meter telemetry ingested"}`)
+	bodyVehicleIngested = []byte(`{"status":"vehicle telemetry ingested"}`)
+)
+
+// statusClientClosed is recorded (and written, to nobody) when the client went away before
+// its readings were queued or answered.
+const statusClientClosed = 499
+
+// clientGone records that the client went away; the answer reaches nobody.
+func clientGone(w http.ResponseWriter) int {
+	w.WriteHeader(statusClientClosed)
+	return statusClientClosed
+}
+
+// Handler serves POST /v1/telemetry (one reading) and POST /v1/telemetry/batch (a JSON array
+// or NDJSON of readings of either kind).
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+PathTelemetry, g.counted(PathTelemetry, g.serveReading))
+	mux.HandleFunc("POST "+PathTelemetryBatch, g.counted(PathTelemetryBatch, g.serveBatch))
+	return mux
+}
+
+// counted records each answer's code by path.
+func (g *Gateway) counted(path string, serve func(http.ResponseWriter, *http.Request) int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		code := serve(w, r)
+		g.metrics.request(path, code)
+	}
+}
+
+func (g *Gateway) serveReading(w http.ResponseWriter, r *http.Request) int {
+	if _, ok := requestFormat(r.Header.Get("Content-Type"), false); !ok {
+		return writeStatus(w, unsupportedMediaType(r.Header.Get("Content-Type"), "application/json"))
+	}
+	buf, status := g.readBody(w, r, g.cfg.MaxBodyBytes)
+	if status != nil {
+		return writeStatus(w, status)
+	}
+	reading, derr := telemetry.DecodeReading(*buf, g.cfg.Now(), g.cfg.Limits)
+	if derr != nil {
+		g.metrics.rejectedPayload(refusedKind(derr), derr.Class, 1)
+		g.releaseBody(buf)
+		return writeStatus(w, decodeStatus(derr))
+	}
+	g.releaseBody(buf)
+	ctx := r.Context()
+	if ctx.Err() != nil {
+		return clientGone(w)
+	}
+	shard := g.route(reading)
+	t := newTicket(1, 1)
+	p := &pending{t: t, at: time.Now()}
+	p.one[0] = queued{idx: 0, r: reading}
+	p.items = p.one[:]
+	if err := g.enqueue(shard, p); err != nil {
+		g.metrics.rejected(reading.Kind(), reasonUnavailable, 1)
+		return g.writeUnavailable(w, err)
+	}
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		// The reading may still be published; the client retries and the store dedups.
+		return clientGone(w)
+	}
+	if err := t.errs[0]; err != nil {
+		g.metrics.rejected(reading.Kind(), reasonUnavailable, 1)
+		return g.writeUnavailable(w, err)
+	}
+	g.metrics.accepted(reading.Kind(), 1)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	if reading.Kind() == telemetry.KindMeter {
+		_, _ = w.Write(bodyMeterIngested)
+	} else {
+		_, _ = w.Write(bodyVehicleIngested)
+	}
+	return http.StatusAccepted
+}
+
+// enqueue queues p on a shard unless the gateway cannot accept readings now.
+func (g *Gateway) enqueue(shard int, p *pending) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if g.draining {
+		return errNotRunning
+	}
+	if err := g.acceptable(); err != nil {
+		return err
+	}
+	if !g.shards[shard].offer(p) {
+		return errQueueFull
+	}
+	return nil
+}
+
+func (g *Gateway) writeUnavailable(w http.ResponseWriter, err error) int {
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(1, g.cfg.RetryAfter.Round(time.Second)/time.Second))))
+	return writeStatus(w, unavailableStatus(err))
+}
+
+// readBody reads the request body into a pooled buffer, refusing more than limit bytes.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) (*[]byte, *httpStatus) {
+	if r.ContentLength > limit {
+		return nil, tooLarge(limit)
+	}
+	buf, _ := g.bodies.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, 0, 4096)
+		buf = &b
+	}
+	b := (*buf)[:0]
+	if r.ContentLength > 0 && int64(cap(b)) < r.ContentLength {
+		b = make([]byte, 0, r.ContentLength)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*buf = b
+			g.releaseBody(buf)
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				return nil, tooLarge(limit)
+			}
+			return nil, &httpStatus{http: http.StatusBadRequest, code: codeInvalidArgument, message: "reading the request body: " + err.Error()}
+		}
+	}
+	*buf = b
+	return buf, nil
+}
+
+// releaseBody returns a small body buffer to the pool; large ones are left to the GC.
+func (g *Gateway) releaseBody(buf *[]byte) {
+	if cap(*buf) <= 64<<10 {
+		g.bodies.Put(buf)
+	}
+}
+
+// requestFormat maps a Content-Type to a batch format. A missing Content-Type is taken as
+// JSON; NDJSON is accepted only where batch is true.
+func requestFormat(contentType string, batch bool) (telemetry.BatchFormat, bool) {
+	switch contentType {
+	case "", "application/json":
+		return telemetry.BatchJSON, true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return 0, false
+	}
+	switch strings.ToLower(mt) {
+	case "application/json":
+		return telemetry.BatchJSON, true
+	case "application/x-ndjson", "application/ndjson", "application/jsonl":
+		return telemetry.BatchNDJSON, batch
+	}
+	return 0, false
+}
