@@ -17,7 +17,7 @@ import (
 type fixedPlacement struct{}
 
 func (fixedPlacement) PlacementKey(vehicleID string, _ time.Time) string { return vehicleID }
-func (fixedPlacement) Ready() bool                                      { return true }
+func (fixedPlacement) Ready() bool                                       { return true }
 
 func TestFullShardQueueAnswers503AndQueuesNothingMore(t *testing.T) {
 	srv := natstest.Start(t)
