@@ -1,0 +1,345 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
+	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/pgtest"
+)
+
+var cluster *localpg.Cluster
+
+func TestMain(m *testing.M) { pgtest.Main(m, &cluster) }
+
+// fixedNow is the clock of most tests: mid-day, so "today" is unambiguous.
+var fixedNow = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func migratedPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	ctx := context.Background()
+	pool, err := OpenPool(ctx, pgtest.NewDatabase(tb, cluster), PoolConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	if _, err := Migrate(ctx, pool); err != nil {
+		tb.Fatal(err)
+	}
+	return pool
+}
+
+func newStore(tb testing.TB, pool *pgxpool.Pool, now time.Time) *Store {
+	tb.Helper()
+	s, err := New(context.Background(), pool, Config{Now: func() time.Time { return now }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func meter(id string, ts time.Time, kwh, volt float64) *telemetrypb.MeterReading {
+	return &telemetrypb.MeterReading{MeterId: id, TimestampMicros: ts.UnixMicro(), KwhConsumedAc: kwh, Voltage: volt}
+}
+
+func vehicle(id string, ts time.Time, soc, kwh, temp float64, meterID string) *telemetrypb.VehicleReading {
+	return &telemetrypb.VehicleReading{VehicleId: id, TimestampMicros: ts.UnixMicro(), Soc: soc, KwhDeliveredDc: kwh, BatteryTemp: temp, MeterId: meterID}
+}
+
+func count(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// checkRollups compares each rollup table with the same aggregate computed over history.
+func checkRollups(tb testing.TB, pool *pgxpool.Pool) {
+	tb.Helper()
+	for name, sql := range map[string]string{
+		"meter_hourly": `
+			WITH want AS (
+				SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour,
+					sum(kwh_consumed_ac) AS kwh, sum(voltage) AS volt, count(*)::int AS n
+				FROM meter_telemetry_history GROUP BY 1, 2)
+			SELECT count(*) FROM want FULL JOIN meter_hourly h USING (meter_id, hour)
+			WHERE want.n IS DISTINCT FROM h.readings
+				OR abs(want.kwh - h.kwh_consumed_ac) > 1e-6 OR abs(want.volt - h.voltage_sum) > 1e-6
+				OR want.n IS NULL OR h.readings IS NULL`,
+		"vehicle_hourly": `
+			WITH want AS (
+				SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour,
+					sum(kwh_delivered_dc) AS kwh, sum(battery_temp) AS temp, min(soc) AS lo, max(soc) AS hi, count(*)::int AS n
+				FROM vehicle_telemetry_history GROUP BY 1, 2, 3)
+			SELECT count(*) FROM want FULL JOIN vehicle_hourly h USING (vehicle_id, meter_id, hour)
+			WHERE want.n IS DISTINCT FROM h.readings
+				OR abs(want.kwh - h.kwh_delivered_dc) > 1e-6 OR abs(want.temp - h.battery_temp_sum) > 1e-6
+				OR want.lo IS DISTINCT FROM h.soc_min OR want.hi IS DISTINCT FROM h.soc_max
+				OR want.n IS NULL OR h.readings IS NULL`,
+	} {
+		if bad := count(tb, pool, sql); bad != 0 {
+			tb.Errorf("%s differs from the aggregate over history in %d rows", name, bad)
+		}
+	}
+}
+
+func TestMigrateIsIdempotentAndSafeToRunConcurrently(t *testing.T) {
+	ctx := t.Context()
+	pool, err := OpenPool(ctx, pgtest.NewDatabase(t, cluster), PoolConfig{MaxConns: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const callers = 6
+	applied := make([][]int, callers)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() { applied[i], errs[i] = Migrate(ctx, pool) })
+	}
+	wg.Wait()
+	total := 0
+	for i := range callers {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		total += len(applied[i])
+	}
+	if total != len(ms) {
+		t.Errorf("concurrent callers applied %d migrations in all, want %d (each exactly once)", total, len(ms))
+	}
+	if n := count(t, pool, "SELECT count(*) FROM schema_migrations"); n != len(ms) {
+		t.Errorf("schema_migrations holds %d rows, want %d", n, len(ms))
+	}
+	again, err := Migrate(ctx, pool)
+	if err != nil || len(again) != 0 {
+		t.Errorf("second Migrate applied %v, %v; want nothing", again, err)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM pg_partitioned_table pt JOIN pg_class c ON c.oid = pt.partrelid WHERE c.relname LIKE '%_telemetry_history'"); n != 2 {
+		t.Errorf("%d partitioned history tables, want 2", n)
+	}
+}
+
+func TestWriteBatchCountsDuplicatesWithinAndAcrossBatches(t *testing.T) {
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	ctx := t.Context()
+	t0 := fixedNow.Add(-3 * time.Hour).Truncate(time.Hour)
+	t1, t2 := t0.Add(time.Minute), t0.Add(2*time.Minute)
+
+	res, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{
+			meter("m1", t1, 1.5, 230), meter("m1", t1, 1.5, 230), // repeated inside the batch
+			meter("m1", t0, 2, 231), meter("m2", t1, 0.5, 229),
+		},
+		[]*telemetrypb.VehicleReading{
+			vehicle("v1", t1, 50, 1.25, 30, "m1"), vehicle("v1", t1, 50, 1.25, 30, "m1"),
+			vehicle("v1", t2, 51, 1, 31, "m2"),
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Result{Meters: KindResult{Inserted: 3, Duplicates: 1}, Vehicles: KindResult{Inserted: 2, Duplicates: 1}}
+	if res.Meters != want.Meters || res.Vehicles != want.Vehicles {
+		t.Errorf("first batch = %+v, want %+v", res, want)
+	}
+
+	res, err = s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", t1, 1.5, 230), meter("m1", t2, 3, 232)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", t1, 50, 1.25, 30, "m1"), vehicle("v2", t0, 10, 4, 25, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Result{Meters: KindResult{Inserted: 1, Duplicates: 1}, Vehicles: KindResult{Inserted: 1, Duplicates: 1}}
+	if res.Meters != want.Meters || res.Vehicles != want.Vehicles {
+		t.Errorf("second batch = %+v, want %+v", res, want)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM meter_telemetry_history"); n != 4 {
+		t.Errorf("%d meter history rows, want 4", n)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM vehicle_telemetry_history"); n != 3 {
+		t.Errorf("%d vehicle history rows, want 3", n)
+	}
+	var kwh float64
+	var readings int
+	if err := pool.QueryRow(ctx, "SELECT kwh_consumed_ac, readings FROM meter_hourly WHERE meter_id = 'm1' AND hour = $1", t0).Scan(&kwh, &readings); err != nil {
+		t.Fatal(err)
+	}
+	if kwh != 6.5 || readings != 3 {
+		t.Errorf("m1 hour rollup = %v kWh over %d readings, want 6.5 over 3", kwh, readings)
+	}
+	// v1 drew from two meters within the hour: one rollup row per attributed meter.
+	if n := count(t, pool, "SELECT count(*) FROM vehicle_hourly WHERE vehicle_id = 'v1' AND hour = $1", t0); n != 2 {
+		t.Errorf("v1 has %d rollup rows in the hour, want 2 (one per meter)", n)
+	}
+	checkRollups(t, pool)
+}
+
+func TestWriteBatchStatusNeverMovesBackwards(t *testing.T) {
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	ctx := t.Context()
+	base := fixedNow.Add(-time.Hour)
+	at := func(min int) time.Time { return base.Add(time.Duration(min) * time.Minute) }
+
+	steps := []struct {
+		name     string
+		meters   []*telemetrypb.MeterReading
+		vehicles []*telemetrypb.VehicleReading
+		wantTS   time.Time
+		wantKWh  float64
+		wantSoC  float64
+	}{
+		{"out-of-order readings in one batch keep the newest",
+			[]*telemetrypb.MeterReading{meter("m", at(5), 5, 230), meter("m", at(9), 9, 230), meter("m", at(7), 7, 230)},
+			[]*telemetrypb.VehicleReading{vehicle("v", at(9), 90, 9, 30, "m"), vehicle("v", at(5), 50, 5, 30, "m")},
+			at(9), 9, 90},
+		{"an older batch does not move status back",
+			[]*telemetrypb.MeterReading{meter("m", at(1), 1, 230)},
+			[]*telemetrypb.VehicleReading{vehicle("v", at(2), 20, 2, 30, "m")},
+			at(9), 9, 90},
+		{"a redelivered newest reading changes nothing",
+			[]*telemetrypb.MeterReading{meter("m", at(9), 9, 230)},
+			[]*telemetrypb.VehicleReading{vehicle("v", at(9), 90, 9, 30, "m")},
+			at(9), 9, 90},
+		{"a newer batch moves status forward",
+			[]*telemetrypb.MeterReading{meter("m", at(12), 12, 231)},
+			[]*telemetrypb.VehicleReading{vehicle("v", at(11), 95, 11, 31, "m")},
+			at(12), 12, 95},
+	}
+	for _, st := range steps {
+		if _, err := s.WriteBatch(ctx, st.meters, st.vehicles); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		var mts time.Time
+		var kwh, soc float64
+		if err := pool.QueryRow(ctx, "SELECT last_updated_at, last_kwh_consumed_ac FROM current_meter_status WHERE meter_id = 'm'").Scan(&mts, &kwh); err != nil {
+			t.Fatal(err)
+		}
+		if err := pool.QueryRow(ctx, "SELECT soc FROM current_vehicle_status WHERE vehicle_id = 'v'").Scan(&soc); err != nil {
+			t.Fatal(err)
+		}
+		if !mts.Equal(st.wantTS) || kwh != st.wantKWh || soc != st.wantSoC {
+			t.Errorf("%s: meter status at %v with %v kWh, vehicle soc %v; want %v, %v, %v", st.name, mts, kwh, soc, st.wantTS, st.wantKWh, st.wantSoC)
+		}
+	}
+	checkRollups(t, pool)
+}
+
+func TestWriteBatchKeepsMicrosecondTimestampsExact(t *testing.T) {
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	ts := time.UnixMicro(fixedNow.UnixMicro() + 123457)
+	if _, err := s.WriteBatch(t.Context(), []*telemetrypb.MeterReading{meter("m", ts, 1, 230)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.WriteBatch(t.Context(), []*telemetrypb.MeterReading{meter("m", ts, 1, 230)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Meters.Duplicates != 1 {
+		t.Errorf("retried reading not recognised as a duplicate: %+v", res)
+	}
+	var micros int64
+	if err := pool.QueryRow(t.Context(), "SELECT (extract(epoch FROM ts) * 1000000)::bigint FROM meter_telemetry_history").Scan(&micros); err != nil {
+		t.Fatal(err)
+	}
+	if micros != ts.UnixMicro() {
+		t.Errorf("stored %d µs, want %d", micros, ts.UnixMicro())
+	}
+}
+
+// TestWriteBatchMatchesAModelOverManyBatches writes random batches with duplicates within
+// and across batches and out-of-order timestamps, then checks history, rollups and status
+// against what the same readings must produce.
+func TestWriteBatchMatchesAModelOverManyBatches(t *testing.T) {
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	rng := rand.New(rand.NewPCG(1, 2))
+	type key struct {
+		id string
+		ts int64
+	}
+	meters, vehicles := map[key]bool{}, map[key]bool{}
+	newestMeter, newestVehicle := map[string]int64{}, map[string]int64{}
+	start := fixedNow.Add(-36 * time.Hour) // spans three UTC days
+	var wantInserted, wantDup int
+	for range 30 {
+		var ms []*telemetrypb.MeterReading
+		var vs []*telemetrypb.VehicleReading
+		for range 200 {
+			ts := start.Add(time.Duration(rng.IntN(36*60)) * time.Minute)
+			if rng.IntN(2) == 0 {
+				id := fmt.Sprintf("m%d", rng.IntN(8))
+				k := key{id, ts.UnixMicro()}
+				// The same (meter, ts) always carries the same values, as a retry would.
+				ms = append(ms, meter(id, ts, float64(k.ts%7)/2, 220+float64(k.ts%5)))
+				if meters[k] || slices.ContainsFunc(ms[:len(ms)-1], func(r *telemetrypb.MeterReading) bool { return r.MeterId == id && r.TimestampMicros == k.ts }) {
+					wantDup++
+				} else {
+					wantInserted++
+				}
+			} else {
+				id := fmt.Sprintf("v%d", rng.IntN(8))
+				k := key{id, ts.UnixMicro()}
+				vs = append(vs, vehicle(id, ts, float64(k.ts%101), float64(k.ts%9)/4, 20+float64(k.ts%3), fmt.Sprintf("m%d", k.ts%3)))
+				if vehicles[k] || slices.ContainsFunc(vs[:len(vs)-1], func(r *telemetrypb.VehicleReading) bool { return r.VehicleId == id && r.TimestampMicros == k.ts }) {
+					wantDup++
+				} else {
+					wantInserted++
+				}
+			}
+		}
+		res, err := s.WriteBatch(t.Context(), ms, vs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Readings() != len(ms)+len(vs) {
+			t.Fatalf("result accounts for %d readings, batch had %d", res.Readings(), len(ms)+len(vs))
+		}
+		for _, r := range ms {
+			meters[key{r.MeterId, r.TimestampMicros}] = true
+			newestMeter[r.MeterId] = max(newestMeter[r.MeterId], r.TimestampMicros)
+		}
+		for _, r := range vs {
+			vehicles[key{r.VehicleId, r.TimestampMicros}] = true
+			newestVehicle[r.VehicleId] = max(newestVehicle[r.VehicleId], r.TimestampMicros)
+		}
+		wantInserted -= res.Meters.Inserted + res.Vehicles.Inserted
+		wantDup -= res.Meters.Duplicates + res.Vehicles.Duplicates
+		if wantInserted != 0 || wantDup != 0 {
+			t.Fatalf("batch result %+v is off from the model by %d inserted, %d duplicates", res, -wantInserted, -wantDup)
+		}
+	}
+	if n := count(t, pool, "SELECT count(*) FROM meter_telemetry_history"); n != len(meters) {
+		t.Errorf("%d meter history rows, want %d", n, len(meters))
+	}
+	if n := count(t, pool, "SELECT count(*) FROM vehicle_telemetry_history"); n != len(vehicles) {
+		t.Errorf("%d vehicle history rows, want %d", n, len(vehicles))
+	}
+	for id, ts := range newestMeter {
+		if n := count(t, pool, "SELECT count(*) FROM current_meter_status WHERE meter_id = $1 AND last_updated_at = $2", id, time.UnixMicro(ts)); n != 1 {
+			t.Errorf("status of %s is not its newest reading", id)
+		}
+	}
+	for id, ts := range newestVehicle {
+		if n := count(t, pool, "SELECT count(*) FROM current_vehicle_status WHERE vehicle_id = $1 AND last_updated_at = $2", id, time.UnixMicro(ts)); n != 1 {
+			t.Errorf("status of %s is not its newest reading", id)
+		}
+	}
+	checkRollups(t, pool)
+}
