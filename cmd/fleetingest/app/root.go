@@ -33,7 +33,8 @@ func NewRootCommand() *cobra.Command {
 		return nil
 	}
 	root.AddCommand(
-	// subcommands
+		// subcommands
+		newGatewayCommand(),
 	)
 	return root
 }

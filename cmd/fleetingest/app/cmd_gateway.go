@@ -1,0 +1,209 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/api/telemetry"
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/gateway"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/httpserver"
+)
+
+// gatewayOptions are the gateway command's flags.
+type gatewayOptions struct {
+	natsURL     string
+	natsCreds   string
+	namespace   string
+	fleet       string
+	shards      int
+	slotMapFile string
+	httpAddr    string
+
+	maxLateness           time.Duration
+	maxFutureSkew         time.Duration
+	linger                time.Duration
+	maxReadingsPerMessage int
+	publishers            int
+	queueSize             int
+	publishTimeout        time.Duration
+	maxBodyBytes          int64
+	maxBatchBodyBytes     int64
+	maxBatchReadings      int
+}
+
+func newGatewayCommand() *cobra.Command {
+	o := gatewayOptions{}
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Serve POST /v1/telemetry and /v1/telemetry/batch and publish readings to the shards' streams",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGateway(cmd.Context(), o, logger("gateway"))
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (optional)")
+	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its streams)")
+	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its streams)")
+	fs.IntVar(&o.shards, "shards", 0, "number of shards, for the initial slot map (use --slot-map-file in a cluster)")
+	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey)
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve HTTP on (also /healthz, /readyz, /metrics)")
+	d := telemetry.DefaultLimits()
+	fs.DurationVar(&o.maxLateness, "max-lateness", d.MaxLateness, "oldest accepted reading timestamp, relative to now")
+	fs.DurationVar(&o.maxFutureSkew, "max-future-skew", d.MaxFutureSkew, "how far in the future a reading timestamp may be")
+	fs.DurationVar(&o.linger, "linger", gateway.DefaultLinger, "how long a stream message waits for more readings (at most 2ms)")
+	fs.IntVar(&o.maxReadingsPerMessage, "max-readings-per-message", gateway.DefaultMaxReadingsPerMessage, "readings coalesced into one stream message at most")
+	fs.IntVar(&o.publishers, "publishers", gateway.DefaultPublishers, "stream messages in flight per shard")
+	fs.IntVar(&o.queueSize, "queue-size", gateway.DefaultQueueSize, "readings queued per shard before answering 503")
+	fs.DurationVar(&o.publishTimeout, "publish-timeout", gateway.DefaultPublishTimeout, "bound on one publish and its acknowledgement")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "largest body of POST /v1/telemetry")
+	fs.Int64Var(&o.maxBatchBodyBytes, "max-batch-body-bytes", gateway.DefaultMaxBatchBodyBytes, "largest body of POST /v1/telemetry/batch")
+	fs.IntVar(&o.maxBatchReadings, "max-batch-readings", gateway.DefaultMaxBatchReadings, "most readings in one batch")
+	return cmd
+}
+
+// slotMap reads the slot map from --slot-map-file, or builds the initial one for --shards.
+func (o gatewayOptions) slotMap() (*placement.SlotMap, error) {
+	if o.slotMapFile == "" {
+		if o.shards < 1 {
+			return nil, errors.New("either --slot-map-file or --shards is required")
+		}
+		return placement.NewSlotMap(o.shards)
+	}
+	data, err := os.ReadFile(o.slotMapFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading slot map: %w", err)
+	}
+	m, err := placement.ParseSlotMap(data)
+	if err != nil {
+		return nil, fmt.Errorf("slot map %s: %w", o.slotMapFile, err)
+	}
+	if o.shards != 0 && o.shards != m.Shards {
+		return nil, fmt.Errorf("--shards %d disagrees with the slot map's %d shards", o.shards, m.Shards)
+	}
+	return m, nil
+}
+
+// gatewayConfig maps the flags onto a gateway configuration.
+func (o gatewayOptions) gatewayConfig(topo ingester.Topology, slots *placement.SlotMap, p gateway.Placement, reg prometheus.Registerer, log *slog.Logger) gateway.Config {
+	return gateway.Config{
+		Topology:              topo,
+		SlotMap:               slots,
+		Placement:             p,
+		Limits:                telemetry.Limits{MaxLateness: o.maxLateness, MaxFutureSkew: o.maxFutureSkew},
+		Linger:                o.linger,
+		MaxReadingsPerMessage: o.maxReadingsPerMessage,
+		MaxBodyBytes:          o.maxBodyBytes,
+		MaxBatchBodyBytes:     o.maxBatchBodyBytes,
+		MaxBatchReadings:      o.maxBatchReadings,
+		QueueSize:             o.queueSize,
+		Publishers:            o.publishers,
+		PublishTimeout:        o.publishTimeout,
+		Registerer:            reg,
+		Logger:                log,
+	}
+}
+
+// connectNATS connects and keeps reconnecting forever. Publishes are not buffered while
+// disconnected, so the gateway answers 503 at once instead of after a timeout.
+func connectNATS(url, creds, name string, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// openRegistry binds to the mapping bucket, retrying while NATS or the bucket is not there
+// yet (the operator may still be creating it).
+func openRegistry(ctx context.Context, js jetstream.JetStream, bucket string, log *slog.Logger) (*registry.Registry, error) {
+	for {
+		reg, err := registry.Open(ctx, js, bucket, registry.Config{Logger: log})
+		if err == nil {
+			return reg, nil
+		}
+		log.Warn("mapping bucket not available yet, retrying", "bucket", bucket, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("opening mapping bucket %s: %w", bucket, ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// runGateway serves until ctx ends, then stops accepting requests, publishes what was
+// queued, answers in-flight requests and closes the NATS connection.
+func runGateway(ctx context.Context, o gatewayOptions, log *slog.Logger) error {
+	slots, err := o.slotMap()
+	if err != nil {
+		return err
+	}
+	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: slots.Shards}
+	if err := topo.Validate(); err != nil {
+		return err
+	}
+	nc, err := connectNATS(o.natsURL, o.natsCreds, "fleetingest-gateway", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("creating JetStream context: %w", err)
+	}
+	reg, err := openRegistry(ctx, js, topo.MappingBucket(), log)
+	if err != nil {
+		return err
+	}
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gw, err := gateway.New(nc, o.gatewayConfig(topo, slots, reg, prom, log))
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return reg.Run(gctx) })
+	g.Go(func() error { return gw.Run(gctx) })
+	g.Go(func() error {
+		return httpserver.Serve(gctx, httpserver.Config{
+			Addr:     o.httpAddr,
+			Handler:  gw.Handler(),
+			Ready:    []httpserver.ReadyFunc{gw.Ready},
+			Gatherer: prom,
+			Logger:   log,
+		})
+	})
+	err = g.Wait()
+	if drainErr := nc.Drain(); drainErr != nil && !errors.Is(drainErr, nats.ErrConnectionClosed) {
+		log.Warn("draining NATS connection", "err", drainErr)
+	}
+	return err
+}

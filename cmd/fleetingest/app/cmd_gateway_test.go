@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/test/natstest"
+)
+
+func TestGatewayCommandServesUntilCancelled(t *testing.T) {
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv.URL())
+	topo := ingester.Topology{Namespace: "cmd", Fleet: "gw", Shards: 2}
+	if _, err := ingester.EnsureStreams(context.Background(), js, topo, ingester.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	slotMapFile := filepath.Join(t.TempDir(), placement.ConfigMapKey)
+	data, err := placement.MustSlotMap(2).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(slotMapFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+
+	cmd := newGatewayCommand()
+	if err := cmd.ParseFlags([]string{
+		"--nats-url", srv.URL(), "--namespace", "cmd", "--fleet", "gw",
+		"--slot-map-file", slotMapFile, "--http-addr", addr, "--linger", "2ms",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd.SetContext(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cmd.RunE(cmd, nil) }()
+
+	base := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway not ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	body := `{"meterId":"meter-1","kwhConsumedAc":1,"voltage":230,"timestamp":"` + time.Now().UTC().Format(time.RFC3339) + `"}`
+	resp, err := http.Post(base+"/v1/telemetry", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || string(got) != `{"status":"meter telemetry ingested"}` {
+		t.Fatalf("POST: %d %s", resp.StatusCode, got)
+	}
+	resp, err = http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `fleetingest_gateway_readings_accepted_total{kind="meter"} 1`) {
+		t.Fatalf("metrics lack the accepted reading:\n%s", metrics)
+	}
+	s, err := js.Stream(context.Background(), topo.Stream(placement.MustSlotMap(2).ShardOf("meter-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(context.Background()); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("stream holds %v messages (%v)", info.State.Msgs, err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("gateway command: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway command did not shut down")
+	}
+}
