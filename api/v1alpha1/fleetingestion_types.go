@@ -1,0 +1,323 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FleetIngestionSpec is the desired state of one fleet's ingestion: its NATS streams, its
+// Postgres shards and the gateway, ingester and analytics workloads in front of them.
+type FleetIngestionSpec struct {
+	// Image is the fleetingest container image every component runs (the gateway, the
+	// ingesters with their migrate init container, and analytics). Empty means the image the
+	// operator was started with (its --default-image flag).
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of every component's containers. Default IfNotPresent.
+	// +optional
+	// +kubebuilder:default=IfNotPresent
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// NATS is the JetStream server that carries the fleet's readings and vehicle mappings.
+	// +required
+	NATS NATSSpec `json:"nats"`
+
+	// Shards are the Postgres databases that hold the fleet's history, one ingester each. The
+	// list's length is the shard count, which cannot change after creation: moving slots
+	// between shards (resharding) is not supported yet.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="size(self) == size(oldSelf)",message="the shard count cannot change after creation (resharding is not supported yet): create a new FleetIngestion instead"
+	Shards []ShardSpec `json:"shards"`
+
+	// Gateway is the HTTP front door that validates readings and publishes them to the
+	// shards' streams.
+	// +optional
+	// +kubebuilder:default={}
+	Gateway GatewaySpec `json:"gateway,omitempty"`
+
+	// Ingester is applied to every shard's ingester Deployment, which moves readings from the
+	// shard's stream into its Postgres database.
+	// +optional
+	// +kubebuilder:default={}
+	Ingester ComponentSpec `json:"ingester,omitempty"`
+
+	// Analytics is the Connect and REST query service that fans out over the shards.
+	// +optional
+	// +kubebuilder:default={}
+	Analytics ComponentSpec `json:"analytics,omitempty"`
+
+	// Ingress, when set, exposes the gateway (and, when opted in, analytics) through an
+	// Ingress. Unset means no Ingress: reach the Services from inside the cluster.
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// Retention of the fleet's data.
+	// +optional
+	// +kubebuilder:default={}
+	Retention RetentionSpec `json:"retention,omitempty"`
+
+	// DeletionPolicy says what happens to the fleet's NATS streams and mapping bucket when the
+	// FleetIngestion is deleted: Retain (default) leaves them, Delete removes them (and every
+	// reading not yet ingested). Postgres data is never touched.
+	// +optional
+	// +kubebuilder:default=Retain
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// DeletionPolicy says what happens to a fleet's NATS streams when it is deleted.
+// +kubebuilder:validation:Enum=Retain;Delete
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRetain leaves streams and the mapping bucket in NATS.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	// DeletionPolicyDelete removes streams and the mapping bucket from NATS.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+)
+
+// NATSSpec is how the fleet reaches NATS and how its streams are sized.
+type NATSSpec struct {
+	// URL of the NATS server, or several separated by commas, e.g. "nats://nats.nats:4222".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.split(',').all(u, u.matches('^(nats|tls|ws|wss)://[^ ]+$'))",message="must be one or more nats://, tls://, ws:// or wss:// URLs separated by commas"
+	URL string `json:"url"`
+
+	// CredentialsSecretRef names a Secret key holding a NATS credentials file (user JWT and
+	// nkey seed). The operator reads it to provision streams, and every component mounts it.
+	// Unset means NATS without authentication.
+	// +optional
+	CredentialsSecretRef *SecretKeyRef `json:"credentialsSecretRef,omitempty"`
+
+	// StreamReplicas is the replica count of every shard stream and of the mapping bucket:
+	// 1 for a single server, 3 in production. Default 1.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	StreamReplicas int32 `json:"streamReplicas,omitempty"`
+
+	// MaxAge, when set, ages unconsumed messages out of the shard streams (a Go duration such
+	// as "168h"). Unset keeps them until ingested: an aged-out message is lost data.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 168h, 90m or 1h30m"
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+
+	// MaxBytesPerShard bounds each shard's stream. When a stream is full, the gateway refuses
+	// new readings for that shard (HTTP 503) instead of dropping accepted ones. Default 1Gi.
+	// +optional
+	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('1Mi')) || quantity(string(self)).compareTo(quantity('1Mi')) == 0",message="must be at least 1Mi"
+	MaxBytesPerShard *resource.Quantity `json:"maxBytesPerShard,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in the FleetIngestion's namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key within the Secret.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// ShardSpec is one Postgres shard.
+type ShardSpec struct {
+	// DSNSecretRef names the Secret key that holds the shard's Postgres connection string
+	// ("postgres://user:pass@host:5432/db?sslmode=require" or key=value form). It is mounted
+	// as a file into the shard's ingester, its migrate init container and analytics.
+	// +required
+	DSNSecretRef SecretKeyRef `json:"dsnSecretRef"`
+}
+
+// ComponentSpec is how one component's pods run.
+type ComponentSpec struct {
+	// Replicas of the component's Deployment (for the ingester: of each shard's
+	// Deployment; extra ingester replicas share the shard's durable consumer). Default 1. A
+	// PodDisruptionBudget is created only above one replica, since one on a single replica
+	// would block node drains.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Resources of the component's main container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Env adds environment variables to the component's main container, e.g.
+	// GOMEMLIMIT or GOMAXPROCS.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Env []corev1.EnvVar `json:"env,omitempty"`
+}
+
+// GatewaySpec is the gateway's component settings and its admission window.
+type GatewaySpec struct {
+	ComponentSpec `json:",inline"`
+
+	// MaxLateness is how old a reading's timestamp may be when it arrives (a Go duration).
+	// Older readings are refused with 422. Unset means the gateway's default (7 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 168h, 90m or 1h30m"
+	MaxLateness *metav1.Duration `json:"maxLateness,omitempty"`
+}
+
+// IngressSpec exposes the fleet over HTTP(S).
+type IngressSpec struct {
+	// ClassName is the IngressClass to use. Unset means the cluster's default class.
+	// +optional
+	ClassName *string `json:"className,omitempty"`
+
+	// Host is the DNS name the Ingress answers for, e.g. "telemetry.example.com". Unset
+	// answers for every host.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	Host string `json:"host,omitempty"`
+
+	// TLSSecretName names a kubernetes.io/tls Secret for Host. Unset serves plain HTTP.
+	// +optional
+	TLSSecretName string `json:"tlsSecretName,omitempty"`
+
+	// Annotations are added to the Ingress, for the ingress controller's own settings.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// ExposeAnalytics also routes /v1/analytics, /v1/status and the Connect service's paths
+	// to analytics. Off by default: analytics does not authenticate its callers yet, so only
+	// opt in behind an ingress controller that does.
+	// +optional
+	ExposeAnalytics bool `json:"exposeAnalytics,omitempty"`
+}
+
+// RetentionSpec is how long data is kept.
+type RetentionSpec struct {
+	// History is how long raw readings are kept in each shard's history tables (a Go
+	// duration; day partitions older than this are dropped). Default 2160h (90 days).
+	// +optional
+	// +kubebuilder:default="2160h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 2160h or 720h"
+	History *metav1.Duration `json:"history,omitempty"`
+}
+
+// FleetIngestionStatus is what the operator last observed of the fleet.
+type FleetIngestionStatus struct {
+	// ObservedGeneration is the generation of the spec that was last reconciled in full.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, StreamsReady, ShardsReady, GatewayReady and AnalyticsReady.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ShardCount is the number of shards.
+	// +optional
+	ShardCount int32 `json:"shardCount,omitempty"`
+
+	// ReadyShards counts shards whose stream exists and whose ingester is ready.
+	// +optional
+	ReadyShards int32 `json:"readyShards,omitempty"`
+
+	// Shards is the observed state of each shard.
+	// +optional
+	// +listType=map
+	// +listMapKey=index
+	Shards []ShardStatus `json:"shards,omitempty"`
+
+	// SlotMap assigns the 4096 placement slots to shards; the same document is in the
+	// shard-map ConfigMap that every component reads.
+	// +optional
+	SlotMap *SlotMap `json:"slotMap,omitempty"`
+}
+
+// ShardStatus is the observed state of one shard.
+type ShardStatus struct {
+	// Index of the shard, 0-based.
+	Index int32 `json:"index"`
+	// Stream is the name of the shard's JetStream stream.
+	Stream string `json:"stream"`
+	// StreamBytes is the size of the stream's unconsumed messages.
+	// +optional
+	StreamBytes int64 `json:"streamBytes,omitempty"`
+	// ConsumerLag is the number of messages the shard's ingester has not acknowledged yet.
+	// +optional
+	ConsumerLag int64 `json:"consumerLag,omitempty"`
+	// ReadyReplicas of the shard's ingester Deployment.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+}
+
+// SlotMap is the JSON form of the placement slot map: contiguous, inclusive slot ranges,
+// each owned by one shard.
+type SlotMap struct {
+	// Shards is the number of shards.
+	Shards int32 `json:"shards"`
+	// Ranges cover every slot exactly once, sorted by start.
+	// +listType=atomic
+	Ranges []SlotRange `json:"ranges"`
+}
+
+// SlotRange is a contiguous, inclusive range of slots owned by one shard.
+type SlotRange struct {
+	// Shard owning the range, 0-based.
+	Shard int32 `json:"shard"`
+	// Start is the first slot of the range.
+	Start int32 `json:"start"`
+	// End is the last slot of the range (inclusive).
+	End int32 `json:"end"`
+}
+
+// FleetIngestion runs one fleet's telemetry ingestion: NATS streams per shard, the vehicle
+// mapping bucket, the gateway, one ingester per Postgres shard and analytics.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fi;fis,categories=fleetingest
+// +kubebuilder:printcolumn:name="Shards",type=integer,JSONPath=`.status.shardCount`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40",message="metadata.name must be a lowercase DNS label of at most 40 characters starting with a letter (no dots): it names NATS streams and subjects, Services and Deployments"
+type FleetIngestion struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired fleet.
+	// +required
+	Spec FleetIngestionSpec `json:"spec"`
+
+	// Status is the fleet as last observed by the operator.
+	// +optional
+	Status FleetIngestionStatus `json:"status,omitempty"`
+}
+
+// FleetIngestionList is a list of FleetIngestions.
+//
+// +kubebuilder:object:root=true
+type FleetIngestionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FleetIngestion `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FleetIngestion{}, &FleetIngestionList{})
+}

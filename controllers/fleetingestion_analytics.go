@@ -1,0 +1,40 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+)
+
+// analyticsPod is the analytics pod: the slot map and every shard's DSN, each shard's in
+// its own folder.
+func analyticsPod(f fleet) podSpec {
+	p := podSpec{
+		component: componentAnalytics,
+		shard:     -1,
+		spec:      f.Spec.Analytics,
+		args:      analyticsArgs(f),
+		volumes:   []*corev1ac.VolumeApplyConfiguration{slotMapVolume(f)},
+		mounts:    []*corev1ac.VolumeMountApplyConfiguration{slotMapMount()},
+	}
+	for i, s := range f.Spec.Shards {
+		vol := fmt.Sprintf("dsn-%d", i)
+		p.volumes = append(p.volumes, secretKeyVolume(vol, s.DSNSecretRef.Name, s.DSNSecretRef.Key, "dsn"))
+		p.mounts = append(p.mounts, corev1ac.VolumeMount().WithName(vol).WithMountPath(fmt.Sprintf("%s/%d", shardDSNsDir, i)).WithReadOnly(true))
+	}
+	return p
+}
+
+// reconcileAnalytics applies the analytics Deployment, Service and (above one replica)
+// PodDisruptionBudget.
+func (r *FleetIngestionReconciler) reconcileAnalytics(ctx context.Context, f fleet, obs *observed) error {
+	name, pod := analyticsName(f), analyticsPod(f)
+	if err := r.applyDeployment(ctx, deployment(f, name, pod), obs); err != nil {
+		return err
+	}
+	if err := r.apply(ctx, service(f, name, componentAnalytics)); err != nil {
+		return fmt.Errorf("applying service %s: %w", name, err)
+	}
+	return r.applyOrDeletePDB(ctx, f, name, podDisruptionBudget(f, name, pod), obs)
+}

@@ -1,0 +1,200 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/fleetingest/fleetingest/api/v1alpha1"
+)
+
+// +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions/status,verbs=get;patch
+// +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Config of the reconciler. Every field has a documented default (withDefaults).
+type Config struct {
+	// DefaultImage is the image of FleetIngestions that leave spec.image empty. Default
+	// none: such a FleetIngestion is reported InvalidSpec.
+	DefaultImage string
+	// ResyncPeriod is how often a FleetIngestion is reconciled without any event, to put
+	// back NATS state changed behind the operator's back (no watch sees it). Jittered by up
+	// to +20% so fleets do not resync in step. Default 5m.
+	ResyncPeriod time.Duration
+	// NATSRequestTimeout bounds one pass's JetStream requests. Default 10s.
+	NATSRequestTimeout time.Duration
+	// RetryBaseDelay and RetryMaxDelay bound the exponential backoff after a failed pass
+	// (NATS unreachable, an apply refused). Defaults 1s and 2m.
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// MaxConcurrentReconciles is the number of FleetIngestions reconciled at once. Default 2.
+	MaxConcurrentReconciles int
+}
+
+func (c Config) withDefaults() Config {
+	if c.ResyncPeriod <= 0 {
+		c.ResyncPeriod = 5 * time.Minute
+	}
+	if c.NATSRequestTimeout <= 0 {
+		c.NATSRequestTimeout = 10 * time.Second
+	}
+	if c.RetryBaseDelay <= 0 {
+		c.RetryBaseDelay = time.Second
+	}
+	if c.RetryMaxDelay <= 0 {
+		c.RetryMaxDelay = 2 * time.Minute
+	}
+	if c.MaxConcurrentReconciles <= 0 {
+		c.MaxConcurrentReconciles = 2
+	}
+	return c
+}
+
+// FleetIngestionReconciler turns a FleetIngestion into NATS streams and Kubernetes objects.
+type FleetIngestionReconciler struct {
+	// Client reads (from the cache, under the manager) and applies the fleet's objects.
+	Client client.Client
+	// APIReader reads Secrets straight from the API server, so the operator needs no
+	// list/watch on Secrets.
+	APIReader client.Reader
+	// NATS hands out JetStream contexts.
+	NATS NATSConnector
+	// Recorder emits Events on FleetIngestions.
+	Recorder events.EventRecorder
+	// Log is the reconciler's logger.
+	Log *slog.Logger
+	// Now is the clock that stamps condition transitions. Default time.Now.
+	Now func() time.Time
+
+	cfg Config
+}
+
+// NewReconciler returns a reconciler with cfg's defaults filled in.
+func NewReconciler(c client.Client, apiReader client.Reader, nats NATSConnector, rec events.EventRecorder, log *slog.Logger, cfg Config) *FleetIngestionReconciler {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &FleetIngestionReconciler{Client: c, APIReader: apiReader, NATS: nats, Recorder: rec, Log: log, Now: time.Now, cfg: cfg.withDefaults()}
+}
+
+// SetupWithManager registers the reconciler: it watches FleetIngestions and the objects
+// they control, and retries failed passes with exponential backoff.
+func (r *FleetIngestionReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("fleetingestion").
+		For(&v1alpha1.FleetIngestion{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&networkingv1.Ingress{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: r.cfg.MaxConcurrentReconciles,
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.cfg.RetryBaseDelay, r.cfg.RetryMaxDelay),
+		}).
+		Complete(r)
+}
+
+// Reconcile brings one FleetIngestion's streams and objects to its spec and reports what
+// it observed, in one status write.
+func (r *FleetIngestionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var fi v1alpha1.FleetIngestion
+	if err := r.Client.Get(ctx, req.NamespacedName, &fi); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !fi.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, &fi)
+	}
+	if err := r.ensureFinalizer(ctx, &fi); err != nil {
+		return ctrl.Result{}, err
+	}
+	now := metav1.NewTime(r.Now().Truncate(time.Second))
+	f, err := resolveFleet(&fi, r.cfg.DefaultImage)
+	if err != nil { // retrying cannot help: wait for the spec to change
+		return ctrl.Result{}, r.writeStatus(ctx, &fi, invalidSpecStatus(fi.Status, fi.Generation, err, now))
+	}
+
+	obs, err := r.observe(ctx, f)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// Kubernetes objects are applied whether or not NATS answers: the pods wait for their
+	// streams by themselves, and an outage must not hold back a spec change.
+	streams := r.reconcileStreams(ctx, f)
+	applyErr := r.reconcileObjects(ctx, f, obs)
+
+	status := fleetStatus(f, fi.Status, obs, streams, applyErr, now)
+	r.recordEvents(&fi, fi.Status, status, streams)
+	if err := r.writeStatus(ctx, &fi, status); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := errors.Join(streams.err, applyErr); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: wait.Jitter(r.cfg.ResyncPeriod, 0.2)}, nil
+}
+
+// reconcileObjects applies the fleet's Kubernetes objects, phase by phase.
+func (r *FleetIngestionReconciler) reconcileObjects(ctx context.Context, f fleet, obs *observed) error {
+	for _, phase := range []func(context.Context, fleet, *observed) error{
+		r.reconcileShards,
+		r.reconcileGateway,
+		r.reconcileAnalytics,
+		r.reconcileIngress,
+	} {
+		if err := phase(ctx, f, obs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureFinalizer adds the finalizer that holds the FleetIngestion until its streams are
+// handled. A no-op once present.
+func (r *FleetIngestionReconciler) ensureFinalizer(ctx context.Context, fi *v1alpha1.FleetIngestion) error {
+	if controllerutil.ContainsFinalizer(fi, v1alpha1.Finalizer) {
+		return nil
+	}
+	base := fi.DeepCopy()
+	controllerutil.AddFinalizer(fi, v1alpha1.Finalizer)
+	if err := r.Client.Patch(ctx, fi, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("adding finalizer: %w", err)
+	}
+	return nil
+}
+
+// writeStatus patches the status subresource when it differs from what is stored; an
+// unchanged status writes nothing.
+func (r *FleetIngestionReconciler) writeStatus(ctx context.Context, fi *v1alpha1.FleetIngestion, status v1alpha1.FleetIngestionStatus) error {
+	if equality.Semantic.DeepEqual(fi.Status, status) {
+		return nil
+	}
+	base := fi.DeepCopy()
+	fi.Status = status
+	if err := r.Client.Status().Patch(ctx, fi, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("writing status: %w", err)
+	}
+	return nil
+}

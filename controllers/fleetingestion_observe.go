@@ -1,0 +1,96 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// observed is every child of a FleetIngestion the pass looked at, gathered once.
+type observed struct {
+	deployments map[string]deploymentState
+	pdbs        map[string]*policyv1.PodDisruptionBudget
+	ingress     *networkingv1.Ingress
+}
+
+// deployment returns the observed state of a Deployment; one never seen is not available.
+func (o *observed) deployment(name string) deploymentState {
+	if d, ok := o.deployments[name]; ok {
+		return d
+	}
+	return deploymentState{name: name, desired: 1, generation: 1}
+}
+
+// observe lists the fleet's Deployments, PodDisruptionBudgets and Ingress. Only objects
+// the FleetIngestion controls count, so a same-named object someone else made is neither
+// reported nor deleted.
+func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*observed, error) {
+	obs := &observed{deployments: map[string]deploymentState{}, pdbs: map[string]*policyv1.PodDisruptionBudget{}}
+	sel := client.MatchingLabels{labelInstance: f.Name, labelManagedBy: ManagedBy}
+	in := client.InNamespace(f.Namespace)
+
+	var deps appsv1.DeploymentList
+	if err := r.Client.List(ctx, &deps, in, sel); err != nil {
+		return nil, fmt.Errorf("listing deployments: %w", err)
+	}
+	for i := range deps.Items {
+		if d := &deps.Items[i]; controlledBy(d, f) {
+			obs.deployments[d.Name] = deploymentStateOf(d.Name, d.Generation, d.Spec.Replicas, d.Status.ObservedGeneration, d.Status.ReadyReplicas)
+		}
+	}
+	var pdbs policyv1.PodDisruptionBudgetList
+	if err := r.Client.List(ctx, &pdbs, in, sel); err != nil {
+		return nil, fmt.Errorf("listing pod disruption budgets: %w", err)
+	}
+	for i := range pdbs.Items {
+		if p := &pdbs.Items[i]; controlledBy(p, f) {
+			obs.pdbs[p.Name] = p
+		}
+	}
+	var ings networkingv1.IngressList
+	if err := r.Client.List(ctx, &ings, in, sel); err != nil {
+		return nil, fmt.Errorf("listing ingresses: %w", err)
+	}
+	for i := range ings.Items {
+		if ing := &ings.Items[i]; controlledBy(ing, f) && ing.Name == ingressName(f) {
+			obs.ingress = ing
+		}
+	}
+	return obs, nil
+}
+
+func controlledBy(o metav1.Object, f fleet) bool {
+	ref := metav1.GetControllerOf(o)
+	return ref != nil && ref.UID == f.UID
+}
+
+func deploymentStateOf(name string, gen int64, replicas *int32, observedGen int64, ready int32) deploymentState {
+	return deploymentState{name: name, desired: ptr.Deref(replicas, 1), generation: gen, observedGeneration: observedGen, ready: ready}
+}
+
+// applyDeployment applies a Deployment and records the API server's answer (its generation
+// and status) as the observed state.
+func (r *FleetIngestionReconciler) applyDeployment(ctx context.Context, d *appsv1ac.DeploymentApplyConfiguration, obs *observed) error {
+	name := ptr.Deref(d.Name, "")
+	if err := r.apply(ctx, d); err != nil {
+		return fmt.Errorf("applying deployment %s: %w", name, err)
+	}
+	var replicas *int32
+	if d.Spec != nil {
+		replicas = d.Spec.Replicas
+	}
+	var observedGen int64
+	var ready int32
+	if d.Status != nil {
+		observedGen, ready = ptr.Deref(d.Status.ObservedGeneration, 0), ptr.Deref(d.Status.ReadyReplicas, 0)
+	}
+	obs.deployments[name] = deploymentStateOf(name, ptr.Deref(d.Generation, 0), replicas, observedGen, ready)
+	return nil
+}

@@ -1,0 +1,169 @@
+package controllers
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/fleetingest/fleetingest/api/v1alpha1"
+)
+
+// nonRootUID is the distroless "nonroot" user the image runs as.
+const nonRootUID int64 = 65532
+
+// podSpec describes one component's pod; podTemplate turns it into a hardened template.
+type podSpec struct {
+	component string
+	shard     int // -1 for components that are not per shard
+	spec      v1alpha1.ComponentSpec
+	args      []string
+	// volumes and mounts beyond /tmp and the NATS credentials.
+	volumes []*corev1ac.VolumeApplyConfiguration
+	mounts  []*corev1ac.VolumeMountApplyConfiguration
+	// init containers run before the main container, with the same image and hardening.
+	initArgs [][]string
+}
+
+// ownerReference makes the FleetIngestion the controller owner of an object, so deleting
+// it garbage-collects everything it made.
+func ownerReference(f fleet) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().
+		WithAPIVersion(v1alpha1.GroupVersion.String()).
+		WithKind("FleetIngestion").
+		WithName(f.Name).
+		WithUID(f.UID).
+		WithController(true).
+		WithBlockOwnerDeletion(true)
+}
+
+// podTemplate is a component's pod: non-root, read-only root filesystem, no privilege
+// escalation, no capabilities, probes on /healthz and /readyz, scraped by Prometheus on the
+// HTTP port.
+func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration {
+	volumes := []*corev1ac.VolumeApplyConfiguration{
+		corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resourceQuantity("256Mi"))),
+	}
+	mounts := []*corev1ac.VolumeMountApplyConfiguration{
+		corev1ac.VolumeMount().WithName("tmp").WithMountPath(tmpDir),
+	}
+	if f.natsCreds {
+		ref := f.Spec.NATS.CredentialsSecretRef
+		volumes = append(volumes, secretKeyVolume("nats-creds", ref.Name, ref.Key, "creds"))
+		mounts = append(mounts, corev1ac.VolumeMount().WithName("nats-creds").WithMountPath(natsCredsDir).WithReadOnly(true))
+	}
+	volumes = append(volumes, p.volumes...)
+	mounts = append(mounts, p.mounts...)
+
+	main := container(f, p.component, p.args, mounts).
+		WithPorts(corev1ac.ContainerPort().WithName(httpPortName).WithContainerPort(httpPort).WithProtocol(corev1.ProtocolTCP)).
+		WithLivenessProbe(httpProbe("/healthz").WithPeriodSeconds(10).WithFailureThreshold(3)).
+		WithReadinessProbe(httpProbe("/readyz").WithPeriodSeconds(5).WithFailureThreshold(2)).
+		WithStartupProbe(httpProbe("/healthz").WithPeriodSeconds(2).WithFailureThreshold(60)).
+		WithResources(resourceRequirements(p.spec.Resources)).
+		WithEnv(envVars(p.spec.Env)...)
+
+	spec := corev1ac.PodSpec().
+		WithAutomountServiceAccountToken(false).
+		WithEnableServiceLinks(false).
+		WithTerminationGracePeriodSeconds(30).
+		WithSecurityContext(corev1ac.PodSecurityContext().
+			WithRunAsNonRoot(true).
+			WithRunAsUser(nonRootUID).
+			WithRunAsGroup(nonRootUID).
+			WithFSGroup(nonRootUID).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+		WithVolumes(volumes...).
+		WithContainers(main)
+	for i, args := range p.initArgs {
+		name := args[0]
+		if len(p.initArgs) > 1 {
+			name = fmt.Sprintf("%s-%d", args[0], i)
+		}
+		spec.WithInitContainers(container(f, name, args, mounts).
+			WithResources(resourceRequirements(p.spec.Resources)))
+	}
+
+	return corev1ac.PodTemplateSpec().
+		WithLabels(componentLabels(f, p.component, p.shard)).
+		WithAnnotations(map[string]string{
+			"prometheus.io/scrape": "true",
+			"prometheus.io/port":   fmt.Sprint(httpPort),
+			"prometheus.io/path":   "/metrics",
+		}).
+		WithSpec(spec)
+}
+
+// container is a hardened container running the fleet's image with args.
+func container(f fleet, name string, args []string, mounts []*corev1ac.VolumeMountApplyConfiguration) *corev1ac.ContainerApplyConfiguration {
+	policy := f.Spec.ImagePullPolicy
+	if policy == "" {
+		policy = corev1.PullIfNotPresent
+	}
+	return corev1ac.Container().
+		WithName(name).
+		WithImage(f.image).
+		WithImagePullPolicy(policy).
+		WithArgs(args...).
+		WithVolumeMounts(mounts...).
+		WithSecurityContext(corev1ac.SecurityContext().
+			WithAllowPrivilegeEscalation(false).
+			WithReadOnlyRootFilesystem(true).
+			WithRunAsNonRoot(true).
+			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
+}
+
+func httpProbe(path string) *corev1ac.ProbeApplyConfiguration {
+	return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().
+		WithPath(path).
+		WithPort(intstr.FromString(httpPortName))).
+		WithTimeoutSeconds(3)
+}
+
+// secretKeyVolume projects one key of a Secret as the file `file`, readable by the
+// non-root user only.
+func secretKeyVolume(volume, secret, key, file string) *corev1ac.VolumeApplyConfiguration {
+	return corev1ac.Volume().WithName(volume).WithSecret(corev1ac.SecretVolumeSource().
+		WithSecretName(secret).
+		WithDefaultMode(0o440).
+		WithItems(corev1ac.KeyToPath().WithKey(key).WithPath(file)))
+}
+
+// resourceRequirements converts the spec's resources into their apply configuration.
+func resourceRequirements(r corev1.ResourceRequirements) *corev1ac.ResourceRequirementsApplyConfiguration {
+	ac := corev1ac.ResourceRequirements()
+	if len(r.Requests) > 0 {
+		ac.WithRequests(r.Requests)
+	}
+	if len(r.Limits) > 0 {
+		ac.WithLimits(r.Limits)
+	}
+	return ac
+}
+
+// envVars converts the spec's extra environment into apply configurations. Both share one
+// JSON form, so the conversion goes through it and keeps every field (valueFrom included).
+func envVars(env []corev1.EnvVar) []*corev1ac.EnvVarApplyConfiguration {
+	out := make([]*corev1ac.EnvVarApplyConfiguration, 0, len(env))
+	for _, e := range env {
+		b, err := json.Marshal(e)
+		if err != nil {
+			panic(fmt.Sprintf("encoding env var %s: %v", e.Name, err)) // a corev1.EnvVar always encodes
+		}
+		ac := &corev1ac.EnvVarApplyConfiguration{}
+		if err := json.Unmarshal(b, ac); err != nil {
+			panic(fmt.Sprintf("decoding env var %s: %v", e.Name, err))
+		}
+		out = append(out, ac)
+	}
+	return out
+}
+
+func int32Ptr(v int32) *int32 { return ptr.To(v) }
+
+func resourceQuantity(s string) resource.Quantity { return resource.MustParse(s) }

@@ -1,0 +1,173 @@
+package controllers
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fleetingest/fleetingest/api/v1alpha1"
+)
+
+// deploymentState is what was observed of one Deployment: read from the cache before the
+// pass, then replaced by the API server's answer to the apply.
+type deploymentState struct {
+	name               string
+	desired            int32
+	ready              int32
+	generation         int64
+	observedGeneration int64
+}
+
+// available is true once the Deployment's controller has seen its latest spec and every
+// desired replica is ready.
+func (d deploymentState) available() bool {
+	return d.observedGeneration >= d.generation && d.ready >= d.desired
+}
+
+// fleetStatus is the status one pass writes: every field from what the pass observed. It
+// is pure; `now` stamps conditions whose status changed.
+func fleetStatus(f fleet, old v1alpha1.FleetIngestionStatus, obs *observed, streams streamsResult, applyErr error, now metav1.Time) v1alpha1.FleetIngestionStatus {
+	st := *old.DeepCopy()
+	n := len(f.Spec.Shards)
+	st.ShardCount = int32(n)
+	st.SlotMap = slotMapStatus(f)
+
+	prev := map[int32]v1alpha1.ShardStatus{}
+	for _, s := range old.Shards {
+		prev[s.Index] = s
+	}
+	lag := map[int]int64{}
+	bytes := map[int]int64{}
+	for _, s := range streams.provisioned.Streams {
+		lag[s.Shard], bytes[s.Shard] = int64(s.Pending), int64(s.Bytes)
+	}
+	st.Shards = make([]v1alpha1.ShardStatus, n)
+	st.ReadyShards = 0
+	ingesters := make([]deploymentState, n)
+	for i := 0; i < n; i++ {
+		ss := v1alpha1.ShardStatus{Index: int32(i), Stream: f.topology().Stream(i)}
+		if streams.err == nil {
+			ss.ConsumerLag, ss.StreamBytes = lag[i], bytes[i]
+		} else { // not observed this pass: keep what was last seen
+			ss.ConsumerLag, ss.StreamBytes = prev[int32(i)].ConsumerLag, prev[int32(i)].StreamBytes
+		}
+		d := obs.deployment(ingesterName(f, i))
+		ingesters[i] = d
+		ss.ReadyReplicas = d.ready
+		if streams.err == nil && d.available() {
+			st.ReadyShards++
+		}
+		st.Shards[i] = ss
+	}
+
+	gen := f.Generation
+	setStreamsCondition(&st.Conditions, f, streams, gen, now)
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionShardsReady, "ingester", ingesters, applyErr, gen, now)
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionGatewayReady, "gateway", []deploymentState{obs.deployment(gatewayName(f))}, applyErr, gen, now)
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionAnalyticsReady, "analytics", []deploymentState{obs.deployment(analyticsName(f))}, applyErr, gen, now)
+	setReadyCondition(&st.Conditions, gen, now)
+	if streams.err == nil && applyErr == nil {
+		st.ObservedGeneration = gen
+	}
+	return st
+}
+
+// invalidSpecStatus reports a spec the operator cannot act on.
+func invalidSpecStatus(old v1alpha1.FleetIngestionStatus, gen int64, err error, now metav1.Time) v1alpha1.FleetIngestionStatus {
+	st := *old.DeepCopy()
+	setCondition(&st.Conditions, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, err.Error(), gen, now)
+	return st
+}
+
+func setStreamsCondition(conds *[]metav1.Condition, f fleet, streams streamsResult, gen int64, now metav1.Time) {
+	if streams.err != nil {
+		setCondition(conds, v1alpha1.ConditionStreamsReady, metav1.ConditionFalse, streams.reason, streams.err.Error(), gen, now)
+		return
+	}
+	t := f.topology()
+	setCondition(conds, v1alpha1.ConditionStreamsReady, metav1.ConditionTrue, v1alpha1.ReasonProvisioned,
+		fmt.Sprintf("%d stream(s) %s..%s and bucket %s match the spec", t.Shards, t.Stream(0), t.Stream(t.Shards-1), t.MappingBucket()), gen, now)
+}
+
+// setDeploymentsCondition reports whether every Deployment of a component is available.
+func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, ds []deploymentState, applyErr error, gen int64, now metav1.Time) {
+	if applyErr != nil {
+		setCondition(conds, typ, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, applyErr.Error(), gen, now)
+		return
+	}
+	var waiting []string
+	for _, d := range ds {
+		if !d.available() {
+			w := fmt.Sprintf("%s %d/%d ready", d.name, d.ready, d.desired)
+			if d.observedGeneration < d.generation {
+				w = fmt.Sprintf("%s rolling out generation %d", d.name, d.generation)
+			}
+			waiting = append(waiting, w)
+		}
+	}
+	if len(waiting) > 0 {
+		setCondition(conds, typ, metav1.ConditionFalse, v1alpha1.ReasonDeploymentsProgressing,
+			fmt.Sprintf("waiting for %s: %s", component, strings.Join(waiting, ", ")), gen, now)
+		return
+	}
+	setCondition(conds, typ, metav1.ConditionTrue, v1alpha1.ReasonDeploymentsAvailable,
+		fmt.Sprintf("%d %s Deployment(s) available", len(ds), component), gen, now)
+}
+
+// setReadyCondition summarises the other conditions.
+func setReadyCondition(conds *[]metav1.Condition, gen int64, now metav1.Time) {
+	var notReady []string
+	for _, typ := range []string{v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady} {
+		c := meta.FindStatusCondition(*conds, typ)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			reason := "Unknown"
+			if c != nil {
+				reason = c.Reason
+			}
+			notReady = append(notReady, fmt.Sprintf("%s (%s)", typ, reason))
+		}
+	}
+	if len(notReady) > 0 {
+		setCondition(conds, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonComponentsNotReady,
+			"not ready: "+strings.Join(notReady, ", "), gen, now)
+		return
+	}
+	setCondition(conds, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled, "every component is ready", gen, now)
+}
+
+// setCondition sets one condition; its LastTransitionTime moves only when its status does.
+func setCondition(conds *[]metav1.Condition, typ string, status metav1.ConditionStatus, reason, msg string, gen int64, now metav1.Time) {
+	meta.SetStatusCondition(conds, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: truncate(msg, 1024),
+		ObservedGeneration: gen, LastTransitionTime: now,
+	})
+	sort.SliceStable(*conds, func(i, j int) bool { return conditionOrder((*conds)[i].Type) < conditionOrder((*conds)[j].Type) })
+}
+
+func conditionOrder(typ string) int {
+	for i, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady} {
+		if t == typ {
+			return i
+		}
+	}
+	return 99
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// slotMapStatus is the slot map in the API's form (the same JSON as placement's).
+func slotMapStatus(f fleet) *v1alpha1.SlotMap {
+	m := &v1alpha1.SlotMap{Shards: int32(f.slotMap.Shards)}
+	for _, r := range f.slotMap.Ranges {
+		m.Ranges = append(m.Ranges, v1alpha1.SlotRange{Shard: int32(r.Shard), Start: int32(r.Start), End: int32(r.End)})
+	}
+	return m
+}
