@@ -35,6 +35,7 @@ func NewRootCommand() *cobra.Command {
 	root.AddCommand(
 		// subcommands
 		newGatewayCommand(),
+		newDevCommand(),
 	)
 	return root
 }

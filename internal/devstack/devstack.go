@@ -1,0 +1,299 @@
+// Package devstack runs the whole fleetingest system in one process on one machine: an
+// embedded NATS server with JetStream, Postgres shards started from the system's PostgreSQL
+// binaries, the gateway, one ingester per shard and the analytics service, all on one HTTP
+// address. It is what `fleetingest dev` runs, and what the end-to-end tests and the
+// benchmarks drive.
+package devstack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/internal/localnats"
+	"github.com/fleetingest/fleetingest/internal/localpg"
+)
+
+// Config of a dev stack. Every field has a working default.
+type Config struct {
+	// DataDir holds NATS' and every shard's files; data survives restarts. Default ".fleetingest".
+	DataDir string
+	// Shards is the number of Postgres shards. Default 2. A data folder keeps the shard
+	// count it was created with.
+	Shards int
+	// HTTPAddr serves the gateway, analytics, /healthz, /readyz and /metrics. Default
+	// 127.0.0.1:8080; port 0 picks a free port.
+	HTTPAddr string
+	// NATSPort of the embedded server; 0 picks a free port. Default 0.
+	NATSPort int
+	// PostgresPort is the port of shard 0; shard i listens on PostgresPort+i. 0 picks free
+	// ports. Default 0.
+	PostgresPort int
+	// Namespace and Fleet name the NATS objects as a FleetIngestion dev/local would.
+	Namespace, Fleet string
+	// Streams tunes the shards' streams (MaxBytes, …).
+	Streams ingester.StreamOptions
+	// Tune adjusts component settings the stack does not expose itself (tests shrink
+	// limits with it). Optional.
+	Tune Tuning
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.DataDir == "" {
+		c.DataDir = ".fleetingest"
+	}
+	if c.Shards == 0 {
+		c.Shards = 2
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:8080"
+	}
+	if c.Namespace == "" {
+		c.Namespace = "dev"
+	}
+	if c.Fleet == "" {
+		c.Fleet = "local"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Stack is a running dev stack.
+type Stack struct {
+	cfg      Config
+	topology ingester.Topology
+	nats     *localnats.Server
+	pg       []*localpg.Cluster
+	dsns     []string
+	metrics  *prometheus.Registry
+	listener net.Listener
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	err    error
+}
+
+// URL is the base URL of the HTTP surface.
+func (s *Stack) URL() string { return "http://" + s.listener.Addr().String() }
+
+// NATSURL is the embedded NATS server's client URL.
+func (s *Stack) NATSURL() string { return s.nats.URL() }
+
+// DSNs are the shards' connection strings, by shard index.
+func (s *Stack) DSNs() []string { return s.dsns }
+
+// Topology names the stack's NATS objects.
+func (s *Stack) Topology() ingester.Topology { return s.topology }
+
+// Postgres returns shard i's cluster (tests stop and restart it).
+func (s *Stack) Postgres(i int) *localpg.Cluster { return s.pg[i] }
+
+// NATS returns the embedded NATS server.
+func (s *Stack) NATS() *localnats.Server { return s.nats }
+
+// Metrics is the registry every component of the stack reports to.
+func (s *Stack) Metrics() *prometheus.Registry { return s.metrics }
+
+// Done is closed when the stack has stopped; Err then says why.
+func (s *Stack) Done() <-chan struct{} { return s.done }
+
+// Err is the error the stack stopped with (nil after a clean Stop).
+func (s *Stack) Err() error { <-s.done; return s.err }
+
+// Stop shuts every component down in order (HTTP, gateway drain, ingesters, analytics),
+// then NATS and the Postgres servers, and waits until all have stopped.
+func (s *Stack) Stop() error {
+	s.cancel()
+	<-s.done
+	return s.err
+}
+
+const databaseName = "fleetingest"
+
+// Start starts every part of the stack and returns once the HTTP surface is ready.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	cfg = cfg.withDefaults()
+	if err := checkTopology(cfg); err != nil {
+		return nil, err
+	}
+	s := &Stack{
+		cfg:      cfg,
+		topology: ingester.Topology{Namespace: cfg.Namespace, Fleet: cfg.Fleet, Shards: cfg.Shards},
+		metrics:  prometheus.NewRegistry(),
+		done:     make(chan struct{}),
+	}
+	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ok := false
+	defer func() {
+		if !ok {
+			s.stopServers()
+		}
+	}()
+	var err error
+	if s.nats, err = localnats.Start(localnats.Config{
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		Port:       cfg.NATSPort,
+		SyncAlways: true,
+	}); err != nil {
+		return nil, err
+	}
+	if err := s.startPostgres(ctx); err != nil {
+		return nil, err
+	}
+	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	ready, err := s.run(runCtx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	ok = true // from here on, the run goroutine stops the servers
+	if err := waitReady(ctx, s.URL(), ready); err != nil {
+		cancel()
+		<-s.done
+		return nil, errors.Join(err, s.err)
+	}
+	return s, nil
+}
+
+func (s *Stack) startPostgres(ctx context.Context) error {
+	type started struct {
+		i   int
+		c   *localpg.Cluster
+		err error
+	}
+	results := make(chan started, s.cfg.Shards)
+	for i := 0; i < s.cfg.Shards; i++ {
+		go func(i int) {
+			port := 0
+			if s.cfg.PostgresPort != 0 {
+				port = s.cfg.PostgresPort + i
+			}
+			c, err := localpg.Start(ctx, localpg.Config{
+				DataDir: filepath.Join(s.cfg.DataDir, "shard-"+strconv.Itoa(i)),
+				Port:    port,
+				Logger:  s.cfg.Logger.With("shard", i),
+				// Stock durability; a little more memory than the stock 128MB.
+				SharedBuffers: "256MB",
+			})
+			if err == nil {
+				err = c.CreateDatabase(ctx, databaseName)
+			}
+			results <- started{i, c, err}
+		}(i)
+	}
+	s.pg = make([]*localpg.Cluster, s.cfg.Shards)
+	var errs []error
+	for range s.cfg.Shards {
+		r := <-results
+		s.pg[r.i] = r.c
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("starting postgres shard %d: %w", r.i, r.err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.dsns = make([]string, s.cfg.Shards)
+	for i, c := range s.pg {
+		s.dsns[i] = c.DSN(databaseName)
+	}
+	return nil
+}
+
+// stopServers stops Postgres and NATS (whatever was started).
+func (s *Stack) stopServers() error {
+	var errs []error
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i, c := range s.pg {
+		if c == nil {
+			continue
+		}
+		if err := c.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping postgres shard %d: %w", i, err))
+		}
+	}
+	if s.nats != nil {
+		s.nats.Stop()
+	}
+	if s.listener != nil {
+		_ = s.listener.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// checkTopology refuses to start a data folder with another shard count than it was made
+// with: readings already placed would be looked for on the wrong shards.
+func checkTopology(cfg Config) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data folder %s: %w", cfg.DataDir, err)
+	}
+	path := filepath.Join(cfg.DataDir, "topology.json")
+	type saved struct {
+		Shards int `json:"shards"`
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		data, _ = json.Marshal(saved{Shards: cfg.Shards})
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return fmt.Errorf("recording the shard count: %w", err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	var sv saved
+	if err := json.Unmarshal(data, &sv); err != nil {
+		return fmt.Errorf("reading %s: %w", path, err)
+	}
+	if sv.Shards != cfg.Shards {
+		return fmt.Errorf("data folder %s holds %d shards, not %d: use --shards %d or another --data-dir", cfg.DataDir, sv.Shards, cfg.Shards, sv.Shards)
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, url string, ready func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = ready(ctx)
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("dev stack not ready: %w (last: %v)", ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
