@@ -180,7 +180,7 @@ func TestStartOnABusyPortFailsWithPostgresLog(t *testing.T) {
 // child and expects the kernel to take the postmaster down with it.
 func TestPostgresDiesWithItsParent(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcessStartsCluster$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "LOCALPG_HELPER_DATADIR="+dir)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -226,16 +226,19 @@ func TestPostgresDiesWithItsParent(t *testing.T) {
 	}
 }
 
-// TestHelperProcessStartsCluster is the child of TestPostgresDiesWithItsParent.
-func TestHelperProcessStartsCluster(t *testing.T) {
-	dir := os.Getenv("LOCALPG_HELPER_DATADIR")
-	if dir == "" {
-		return // only meaningful as the child process
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("LOCALPG_HELPER_DATADIR"); dir != "" {
+		helperCluster(dir) // the child of TestPostgresDiesWithItsParent
 	}
+	os.Exit(m.Run())
+}
+
+// helperCluster starts a cluster, reports the postmaster's pid and waits to be killed.
+func helperCluster(dir string) {
 	c, err := Start(context.Background(), Config{DataDir: dir, FastInit: true, SharedBuffers: "32MB"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
-		os.Exit(1)
+		os.Exit(2)
 	}
 	fmt.Printf("postmaster pid %d\n", c.PID())
 	select {}

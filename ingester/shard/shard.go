@@ -1,0 +1,247 @@
+// Package shard is the per-shard ingester: it consumes its shard's JetStream stream through
+// the durable pull consumer, writes readings to the shard's Postgres in batches, one
+// transaction each, and acknowledges a message only after the transaction holding its
+// readings has committed.
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/store"
+)
+
+// Store is the shard database as the ingester uses it (*store.Store).
+type Store interface {
+	WriteBatch(ctx context.Context, meters []*telemetrypb.MeterReading, vehicles []*telemetrypb.VehicleReading) (store.Result, error)
+	EnsurePartitionsAhead(ctx context.Context) ([]string, error)
+	DropExpired(ctx context.Context, r store.Retention) (store.Dropped, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Defaults of Config.
+const (
+	DefaultBatchSize           = 5000
+	DefaultBatchWait           = 100 * time.Millisecond
+	DefaultPullMaxMessages     = 1000
+	DefaultMaintenanceInterval = 15 * time.Minute
+	DefaultLagInterval         = 5 * time.Second
+	DefaultRetryMin            = 100 * time.Millisecond
+	DefaultRetryMax            = 10 * time.Second
+	DefaultProgressInterval    = 10 * time.Second
+	DefaultWriteTimeout        = 15 * time.Second
+)
+
+// Config of one shard's ingester.
+type Config struct {
+	// JS is the JetStream context. Required.
+	JS jetstream.JetStream
+	// Topology names the stream. Required.
+	Topology ingester.Topology
+	// Shard is the index of the shard this ingester consumes, in [0, Topology.Shards).
+	Shard int
+	// Store is the shard's database, migrated. Required.
+	Store Store
+	// BatchSize is the number of readings that closes a batch. Default 5,000.
+	BatchSize int
+	// BatchWait closes a batch this long after its first message arrived. Default 100ms.
+	BatchWait time.Duration
+	// PullMaxMessages is how many messages the consumer buffers ahead. Default 1,000.
+	PullMaxMessages int
+	// Retention of history and rollups, applied by the maintenance timer. Default 90 days
+	// and 2 years.
+	Retention store.Retention
+	// MaintenanceInterval is how often partitions ahead are ensured and expired data is
+	// dropped (also once at start). Default 15m.
+	MaintenanceInterval time.Duration
+	// LagInterval is how often the consumer's pending count is polled. Default 5s.
+	LagInterval time.Duration
+	// RetryMin and RetryMax bound the exponential backoff between attempts to write a batch
+	// while the database fails. Defaults 100ms and 10s.
+	RetryMin, RetryMax time.Duration
+	// ProgressInterval is how often a retried batch's messages are marked in progress so
+	// JetStream does not redeliver them meanwhile; keep it well under the consumer's AckWait.
+	// Default 10s.
+	ProgressInterval time.Duration
+	// WriteTimeout bounds one write attempt; a write in flight at shutdown may finish within
+	// it. Default 15s.
+	WriteTimeout time.Duration
+	// AfterCommit, when set, runs after a batch committed and before its messages are
+	// acknowledged; an error abandons the batch unacknowledged. A fault-injection seam
+	// (see PauseAfterCommit). Default none.
+	AfterCommit func(ctx context.Context) error
+	// Registerer receives the ingester's metrics, labelled with the shard. Default: a private
+	// registry nobody scrapes.
+	Registerer prometheus.Registerer
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = DefaultBatchWait
+	}
+	if c.PullMaxMessages == 0 {
+		c.PullMaxMessages = DefaultPullMaxMessages
+	}
+	if c.MaintenanceInterval == 0 {
+		c.MaintenanceInterval = DefaultMaintenanceInterval
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = DefaultLagInterval
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = DefaultProgressInterval
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.JS == nil {
+		errs = append(errs, errors.New("a JetStream context is required"))
+	}
+	if c.Store == nil {
+		errs = append(errs, errors.New("a store is required"))
+	}
+	if err := c.Topology.Validate(); err != nil {
+		errs = append(errs, err)
+	} else if c.Shard < 0 || c.Shard >= c.Topology.Shards {
+		errs = append(errs, fmt.Errorf("shard %d outside [0, %d)", c.Shard, c.Topology.Shards))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("batch size %d must be positive", c.BatchSize))
+	}
+	if c.BatchWait < 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.ProgressInterval <= 0 || c.WriteTimeout <= 0 ||
+		c.MaintenanceInterval <= 0 || c.LagInterval <= 0 {
+		errs = append(errs, errors.New("durations must be positive, and RetryMax at least RetryMin"))
+	}
+	if c.PullMaxMessages < 1 {
+		errs = append(errs, fmt.Errorf("pull max messages %d must be positive", c.PullMaxMessages))
+	}
+	return errors.Join(errs...)
+}
+
+// Ingester consumes one shard's stream into its database.
+type Ingester struct {
+	cfg     Config
+	stream  string
+	log     *slog.Logger
+	metrics *metrics
+
+	bound   atomic.Bool
+	failing atomic.Pointer[error] // the last write error while a batch is being retried
+	lag     atomic.Int64
+}
+
+// New checks cfg and registers the ingester's metrics.
+func New(cfg Config) (*Ingester, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("shard ingester config: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer, cfg.Shard)
+	if err != nil {
+		return nil, err
+	}
+	stream := cfg.Topology.Stream(cfg.Shard)
+	return &Ingester{
+		cfg:     cfg,
+		stream:  stream,
+		log:     cfg.Logger.With("component", "ingester", "shard", cfg.Shard, "stream", stream),
+		metrics: m,
+	}, nil
+}
+
+// Run builds an ingester from cfg and runs it until ctx ends: the entry point for running a
+// shard ingester in-process.
+func Run(ctx context.Context, cfg Config) error {
+	in, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return in.Run(ctx)
+}
+
+// Ready reports nil once the ingester is bound to its consumer and its database is taking
+// writes.
+func (in *Ingester) Ready(context.Context) error {
+	if !in.bound.Load() {
+		return fmt.Errorf("not bound to consumer %s on stream %s yet", ingester.ConsumerName, in.stream)
+	}
+	if err := in.failing.Load(); err != nil {
+		return fmt.Errorf("shard database failing: %w", *err)
+	}
+	return nil
+}
+
+// Lag is the last polled number of messages not yet acknowledged by this shard's consumer.
+func (in *Ingester) Lag() int64 { return in.lag.Load() }
+
+// Run binds to the shard's durable consumer (waiting for it to exist: streams and consumers
+// are made by ingester.EnsureStreams, never here) and consumes until ctx ends. On shutdown a
+// write in flight may finish and be acknowledged; a batch not committed is handed back to
+// JetStream unacknowledged.
+func (in *Ingester) Run(ctx context.Context) error {
+	cons, err := in.bind(ctx)
+	if err != nil {
+		return err
+	}
+	in.bound.Store(true)
+	defer in.bound.Store(false)
+	in.log.Info("consuming", "consumer", ingester.ConsumerName, "batch_size", in.cfg.BatchSize, "batch_wait", in.cfg.BatchWait)
+
+	bg, stopBG := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { in.maintain(bg); done <- struct{}{} }()
+	go func() { in.pollLag(bg, cons); done <- struct{}{} }()
+	defer func() { stopBG(); <-done; <-done }()
+
+	return in.consume(ctx, cons)
+}
+
+// bind looks up the durable consumer, retrying with backoff until it exists or ctx ends.
+func (in *Ingester) bind(ctx context.Context) (jetstream.Consumer, error) {
+	backoff := in.cfg.RetryMin
+	for {
+		cons, err := in.cfg.JS.Consumer(ctx, in.stream, ingester.ConsumerName)
+		if err == nil {
+			return cons, nil
+		}
+		in.log.Warn("waiting for the shard's stream and consumer", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("binding to consumer %s on stream %s: %w", ingester.ConsumerName, in.stream, errors.Join(ctx.Err(), err))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, in.cfg.RetryMax)
+	}
+}

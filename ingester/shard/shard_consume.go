@@ -1,0 +1,214 @@
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fleetingest/fleetingest/api/telemetry"
+	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
+)
+
+// batch is the messages whose readings commit together.
+type batch struct {
+	msgs     []jetstream.Msg
+	meters   []*telemetrypb.MeterReading
+	vehicles []*telemetrypb.VehicleReading
+}
+
+func (b *batch) readings() int { return len(b.meters) + len(b.vehicles) }
+
+// consume pulls, batches, writes and acknowledges until ctx ends.
+func (in *Ingester) consume(ctx context.Context, cons jetstream.Consumer) error {
+	for ctx.Err() == nil {
+		iter, err := cons.Messages(jetstream.PullMaxMessages(in.cfg.PullMaxMessages))
+		if err != nil {
+			in.log.Warn("starting to pull messages", "error", err)
+			if !sleep(ctx, in.cfg.RetryMax) {
+				break
+			}
+			continue
+		}
+		err = in.consumeFrom(ctx, iter)
+		iter.Stop()
+		if err != nil && ctx.Err() == nil {
+			in.log.Warn("pulling messages failed; starting again", "error", err)
+			if !sleep(ctx, in.cfg.RetryMin) {
+				break
+			}
+		}
+	}
+	in.log.Info("stopped consuming")
+	return nil
+}
+
+func (in *Ingester) consumeFrom(ctx context.Context, iter jetstream.MessagesContext) error {
+	for {
+		b, err := in.collect(ctx, iter)
+		if err != nil {
+			in.abandon(b)
+			return err
+		}
+		if err := in.commit(ctx, b); err != nil {
+			in.abandon(b)
+			return err
+		}
+	}
+}
+
+// collect waits for a first message, then takes messages until the batch holds BatchSize
+// readings or BatchWait has passed since the first one. Messages that do not decode are
+// terminated on the spot and never join a batch.
+func (in *Ingester) collect(ctx context.Context, iter jetstream.MessagesContext) (*batch, error) {
+	b := &batch{}
+	for len(b.msgs) == 0 {
+		msg, err := iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return b, err
+		}
+		in.add(b, msg)
+	}
+	wait, cancel := context.WithTimeout(ctx, in.cfg.BatchWait)
+	defer cancel()
+	for b.readings() < in.cfg.BatchSize {
+		msg, err := iter.Next(jetstream.NextContext(wait))
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				break
+			}
+			return b, err
+		}
+		in.add(b, msg)
+	}
+	return b, nil
+}
+
+// add decodes msg into b, or terminates it when it is not a valid stream message.
+func (in *Ingester) add(b *batch, msg jetstream.Msg) {
+	if meta, err := msg.Metadata(); err == nil && meta.NumDelivered > 1 {
+		in.metrics.redelivered.Inc()
+	}
+	rb, err := telemetry.UnmarshalBatch(msg.Data())
+	if err != nil {
+		in.metrics.terminated.Inc()
+		in.log.Warn("terminating undecodable message", "subject", msg.Subject(), "bytes", len(msg.Data()), "error", err)
+		if terr := msg.TermWithReason(truncate(err.Error(), 200)); terr != nil {
+			in.log.Warn("terminating message", "error", terr)
+		}
+		return
+	}
+	b.msgs = append(b.msgs, msg)
+	b.meters = append(b.meters, rb.GetMeters()...)
+	b.vehicles = append(b.vehicles, rb.GetVehicles()...)
+}
+
+// commit writes b in one transaction, retrying with capped exponential backoff while the
+// database fails (keeping b's messages in progress meanwhile), then acknowledges every
+// message of b. It returns an error only when ctx ended before b committed, or when the
+// AfterCommit hook refused.
+func (in *Ingester) commit(ctx context.Context, b *batch) error {
+	in.metrics.batchReadings.Observe(float64(b.readings()))
+	backoff := in.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		// A write in flight at shutdown may finish: it is bounded by WriteTimeout, not ctx.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.WriteTimeout)
+		start := time.Now()
+		res, err := in.cfg.Store.WriteBatch(wctx, b.meters, b.vehicles)
+		cancel()
+		if err == nil {
+			in.metrics.commitSeconds.Observe(time.Since(start).Seconds())
+			in.metrics.observe(res)
+			if attempt > 1 {
+				in.log.Info("shard database back; batch committed", "attempts", attempt)
+			}
+			in.failing.Store(nil)
+			break
+		}
+		in.metrics.writeErrors.Inc()
+		in.failing.Store(&err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("batch of %d readings not committed before shutdown: %w", b.readings(), err)
+		}
+		in.log.Warn("writing batch failed; keeping its messages unacknowledged and retrying",
+			"error", err, "attempt", attempt, "retry_in", backoff, "messages", len(b.msgs), "readings", b.readings(), "consumer_lag", in.lag.Load())
+		if !in.holdWhile(ctx, b, backoff) {
+			return fmt.Errorf("batch of %d readings not committed before shutdown: %w", b.readings(), err)
+		}
+		backoff = min(2*backoff, in.cfg.RetryMax)
+	}
+	if in.cfg.AfterCommit != nil {
+		if err := in.cfg.AfterCommit(ctx); err != nil {
+			b.msgs = nil // committed: leave them to redelivery, which the primary keys absorb
+			return fmt.Errorf("after commit: %w", err)
+		}
+	}
+	for _, msg := range b.msgs {
+		if err := msg.Ack(); err != nil {
+			// Redelivered later and skipped as duplicates.
+			in.log.Warn("acknowledging committed message", "error", err)
+		}
+	}
+	in.metrics.acked.Add(float64(len(b.msgs)))
+	return nil
+}
+
+// holdWhile waits d, marking b's messages in progress every ProgressInterval so they are not
+// redelivered to anyone meanwhile. It reports false when ctx ended.
+func (in *Ingester) holdWhile(ctx context.Context, b *batch, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		for _, msg := range b.msgs {
+			_ = msg.InProgress() // best effort: a lost one only risks a duplicate delivery
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		if !sleep(ctx, min(left, in.cfg.ProgressInterval)) {
+			return false
+		}
+	}
+}
+
+// abandon hands an uncommitted batch back to JetStream for prompt redelivery.
+func (in *Ingester) abandon(b *batch) {
+	if b == nil {
+		return
+	}
+	for _, msg := range b.msgs {
+		_ = msg.Nak() // best effort: otherwise redelivered after AckWait
+	}
+}
+
+// PauseAfterCommit returns an AfterCommit hook for fault-injection tests: it writes
+// "committed batch, pausing before ack" to w and blocks until ctx ends, so a test can kill
+// the process between COMMIT and the acknowledgements.
+func PauseAfterCommit(w io.Writer) func(context.Context) error {
+	return func(ctx context.Context) error {
+		fmt.Fprintln(w, "committed batch, pausing before ack")
+		<-ctx.Done()
+		return ctx.Err()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,57 @@
+package shard
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// maintain ensures partitions ahead and drops expired data at start and then every
+// MaintenanceInterval; a failed pass is retried sooner.
+func (in *Ingester) maintain(ctx context.Context) {
+	for {
+		next := in.cfg.MaintenanceInterval
+		if !in.maintainOnce(ctx) {
+			next = min(next, time.Minute)
+		}
+		if !sleep(ctx, next) {
+			return
+		}
+	}
+}
+
+func (in *Ingester) maintainOnce(ctx context.Context) bool {
+	ok := true
+	created, err := in.cfg.Store.EnsurePartitionsAhead(ctx)
+	in.metrics.partitionsCreated.Add(float64(len(created)))
+	if err != nil && ctx.Err() == nil {
+		in.log.Warn("creating partitions ahead", "error", err)
+		ok = false
+	}
+	dropped, err := in.cfg.Store.DropExpired(ctx, in.cfg.Retention)
+	in.metrics.partitionsDropped.Add(float64(len(dropped.Partitions)))
+	if err != nil && ctx.Err() == nil {
+		in.log.Warn("dropping expired data", "error", err)
+		ok = false
+	}
+	return ok
+}
+
+// pollLag publishes the consumer's backlog (messages not yet delivered plus delivered and
+// not yet acknowledged) every LagInterval.
+func (in *Ingester) pollLag(ctx context.Context, cons jetstream.Consumer) {
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil {
+			lag := int64(info.NumPending) + int64(info.NumAckPending)
+			in.lag.Store(lag)
+			in.metrics.lag.Set(float64(lag))
+		} else if ctx.Err() == nil {
+			in.log.Debug("polling consumer info", "error", err)
+		}
+		if !sleep(ctx, in.cfg.LagInterval) {
+			return
+		}
+	}
+}
