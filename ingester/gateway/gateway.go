@@ -42,7 +42,7 @@ const (
 	DefaultMaxBatchBodyBytes     = 16 << 20
 	DefaultMaxBatchReadings      = telemetry.DefaultMaxBatchReadings
 	DefaultQueueSize             = 2 * DefaultMaxBatchReadings
-	DefaultPublishers            = 4
+	DefaultPublishers            = 2
 	DefaultPublishTimeout        = 5 * time.Second
 	DefaultRetryAfter            = time.Second
 )
@@ -72,7 +72,9 @@ type Config struct {
 	// QueueSize bounds the readings waiting for publication per shard; a full queue answers
 	// 503. Default 20,000 (two full batches); at least MaxBatchReadings.
 	QueueSize int
-	// Publishers is the number of messages per shard in flight to JetStream at once. Default 4.
+	// Publishers is the number of messages per shard in flight to JetStream at once. Default 2:
+	// JetStream stores a stream's messages one after another, so while one message waits for
+	// its PubAck the next one grows, and fewer, larger messages need fewer fsyncs.
 	Publishers int
 	// PublishTimeout bounds one publish and its acknowledgement. Default 5s.
 	PublishTimeout time.Duration

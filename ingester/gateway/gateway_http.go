@@ -35,12 +35,24 @@ func clientGone(w http.ResponseWriter) int {
 }
 
 // Handler serves POST /v1/telemetry (one reading) and POST /v1/telemetry/batch (a JSON array
-// or NDJSON of readings of either kind).
+// or NDJSON of readings of either kind); other methods on those paths get a 405 in the same
+// error shape. Mount it on a shared mux at both paths (or at "/").
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+PathTelemetry, g.counted(PathTelemetry, g.serveReading))
 	mux.HandleFunc("POST "+PathTelemetryBatch, g.counted(PathTelemetryBatch, g.serveBatch))
+	mux.HandleFunc(PathTelemetry, g.counted(PathTelemetry, methodNotAllowed))
+	mux.HandleFunc(PathTelemetryBatch, g.counted(PathTelemetryBatch, methodNotAllowed))
 	return mux
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) int {
+	w.Header().Set("Allow", http.MethodPost)
+	return writeStatus(w, &httpStatus{
+		http:    http.StatusMethodNotAllowed,
+		code:    codeUnimplemented,
+		message: "method " + r.Method + " not allowed: use POST",
+	})
 }
 
 // counted records each answer's code by path.

@@ -13,6 +13,7 @@ import (
 const (
 	codeInvalidArgument   = 3
 	codeResourceExhausted = 8
+	codeUnimplemented     = 12
 	codeInternal          = 13
 	codeUnavailable       = 14
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -78,6 +79,16 @@ func TestGatewayRefusesBadInputWithItsCodeAndPublishesNothing(t *testing.T) {
 				t.Fatalf("first violation %+v, want field %q", fv, tt.field)
 			}
 		})
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.http.URL+gateway.PathTelemetry, nil)
+	resp, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" || parseStatus(t, body).Code != 12 {
+		t.Fatalf("GET: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
 	if msgs, readings := e.published(); msgs != 0 || readings != 0 {
 		t.Fatalf("refused requests published %d messages with %d readings", msgs, readings)
