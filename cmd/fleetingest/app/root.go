@@ -36,6 +36,8 @@ func NewRootCommand() *cobra.Command {
 		// subcommands
 		newGatewayCommand(),
 		newDevCommand(),
+		newIngesterCommand(),
+		newMigrateCommand(),
 	)
 	return root
 }

@@ -1,0 +1,161 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/shard"
+	"github.com/fleetingest/fleetingest/ingester/store"
+	"github.com/fleetingest/fleetingest/internal/httpserver"
+)
+
+// pauseAfterCommitEnv enables the --pause-after-commit fault injection from the environment.
+const pauseAfterCommitEnv = "FLEETINGEST_PAUSE_AFTER_COMMIT"
+
+// ingesterOptions are the ingester command's flags.
+type ingesterOptions struct {
+	dsnOptions
+	natsURL   string
+	natsCreds string
+	namespace string
+	fleet     string
+	shards    int
+	shard     int
+	httpAddr  string
+	maxConns  int32
+
+	batchSize        int
+	batchWait        time.Duration
+	historyRetention time.Duration
+	rollupRetention  time.Duration
+	partitionsAhead  int
+	pauseAfterCommit bool
+}
+
+func newIngesterCommand() *cobra.Command {
+	o := ingesterOptions{}
+	cmd := &cobra.Command{
+		Use:   "ingester",
+		Short: "Consume one shard's stream into the shard's Postgres database",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runIngester(cmd.Context(), o, logger("ingester"))
+		},
+	}
+	o.addFlags(cmd)
+	fs := cmd.Flags()
+	fs.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (optional)")
+	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its streams)")
+	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its streams)")
+	fs.IntVar(&o.shards, "shards", 1, "number of shards of the fleet")
+	fs.IntVar(&o.shard, "shard", 0, "index of the shard this ingester consumes")
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve /healthz, /readyz and /metrics on")
+	fs.Int32Var(&o.maxConns, "max-conns", 4, "largest number of database connections")
+	fs.IntVar(&o.batchSize, "batch-size", shard.DefaultBatchSize, "readings that close a batch (one transaction)")
+	fs.DurationVar(&o.batchWait, "batch-wait", shard.DefaultBatchWait, "how long a batch waits for more readings after its first message")
+	fs.DurationVar(&o.historyRetention, "history-retention", store.DefaultHistoryRetention, "how long raw readings are kept (whole UTC days are dropped)")
+	fs.DurationVar(&o.rollupRetention, "rollup-retention", store.DefaultRollupRetention, "how long hourly rollups are kept")
+	fs.IntVar(&o.partitionsAhead, "partitions-ahead", store.DefaultPartitionsAhead, "days of history partitions created ahead of today")
+	fs.BoolVar(&o.pauseAfterCommit, "pause-after-commit", os.Getenv(pauseAfterCommitEnv) != "",
+		"fault injection: after the first commit, print a line to stderr and block before acknowledging (also "+pauseAfterCommitEnv+")")
+	_ = fs.MarkHidden("pause-after-commit")
+	return cmd
+}
+
+// shardConfig maps the flags onto the shard ingester's configuration.
+func (o ingesterOptions) shardConfig(js jetstream.JetStream, topo ingester.Topology, s shard.Store, reg prometheus.Registerer, log *slog.Logger) shard.Config {
+	cfg := shard.Config{
+		JS:         js,
+		Topology:   topo,
+		Shard:      o.shard,
+		Store:      s,
+		BatchSize:  o.batchSize,
+		BatchWait:  o.batchWait,
+		Retention:  store.Retention{History: o.historyRetention, Rollup: o.rollupRetention},
+		Registerer: reg,
+		Logger:     log,
+	}
+	if o.pauseAfterCommit {
+		cfg.AfterCommit = shard.PauseAfterCommit(os.Stderr)
+	}
+	return cfg
+}
+
+// runIngester migrates the shard database (under the advisory lock, so replicas starting
+// together are safe), then consumes until ctx ends. A batch not committed by then is left
+// unacknowledged for redelivery.
+func runIngester(ctx context.Context, o ingesterOptions, log *slog.Logger) error {
+	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: o.shards}
+	if err := topo.Validate(); err != nil {
+		return err
+	}
+	if o.shard < 0 || o.shard >= o.shards {
+		return fmt.Errorf("--shard %d outside [0, %d)", o.shard, o.shards)
+	}
+	dsn, err := o.resolve()
+	if err != nil {
+		return err
+	}
+	log = log.With("shard", o.shard)
+
+	pool, err := store.OpenPool(ctx, dsn, store.PoolConfig{MaxConns: o.maxConns, ApplicationName: fmt.Sprintf("fleetingest-ingester-%d", o.shard)})
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := store.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	log.Info("shard schema up to date", "applied", applied)
+	st, err := store.New(ctx, pool, store.Config{PartitionsAhead: o.partitionsAhead, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	nc, err := connectNATS(o.natsURL, o.natsCreds, fmt.Sprintf("fleetingest-ingester-%d", o.shard), log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("creating JetStream context: %w", err)
+	}
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	in, err := shard.New(o.shardConfig(js, topo, st, prom, log))
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return in.Run(gctx) })
+	g.Go(func() error {
+		return httpserver.Serve(gctx, httpserver.Config{
+			Addr:     o.httpAddr,
+			Ready:    []httpserver.ReadyFunc{in.Ready, st.Ping},
+			Gatherer: prom,
+			Logger:   log,
+		})
+	})
+	err = g.Wait()
+	// Flush the acknowledgements of the last committed batch before closing.
+	if drainErr := nc.Drain(); drainErr != nil && !errors.Is(drainErr, nats.ErrConnectionClosed) {
+		log.Warn("draining NATS connection", "err", drainErr)
+	}
+	return err
+}
