@@ -87,7 +87,7 @@ type NATSSpec struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
-	// +kubebuilder:validation:XValidation:rule="self.split(',').all(u, u.matches('^(nats|tls|ws|wss)://[^ ]+$'))",message="must be one or more nats://, tls://, ws:// or wss:// URLs separated by commas"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(nats|tls|ws|wss)://[^ ,]+(,(nats|tls|ws|wss)://[^ ,]+)*$')",message="must be one or more nats://, tls://, ws:// or wss:// URLs separated by commas"
 	URL string `json:"url"`
 
 	// CredentialsSecretRef names a Secret key holding a NATS credentials file (user JWT and
