@@ -110,6 +110,11 @@ func (s *Store) EnsurePartitions(ctx context.Context, days ...time.Time) ([]stri
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", partitionLockKey); err != nil {
 			return fmt.Errorf("taking partition lock: %w", err)
 		}
+		// Creating a partition locks its parent; rather than queue every writer behind a
+		// long reader, give up and let the caller retry.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
+			return fmt.Errorf("setting lock timeout: %w", err)
+		}
 		for _, day := range missing {
 			for _, table := range historyTables {
 				name, err := createPartition(ctx, tx, table, day)
