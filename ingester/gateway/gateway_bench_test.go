@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -118,4 +119,39 @@ func reportMessages(b *testing.B, e *env, readings int) {
 	if msgs > 0 {
 		b.ReportMetric(float64(readings)/float64(msgs), "readings/msg")
 	}
+}
+
+// BenchmarkGatewayHandlerInProcess calls the handler directly (no sockets), so it measures
+// what the gateway itself costs per reading: decoding, placement, queueing, coalescing and
+// the JetStream round trip, without the HTTP client and server.
+func BenchmarkGatewayHandlerInProcess(b *testing.B) {
+	e := newEnv(b, envOptions{shards: 2})
+	now := time.Now()
+	bodies := make([]string, 4096)
+	for i := range bodies {
+		if i%2 == 0 {
+			bodies[i] = meterJSON(fmt.Sprintf("meter-%d", i), now)
+		} else {
+			bodies[i] = vehicleJSON(fmt.Sprintf("ev-%d", i), now)
+		}
+	}
+	h := e.gw.Handler()
+	var next atomic.Int64
+	b.SetParallelism(256)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, gateway.PathTelemetry, strings.NewReader(bodies[next.Add(1)%int64(len(bodies))]))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusAccepted {
+				b.Errorf("status %d: %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+	reportMessages(b, e, b.N)
 }
