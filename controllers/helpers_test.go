@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -23,3 +24,12 @@ func metaItems(l client.ObjectList) ([]client.Object, error) {
 }
 
 func typeName(o runtime.Object) string { return fmt.Sprintf("%T", o) }
+
+// createRaw creates an object from its JSON, as kubectl would send it.
+func createRaw(h *harness, body string) error {
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON([]byte(body)); err != nil {
+		h.t.Fatalf("test body does not parse: %v", err)
+	}
+	return h.c.Create(h.ctx, u)
+}

@@ -1,0 +1,101 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/utils/ptr"
+
+	"github.com/fleetingest/fleetingest/api/v1alpha1"
+)
+
+// The API server itself (OpenAPI schema and CEL rules from the CRD) refuses what the
+// operator could not act on, with a message a person can act on.
+func TestTheAPIServerRejectsInvalidFleets(t *testing.T) {
+	h := newHarness(t)
+	cases := []struct {
+		name    string
+		fleet   string
+		mod     func(*v1alpha1.FleetIngestion)
+		wantMsg string
+	}{
+		{"zero gateway replicas", "zero", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Gateway.Replicas = ptr.To[int32](0) },
+			"spec.gateway.replicas: Invalid value: 0: spec.gateway.replicas in body should be greater than or equal to 1"},
+		{"zero ingester replicas", "zero-ing", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Ingester.Replicas = ptr.To[int32](0) },
+			"spec.ingester.replicas in body should be greater than or equal to 1"},
+		{"a name with a dot, which NATS subjects cannot carry", "fleet.a", nil,
+			"metadata.name must be a lowercase DNS label of at most 40 characters starting with a letter (no dots)"},
+		{"a name too long for derived object names", strings.Repeat("a", 41), nil,
+			"metadata.name must be a lowercase DNS label of at most 40 characters"},
+		{"a NATS URL without a scheme", "noscheme", func(fi *v1alpha1.FleetIngestion) { fi.Spec.NATS.URL = "nats.example.com:4222" },
+			`spec.nats.url: Invalid value: "nats.example.com:4222": must be one or more nats://`},
+		{"no shards", "noshards", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Shards = nil },
+			"spec.shards"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fi := h.fleetIngestion(tc.fleet, 2)
+			if tc.mod != nil {
+				tc.mod(fi)
+			}
+			err := h.c.Create(h.ctx, fi)
+			if err == nil {
+				t.Fatalf("created; want refused with %q", tc.wantMsg)
+			}
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Errorf("error = %v\nwant it to contain %q", err, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// Durations travel as strings; Go's metav1.Duration always encodes a valid one, so the
+// unparseable ones are sent as raw JSON.
+func TestTheAPIServerRejectsUnparseableDurations(t *testing.T) {
+	h := newHarness(t)
+	for _, field := range []string{`"retention":{"history":"90 days"}`, `"gateway":{"maxLateness":"7d"}`, `"nats":{"url":"nats://n:4222","maxAge":"-1h"}`} {
+		t.Run(field, func(t *testing.T) {
+			body := `{"apiVersion":"fleetingest.io/v1alpha1","kind":"FleetIngestion","metadata":{"name":"dur","namespace":"` + h.ns + `"},
+				"spec":{"nats":{"url":"nats://n:4222"},"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}],` + field + `}}`
+			if strings.Contains(field, `"nats"`) {
+				body = `{"apiVersion":"fleetingest.io/v1alpha1","kind":"FleetIngestion","metadata":{"name":"dur","namespace":"` + h.ns + `"},
+				"spec":{"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}],` + field + `}}`
+			}
+			err := createRaw(h, body)
+			if err == nil || !strings.Contains(err.Error(), "must be a duration such as") {
+				t.Errorf("error = %v, want a duration message", err)
+			}
+		})
+	}
+}
+
+func TestTheShardCountCannotChange(t *testing.T) {
+	h := newHarness(t)
+	fi := h.create(h.fleetIngestion("fixed", 2))
+	fi.Spec.Shards = fi.Spec.Shards[:1]
+	err := h.c.Update(h.ctx, fi)
+	if err == nil || !strings.Contains(err.Error(), "the shard count cannot change after creation (resharding is not supported yet)") {
+		t.Errorf("update to 1 shard: err = %v, want refused", err)
+	}
+	// Other fields stay editable.
+	fi = h.get("fixed")
+	fi.Spec.Shards[1].DSNSecretRef.Name = "shard-1-new"
+	if err := h.c.Update(h.ctx, fi); err != nil {
+		t.Errorf("changing a shard's secret: %v", err)
+	}
+}
+
+func TestDefaultsAreFilledByTheAPIServer(t *testing.T) {
+	h := newHarness(t)
+	fi := h.fleetIngestion("defaults", 1)
+	fi.Spec.NATS = v1alpha1.NATSSpec{URL: "nats://nats:4222"}
+	h.create(fi)
+	fi = h.get("defaults")
+	s := fi.Spec
+	if s.DeletionPolicy != v1alpha1.DeletionPolicyRetain || s.NATS.StreamReplicas != 1 || s.NATS.MaxBytesPerShard.String() != "1Gi" ||
+		ptr.Deref(s.Gateway.Replicas, 0) != 1 || ptr.Deref(s.Ingester.Replicas, 0) != 1 || ptr.Deref(s.Analytics.Replicas, 0) != 1 ||
+		s.Retention.History.Duration != 2160*time.Hour || s.ImagePullPolicy != "IfNotPresent" {
+		t.Errorf("defaulted spec = %+v", s)
+	}
+}
