@@ -38,6 +38,7 @@ func NewRootCommand() *cobra.Command {
 		newDevCommand(),
 		newIngesterCommand(),
 		newMigrateCommand(),
+		newOperatorCommand(),
 	)
 	return root
 }
