@@ -2,6 +2,12 @@
 // places each reading on its shard (a vehicle by the meter it was mapped to at the reading's
 // time), coalesces the readings of one shard into one JetStream message, and answers a
 // request only after JetStream acknowledged every message that holds its readings.
+//
+// Answers: 202 once durably queued ({"status":"meter telemetry ingested"}, or for a batch
+// {"accepted":N,"rejected":[{"index":i,"error":{…}}]}); 400 malformed, 422 implausible, 413
+// body or batch too large, 415 wrong Content-Type, 405 wrong method, 503 with Retry-After
+// when NATS is down, the shard's stream is full or its queue here is full. Every error is a
+// google.rpc.Status JSON body with BadRequest field violations.
 package gateway
 
 import (

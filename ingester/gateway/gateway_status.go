@@ -45,8 +45,16 @@ type badRequestJSON struct {
 // MarshalJSON renders the google.rpc.Status body.
 func (s *httpStatus) MarshalJSON() ([]byte, error) {
 	out := statusJSON{Code: s.code, Message: s.message}
-	if len(s.violations) > 0 {
-		out.Details = []badRequestJSON{{Type: badRequestType, FieldViolations: s.violations}}
+	// Violations that name no field (not JSON at all, a broken batch envelope) are already
+	// in the message; BadRequest details carry the ones about a field.
+	var fields []telemetry.FieldViolation
+	for _, v := range s.violations {
+		if v.Field != "" {
+			fields = append(fields, v)
+		}
+	}
+	if len(fields) > 0 {
+		out.Details = []badRequestJSON{{Type: badRequestType, FieldViolations: fields}}
 	}
 	return json.Marshal(out)
 }

@@ -31,10 +31,10 @@ func TestGatewayRefusesBadInputWithItsCodeAndPublishesNothing(t *testing.T) {
 		body        string
 		httpCode    int
 		rpcCode     int
-		field       string // the first field violation, "-" for none expected
+		field       string // the first field violation, "-" for no details
 	}{
-		{"not JSON", gateway.PathTelemetry, "application/json", `hello`, 400, 3, ""},
-		{"trailing data", gateway.PathTelemetry, "application/json", good + `{}`, 400, 3, ""},
+		{"not JSON", gateway.PathTelemetry, "application/json", `hello`, 400, 3, "-"},
+		{"trailing data", gateway.PathTelemetry, "application/json", good + `{}`, 400, 3, "-"},
 		{"a wrong type", gateway.PathTelemetry, "application/json", `{"meterId":"m","kwhConsumedAc":"1","voltage":1,"timestamp":"2026-11-20T11:00:00Z"}`, 400, 3, "kwhConsumedAc"},
 		{"an unknown field", gateway.PathTelemetry, "application/json", strings.TrimSuffix(good, "}") + `,"x":1}`, 400, 3, "x"},
 		{"a duplicate field", gateway.PathTelemetry, "application/json", strings.TrimSuffix(good, "}") + `,"voltage":1}`, 400, 3, "voltage"},
@@ -50,9 +50,9 @@ func TestGatewayRefusesBadInputWithItsCodeAndPublishesNothing(t *testing.T) {
 		{"an oversized body", gateway.PathTelemetry, "application/json", good + strings.Repeat(" ", 600), 413, 8, "-"},
 		{"a form content type", gateway.PathTelemetry, "application/x-www-form-urlencoded", good, 415, 3, "-"},
 		{"NDJSON for one reading", gateway.PathTelemetry, "application/x-ndjson", good, 415, 3, "-"},
-		{"a batch that is not an array", gateway.PathTelemetryBatch, "application/json", good, 400, 3, ""},
-		{"a batch with a broken envelope", gateway.PathTelemetryBatch, "application/json", "[" + good + ",{", 400, 3, ""},
-		{"a batch with too many readings", gateway.PathTelemetryBatch, "application/json", "[" + strings.Repeat(good+",", 3) + good + "]", 413, 8, ""},
+		{"a batch that is not an array", gateway.PathTelemetryBatch, "application/json", good, 400, 3, "-"},
+		{"a batch with a broken envelope", gateway.PathTelemetryBatch, "application/json", "[" + good + ",{", 400, 3, "-"},
+		{"a batch with too many readings", gateway.PathTelemetryBatch, "application/json", "[" + strings.Repeat(good+",", 3) + good + "]", 413, 8, "-"},
 		{"an oversized batch body", gateway.PathTelemetryBatch, "application/x-ndjson", strings.Repeat(good+"\n", 100), 413, 8, "-"},
 		{"a batch of text", gateway.PathTelemetryBatch, "text/plain", good, 415, 3, "-"},
 	}
