@@ -176,7 +176,7 @@ func New(cfg Config) (*Ingester, error) {
 	return &Ingester{
 		cfg:     cfg,
 		stream:  stream,
-		log:     cfg.Logger.With("component", "ingester", "shard", cfg.Shard, "stream", stream),
+		log:     cfg.Logger.With("shard", cfg.Shard, "stream", stream),
 		metrics: m,
 	}, nil
 }

@@ -85,7 +85,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Store{pool: pool, cfg: cfg, log: cfg.Logger.With("component", "store")}
+	s := &Store{pool: pool, cfg: cfg, log: cfg.Logger}
 	if err := s.RefreshPartitions(ctx); err != nil {
 		return nil, err
 	}

@@ -109,7 +109,6 @@ func runIngester(ctx context.Context, o ingesterOptions, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
-	log = log.With("shard", o.shard)
 
 	pool, err := store.OpenPool(ctx, dsn, store.PoolConfig{MaxConns: o.maxConns, ApplicationName: fmt.Sprintf("fleetingest-ingester-%d", o.shard)})
 	if err != nil {
@@ -121,7 +120,7 @@ func runIngester(ctx context.Context, o ingesterOptions, log *slog.Logger) error
 		return err
 	}
 	log.Info("shard schema up to date", "applied", applied)
-	st, err := store.New(ctx, pool, store.Config{PartitionsAhead: o.partitionsAhead, Logger: log})
+	st, err := store.New(ctx, pool, store.Config{PartitionsAhead: o.partitionsAhead, Logger: log.With("shard", o.shard)})
 	if err != nil {
 		return err
 	}
