@@ -148,8 +148,10 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		buf = &b
 	}
 	b := (*buf)[:0]
-	if r.ContentLength > 0 && int64(cap(b)) < r.ContentLength {
-		b = make([]byte, 0, r.ContentLength)
+	// Size the buffer by the declared length, but not beyond 1 MiB before the bytes arrive:
+	// a client announcing a large body and sending it slowly pins no more than that.
+	if want := min(r.ContentLength, 1<<20); want > 0 && int64(cap(b)) < want {
+		b = make([]byte, 0, want)
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	for {
