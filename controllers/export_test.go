@@ -1,0 +1,33 @@
+package controllers
+
+import (
+	"k8s.io/client-go/rest"
+
+	"github.com/fleetingest/fleetingest/api/v1alpha1"
+)
+
+// ComponentArgs exposes the argument builders to the external test package, which parses
+// them with the real command line (it cannot be imported from this package: the command
+// imports controllers).
+func ComponentArgs(fi *v1alpha1.FleetIngestion) (map[string][]string, error) {
+	f, err := resolveFleet(fi, "fleetingest:test")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{
+		"gateway":   gatewayArgs(f),
+		"analytics": analyticsArgs(f),
+		"migrate":   migrateArgs(),
+	}
+	for i := range fi.Spec.Shards {
+		out[ingesterName(f, i)] = ingesterArgs(f, i)
+	}
+	return out, nil
+}
+
+// Kube and NATSURL expose the package's test servers to the external test package.
+func Kube() (kubeconfig string) { return kube.Kubeconfig }
+func NATSURL() string           { return nsrv.URL() }
+
+// RestConfig exposes the test API server's client configuration.
+func RestConfig() *rest.Config { return kube.Config }
