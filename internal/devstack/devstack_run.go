@@ -116,7 +116,7 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		if _, err := store.Migrate(ctx, pool); err != nil {
 			return nil, fmt.Errorf("migrating shard %d: %w", i, err)
 		}
-		if stores[i], err = store.New(ctx, pool, store.Config{}); err != nil {
+		if stores[i], err = store.New(ctx, pool, store.Config{Logger: log.With("component", "store", "shard", i)}); err != nil {
 			return nil, fmt.Errorf("shard %d store: %w", i, err)
 		}
 	}

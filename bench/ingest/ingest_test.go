@@ -1,0 +1,148 @@
+// Package ingest benchmarks ingestion end to end: readings posted over HTTP to the dev stack
+// (gateway → JetStream with sync-always → ingesters → Postgres with stock durability) until
+// they are committed, next to two baselines measured in the same run on the same machine —
+// the seed's design in Go (one INSERT and one UPSERT per request) and raw COPY of the same
+// rows.
+//
+//	make bench                       # or: go test -run '^$' -bench Ingest -benchtime 1x ./bench/ingest
+//	FLEETINGEST_BENCH_READINGS=1000000 make bench
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/fleetingest/fleetingest/internal/devstack"
+	"github.com/fleetingest/fleetingest/internal/loadgen"
+)
+
+// readings is the size of each end-to-end run (env FLEETINGEST_BENCH_READINGS).
+func readings(def int) int {
+	if v, err := strconv.Atoi(os.Getenv("FLEETINGEST_BENCH_READINGS")); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// results collects the figures of one `go test -bench Ingest` run for the closing summary.
+var results = map[string]float64{}
+
+func BenchmarkIngest(b *testing.B) {
+	n := readings(400_000)
+	b.Run("copy-baseline", func(b *testing.B) { results["copy"] = benchCopy(b, n) })
+	b.Run("seed-design-baseline", func(b *testing.B) { results["seed"] = benchSeed(b, min(n, 100_000)) })
+	b.Run("single", func(b *testing.B) {
+		results["single"] = benchStack(b, loadgen.Config{Readings: min(n, 200_000), Concurrency: 128})
+	})
+	b.Run("batch", func(b *testing.B) {
+		results["batch"] = benchStack(b, loadgen.Config{Readings: n, Concurrency: 16, BatchSize: 500})
+	})
+	if len(results) == 4 {
+		fmt.Printf("\nsummary (readings/s, %d cores):\n", runtimeCores())
+		fmt.Printf("  raw COPY of the same rows            %10.0f\n", results["copy"])
+		fmt.Printf("  seed design in Go (INSERT+UPSERT)    %10.0f\n", results["seed"])
+		fmt.Printf("  fleetingest, one reading a request   %10.0f   %.1f× seed design\n", results["single"], results["single"]/results["seed"])
+		fmt.Printf("  fleetingest, batches of 500          %10.0f   %.1f× seed design, %.2f× raw COPY\n",
+			results["batch"], results["batch"]/results["seed"], results["batch"]/results["copy"])
+	}
+}
+
+// benchStack posts cfg's readings to a fresh dev stack and reports readings/s from the first
+// request until the last reading was committed in Postgres, and the accept latencies.
+func benchStack(b *testing.B, lg loadgen.Config) float64 {
+	ctx := context.Background()
+	stack, err := devstack.Start(ctx, devstack.Config{
+		DataDir:  filepath.Join(b.TempDir(), "data"),
+		Shards:   2,
+		HTTPAddr: "127.0.0.1:0",
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if err := stack.Stop(); err != nil {
+			b.Error(err)
+		}
+	}()
+	lg.URL = stack.URL()
+	lg.Meters, lg.Vehicles = 5000, 5000
+	b.ResetTimer()
+	start := time.Now()
+	res, err := loadgen.Run(ctx, lg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Failed > 0 || res.Rejected > 0 {
+		b.Fatalf("%d requests failed, %d readings rejected: %s", res.Failed, res.Rejected, res.FirstError)
+	}
+	if err := waitCommitted(stack, res.Accepted, 5*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rate := float64(res.Accepted) / elapsed.Seconds()
+	b.ReportMetric(rate, "readings/s")
+	b.ReportMetric(float64(res.Requests)/res.Duration.Seconds(), "requests/s")
+	b.ReportMetric(ms(res.Percentile(50)), "p50-ms")
+	b.ReportMetric(ms(res.Percentile(99)), "p99-ms")
+	b.ReportMetric(0, "ns/op")
+	return rate
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// waitCommitted waits until the ingesters report want history rows inserted.
+func waitCommitted(stack *devstack.Stack, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := counterSum(stack, "fleetingest_ingester_rows_inserted_total")
+		if err != nil {
+			return err
+		}
+		if int(got) >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d readings committed after %s", int(got), want, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func counterSum(stack *devstack.Stack, name string) (float64, error) {
+	mfs, err := stack.Metrics().Gather()
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			total += counterValue(m)
+		}
+	}
+	return total, nil
+}
+
+func counterValue(m *dto.Metric) float64 { return m.GetCounter().GetValue() }
+
+func runtimeCores() int {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(data), "processor\t:")
+}
