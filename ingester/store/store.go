@@ -5,7 +5,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -136,26 +135,4 @@ func OpenPool(ctx context.Context, dsn string, pc PoolConfig) (*pgxpool.Pool, er
 		return nil, fmt.Errorf("connecting to shard database %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
-}
-
-// IsUnavailable reports whether err means the database could not be reached or the
-// connection broke (worth retrying the same work later), as opposed to a query the database
-// refused.
-func IsUnavailable(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// Class 08: connection exception; 57P01-03: admin/crash shutdown, cannot connect now;
-		// 53: insufficient resources; 40: serialization/deadlock (retry is the answer too).
-		switch {
-		case len(pgErr.Code) == 5 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:2] == "40"):
-			return true
-		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03":
-			return true
-		}
-		return false
-	}
-	return !errors.Is(err, context.Canceled)
 }

@@ -45,15 +45,20 @@ type ingesterOptions struct {
 }
 
 func newIngesterCommand() *cobra.Command {
-	o := ingesterOptions{}
+	o := &ingesterOptions{}
 	cmd := &cobra.Command{
 		Use:   "ingester",
 		Short: "Consume one shard's stream into the shard's Postgres database",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runIngester(cmd.Context(), o, logger("ingester"))
+			return runIngester(cmd.Context(), *o, logger("ingester"))
 		},
 	}
+	o.addIngesterFlags(cmd)
+	return cmd
+}
+
+func (o *ingesterOptions) addIngesterFlags(cmd *cobra.Command) {
 	o.addFlags(cmd)
 	fs := cmd.Flags()
 	fs.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
@@ -70,9 +75,8 @@ func newIngesterCommand() *cobra.Command {
 	fs.DurationVar(&o.rollupRetention, "rollup-retention", store.DefaultRollupRetention, "how long hourly rollups are kept")
 	fs.IntVar(&o.partitionsAhead, "partitions-ahead", store.DefaultPartitionsAhead, "days of history partitions created ahead of today")
 	fs.BoolVar(&o.pauseAfterCommit, "pause-after-commit", os.Getenv(pauseAfterCommitEnv) != "",
-		"fault injection: after the first commit, print a line to stderr and block before acknowledging (also "+pauseAfterCommitEnv+")")
+		"fault injection: after a commit, print a line to stderr and block before acknowledging (also "+pauseAfterCommitEnv+")")
 	_ = fs.MarkHidden("pause-after-commit")
-	return cmd
 }
 
 // shardConfig maps the flags onto the shard ingester's configuration.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spf13/cobra"
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
@@ -142,5 +143,25 @@ func TestDSNOptionsNeedExactlyOneSource(t *testing.T) {
 		if _, err := o.resolve(); err == nil {
 			t.Errorf("%s: resolved without error", name)
 		}
+	}
+}
+
+func TestIngesterFlagsMapOntoTheShardConfig(t *testing.T) {
+	o := &ingesterOptions{}
+	cmd := &cobra.Command{}
+	o.addIngesterFlags(cmd)
+	if err := cmd.ParseFlags([]string{"--shards", "4", "--shard", "3", "--batch-size", "123", "--batch-wait", "7ms",
+		"--history-retention", "240h", "--pause-after-commit"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.shardConfig(nil, ingester.Topology{Namespace: "a", Fleet: "b", Shards: 4}, nil, nil, slog.New(slog.DiscardHandler))
+	if cfg.Shard != 3 || cfg.BatchSize != 123 || cfg.BatchWait != 7*time.Millisecond || cfg.Retention.History != 240*time.Hour {
+		t.Errorf("config = %+v", cfg)
+	}
+	if cfg.AfterCommit == nil {
+		t.Error("--pause-after-commit did not install the pause hook")
+	}
+	if f := cmd.Flags().Lookup("pause-after-commit"); f == nil || !f.Hidden {
+		t.Error("--pause-after-commit is not a hidden flag")
 	}
 }
