@@ -66,6 +66,40 @@ generate: $(CONTROLLER_GEN) protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_CONNECT_GO) ## 
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests (config/, charts/).
 	@if [ -x hack/manifests.sh ]; then CONTROLLER_GEN="$(CONTROLLER_GEN)" hack/manifests.sh; fi
 
+##@ Deploy (kind; see docs/kind.md)
+
+CONTAINER_TOOL ?= docker
+KIND ?= kind
+KUBECTL ?= kubectl
+# Operator flags of `make run-operator`; out of cluster there is no pod namespace for the
+# leader-election Lease, so leader election is off.
+OPERATOR_ARGS ?= --leader-elect=false --default-image=$(IMG) --metrics-addr=127.0.0.1:8082 --health-addr=127.0.0.1:8083
+
+.PHONY: docker-build
+docker-build: ## Build the fleetingest image $(IMG) (one static binary on distroless).
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster $(KIND_CLUSTER) with NATS and two Postgres shards (hack/kind/).
+	KIND=$(KIND) KUBECTL=$(KUBECTL) hack/kind-up.sh $(KIND_CLUSTER)
+
+.PHONY: deploy
+deploy: ## Load $(IMG) into kind, apply the CRD, RBAC, operator and the dev FleetIngestion.
+	KIND=$(KIND) KUBECTL=$(KUBECTL) hack/kind-deploy.sh $(IMG) $(KIND_CLUSTER)
+
+.PHONY: undeploy
+undeploy: ## Delete the dev FleetIngestion, then the operator, RBAC and CRD.
+	KUBECTL=$(KUBECTL) hack/kind-undeploy.sh $(KIND_CLUSTER)
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster $(KIND_CLUSTER).
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+.PHONY: run-operator
+run-operator: ## Run the operator on this machine against the current kubeconfig (CRD applied first).
+	$(KUBECTL) apply --server-side -f config/crd/bases
+	$(GO) run ./cmd/fleetingest operator $(OPERATOR_ARGS)
+
 ##@ Tools (pinned, cached under $(TOOLS))
 
 .PHONY: tools
