@@ -36,6 +36,7 @@ func NewRootCommand() *cobra.Command {
 		// subcommands
 		newGatewayCommand(),
 		newDevCommand(),
+		newLoadgenCommand(),
 		newIngesterCommand(),
 		newMigrateCommand(),
 		newOperatorCommand(),
