@@ -43,7 +43,7 @@ type env struct {
 	store *store.Store
 }
 
-func newEnv(t *testing.T, dsn string) *env {
+func newEnv(t testing.TB, dsn string) *env {
 	t.Helper()
 	ctx := t.Context()
 	srv := natstest.Start(t)
@@ -161,7 +161,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 	}
 }
 
-func value(t *testing.T, c prometheus.Collector) float64 {
+func value(t testing.TB, c prometheus.Collector) float64 {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 1)
 	c.Collect(ch)
