@@ -80,7 +80,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	threshold := h.s.cfg.DefaultThreshold
 	if req.Msg.Threshold != nil {
 		threshold = req.Msg.GetThreshold()
-		if math.IsNaN(threshold) || threshold <= 0 || threshold > 10 {
+		if math.IsNaN(threshold) || math.IsInf(threshold, 0) || threshold <= 0 {
 			return nil, invalid("threshold %v must be a ratio above 0, such as 0.85", threshold)
 		}
 	}
@@ -98,17 +98,12 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	}
 	hours := alertHours(w)
 
-	var mu sync.Mutex
-	var parts []query.AlertRows
-	missing := h.s.fanOut(ctx, func(ctx context.Context, _ int, db shards.DBTX) error {
+	// Indexed by shard, so sums across shards always run in the same order.
+	parts := make([]query.AlertRows, h.s.shards.Len())
+	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
 		rows, err := query.Alerts(ctx, db, hours, threshold)
-		if err != nil {
-			return err
-		}
-		mu.Lock()
-		parts = append(parts, rows)
-		mu.Unlock()
-		return nil
+		parts[shard] = rows
+		return err
 	})
 	if ctx.Err() != nil {
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())

@@ -8,8 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/analytics/window"
+	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 )
 
 func ratio(dc, ac float64) *float64 {

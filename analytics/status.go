@@ -148,62 +148,102 @@ func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[a
 	if err != nil {
 		return nil, err
 	}
-	type row struct {
-		st    query.VehicleStatus
-		shard int
+	res := &analyticsv1.ListSilentVehiclesResponse{}
+	// A vehicle re-mapped to another shard keeps an older row on the shard it left: a row
+	// counts only where it is the vehicle's newest. Such rows are skipped, so fetch rounds
+	// continue from the last row examined until the page is full or the shards are done.
+	for round := 0; round < 100; round++ {
+		rows, exhausted, missing := h.silentVehicleRound(ctx, cutoff, cur, size)
+		res.MissingShards = mergeMissing(res.MissingShards, missing)
+		for _, r := range rows {
+			if len(res.Vehicles) == size {
+				res.NextPageToken = cursorToken(cur.At, cur.ID)
+				return connect.NewResponse(res), nil
+			}
+			cur = query.Cursor{At: r.status.LastUpdatedAt, ID: r.status.VehicleID}
+			if !r.stale {
+				res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.status, r.shard))
+			}
+		}
+		if exhausted {
+			return connect.NewResponse(res), nil
+		}
 	}
+	if len(res.Vehicles) > 0 {
+		res.NextPageToken = cursorToken(cur.At, cur.ID)
+	}
+	return connect.NewResponse(res), nil
+}
+
+type silentRow struct {
+	status query.VehicleStatus
+	shard  int
+	stale  bool
+}
+
+// silentVehicleRound fetches the next rows after cur from every shard, merged in order and
+// cut where the first shard's batch ends (beyond it another shard may hold earlier rows);
+// exhausted reports that no shard has more.
+func (h *handler) silentVehicleRound(ctx context.Context, cutoff time.Time, cur query.Cursor, size int) (rows []silentRow, exhausted bool, missing []int32) {
 	var mu sync.Mutex
-	var rows []row
-	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
+	var limitAt *query.Cursor
+	exhausted = true
+	missing = h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
 		sts, err := query.SilentVehicles(ctx, db, cutoff, cur, size+1)
 		mu.Lock()
+		defer mu.Unlock()
 		for _, st := range sts {
-			rows = append(rows, row{st, shard})
+			rows = append(rows, silentRow{status: st, shard: shard})
+		}
+		if len(sts) == size+1 {
+			exhausted = false
+			last := sts[len(sts)-1]
+			if limitAt == nil || cursorLess(last.LastUpdatedAt, last.VehicleID, limitAt.At, limitAt.ID) {
+				limitAt = &query.Cursor{At: last.LastUpdatedAt, ID: last.VehicleID}
+			}
+		}
+		return err
+	})
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i].status, rows[j].status
+		return cursorLess(a.LastUpdatedAt, a.VehicleID, b.LastUpdatedAt, b.VehicleID)
+	})
+	if limitAt != nil {
+		n := sort.Search(len(rows), func(i int) bool {
+			return !cursorLess(rows[i].status.LastUpdatedAt, rows[i].status.VehicleID, limitAt.At, limitAt.ID)
+		})
+		rows = rows[:n+1]
+	}
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.status.VehicleID
+	}
+	if len(ids) == 0 {
+		return rows, exhausted, missing
+	}
+	newest := map[string]time.Time{}
+	more := h.s.fanOut(ctx, func(ctx context.Context, _ int, db shards.DBTX) error {
+		got, err := query.NewestVehicleReadings(ctx, db, ids)
+		mu.Lock()
+		for id, at := range got {
+			if at.After(newest[id]) {
+				newest[id] = at
+			}
 		}
 		mu.Unlock()
 		return err
 	})
-	// A vehicle re-mapped to another shard has an older row on the shard it left: keep a
-	// vehicle only where its newest row is.
-	ids := make([]string, 0, len(rows))
-	for _, r := range rows {
-		ids = append(ids, r.st.VehicleID)
+	for i := range rows {
+		rows[i].stale = newest[rows[i].status.VehicleID].After(rows[i].status.LastUpdatedAt)
 	}
-	newest := map[string]time.Time{}
-	if len(ids) > 0 {
-		more := h.s.fanOut(ctx, func(ctx context.Context, _ int, db shards.DBTX) error {
-			got, err := query.NewestVehicleReadings(ctx, db, ids)
-			mu.Lock()
-			for id, at := range got {
-				if at.After(newest[id]) {
-					newest[id] = at
-				}
-			}
-			mu.Unlock()
-			return err
-		})
-		missing = mergeMissing(missing, more)
+	return rows, exhausted, mergeMissing(missing, more)
+}
+
+func cursorLess(at time.Time, id string, bt time.Time, bid string) bool {
+	if !at.Equal(bt) {
+		return at.Before(bt)
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		a, b := rows[i].st, rows[j].st
-		if !a.LastUpdatedAt.Equal(b.LastUpdatedAt) {
-			return a.LastUpdatedAt.Before(b.LastUpdatedAt)
-		}
-		return a.VehicleID < b.VehicleID
-	})
-	res := &analyticsv1.ListSilentVehiclesResponse{MissingShards: missing}
-	for i, r := range rows {
-		if len(res.Vehicles) == size {
-			prev := rows[i-1].st
-			res.NextPageToken = cursorToken(prev.LastUpdatedAt, prev.VehicleID)
-			break
-		}
-		if newest[r.st.VehicleID].After(r.st.LastUpdatedAt) {
-			continue
-		}
-		res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.st, r.shard))
-	}
-	return connect.NewResponse(res), nil
+	return id < bid
 }
 
 // ListSilentMeters answers GET /v1/status/meters?silentFor=10m.

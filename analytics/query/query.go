@@ -86,8 +86,10 @@ SELECT 0, vh.meter_id, vh.hour, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.rea
   FROM vehicle_hourly vh
  WHERE vh.vehicle_id = $1 AND vh.hour >= $2 AND vh.hour < $3
 UNION ALL
-SELECT 0, h.meter_id, date_bin('1 hour', h.ts, 'epoch'), sum(h.kwh_delivered_dc), sum(h.battery_temp), count(*)::int, false
-  FROM e JOIN vehicle_telemetry_history h ON h.vehicle_id = $1 AND h.ts >= e.f AND h.ts < e.t
+SELECT 0, h.meter_id, date_bin('1 hour', e.f, 'epoch'), sum(h.kwh_delivered_dc), sum(h.battery_temp), count(*)::int, false
+  FROM e CROSS JOIN LATERAL (
+       SELECT * FROM vehicle_telemetry_history x
+        WHERE x.vehicle_id = $1 AND x.ts >= e.f AND x.ts < e.t OFFSET 0) h
  GROUP BY 2, 3
 UNION ALL
 SELECT 1, mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, false
@@ -97,16 +99,24 @@ SELECT 2, vh.meter_id, vh.hour, sum(vh.kwh_delivered_dc), 0::float8, count(*)::i
   FROM r JOIN vehicle_hourly vh ON vh.meter_id = r.meter_id AND vh.hour >= greatest(r.hf, $2) AND vh.hour < least(r.ht, $3)
  GROUP BY 2, 3
 UNION ALL
-SELECT 1, r.meter_id, date_bin('1 hour', e.f, 'epoch'), sum(mt.kwh_consumed_ac), sum(mt.voltage), count(*)::int, false
+SELECT 1, r.meter_id, date_bin('1 hour', e.f, 'epoch'), a.ac, a.v, a.n, false
   FROM r JOIN e ON e.f >= r.hf AND e.f < r.ht
-  JOIN meter_telemetry_history mt ON mt.meter_id = r.meter_id AND mt.ts >= e.f AND mt.ts < e.t
- GROUP BY 2, 3
+ CROSS JOIN LATERAL (
+       SELECT sum(x.kwh_consumed_ac) AS ac, sum(x.voltage) AS v, count(*)::int AS n
+         FROM meter_telemetry_history x
+        WHERE x.meter_id = r.meter_id AND x.ts >= e.f AND x.ts < e.t) a
+ WHERE a.n > 0
 UNION ALL
-SELECT 2, r.meter_id, date_bin('1 hour', e.f, 'epoch'), sum(h.kwh_delivered_dc), 0::float8, count(DISTINCT h.vehicle_id)::int, bool_or(h.vehicle_id = $1)
+SELECT 2, r.meter_id, date_bin('1 hour', e.f, 'epoch'), d.dc, 0::float8, d.n, d.me
   FROM r JOIN e ON e.f >= r.hf AND e.f < r.ht
-  JOIN vehicle_hourly ids ON ids.meter_id = r.meter_id AND ids.hour = date_bin('1 hour', e.f, 'epoch')
-  JOIN vehicle_telemetry_history h ON h.vehicle_id = ids.vehicle_id AND h.ts >= e.f AND h.ts < e.t AND h.meter_id = r.meter_id
- GROUP BY 2, 3`
+ CROSS JOIN LATERAL (
+       SELECT sum(h.kwh_delivered_dc) AS dc, count(DISTINCT h.vehicle_id)::int AS n, bool_or(h.vehicle_id = $1) AS me
+         FROM vehicle_hourly ids
+        CROSS JOIN LATERAL (
+              SELECT * FROM vehicle_telemetry_history x
+               WHERE x.vehicle_id = ids.vehicle_id AND x.ts >= e.f AND x.ts < e.t AND x.meter_id = r.meter_id OFFSET 0) h
+        WHERE ids.meter_id = r.meter_id AND ids.hour = date_bin('1 hour', e.f, 'epoch')) d
+ WHERE d.n > 0`
 
 // Vehicle reads, from one shard, the vehicle's own DC in the window (whole hours from
 // vehicle_hourly, the edges from raw history) and, for each meter span on this shard, the
@@ -162,17 +172,23 @@ WITH e AS (SELECT * FROM unnest($4::timestamptz[], $5::timestamptz[]) AS e(f, t)
 SELECT 1, ''::text, hour, kwh_consumed_ac, voltage_sum, readings
   FROM meter_hourly WHERE meter_id = $1 AND hour >= $2 AND hour < $3
 UNION ALL
-SELECT 1, '', date_bin('1 hour', e.f, 'epoch'), sum(mt.kwh_consumed_ac), sum(mt.voltage), count(*)::int
-  FROM e JOIN meter_telemetry_history mt ON mt.meter_id = $1 AND mt.ts >= e.f AND mt.ts < e.t
- GROUP BY 3
+SELECT 1, '', date_bin('1 hour', e.f, 'epoch'), a.ac, a.v, a.n
+  FROM e CROSS JOIN LATERAL (
+       SELECT sum(x.kwh_consumed_ac) AS ac, sum(x.voltage) AS v, count(*)::int AS n
+         FROM meter_telemetry_history x
+        WHERE x.meter_id = $1 AND x.ts >= e.f AND x.ts < e.t) a
+ WHERE a.n > 0
 UNION ALL
 SELECT 3, vehicle_id, hour, kwh_delivered_dc, battery_temp_sum, readings
   FROM vehicle_hourly WHERE meter_id = $1 AND hour >= $2 AND hour < $3
 UNION ALL
-SELECT 3, h.vehicle_id, date_bin('1 hour', e.f, 'epoch'), sum(h.kwh_delivered_dc), sum(h.battery_temp), count(*)::int
+SELECT 3, ids.vehicle_id, date_bin('1 hour', e.f, 'epoch'), d.dc, d.temp, d.n
   FROM e JOIN vehicle_hourly ids ON ids.meter_id = $1 AND ids.hour = date_bin('1 hour', e.f, 'epoch')
-  JOIN vehicle_telemetry_history h ON h.vehicle_id = ids.vehicle_id AND h.ts >= e.f AND h.ts < e.t AND h.meter_id = $1
- GROUP BY 2, 3`
+ CROSS JOIN LATERAL (
+       SELECT sum(x.kwh_delivered_dc) AS dc, sum(x.battery_temp) AS temp, count(*)::int AS n
+         FROM vehicle_telemetry_history x
+        WHERE x.vehicle_id = ids.vehicle_id AND x.ts >= e.f AND x.ts < e.t AND x.meter_id = $1) d
+ WHERE d.n > 0`
 
 // Meter reads a meter's AC and the DC of every vehicle attributed to it, per hour of the
 // window, from the meter's shard.

@@ -1,0 +1,336 @@
+package analytics_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/analytics"
+	"github.com/fleetingest/fleetingest/analytics/fleetload"
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/httpserver"
+	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/natstest"
+	"github.com/fleetingest/fleetingest/test/pgtest"
+)
+
+// clock is a settable clock shared by the registry (interval boundaries) and the service.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func vehicleID(i int) string     { return fmt.Sprintf("EV-%04d", i) }
+func meterID(i int) string       { return fmt.Sprintf("meter-%04d", i) }
+func ptr[T any](v T) *T          { return &v }
+func hoursBefore(t time.Time, h float64) time.Time {
+	return t.Add(-time.Duration(h * float64(time.Hour)))
+}
+
+const (
+	nShards   = 3
+	nVehicles = 240
+	nMeters   = 120
+	step      = 5 * time.Minute
+)
+
+// fixture is a fleet on three Postgres clusters (one shard each), an oracle database holding
+// every reading unsharded with the mapping intervals, embedded NATS with the mapping bucket,
+// and the service served over HTTP/1.1 and h2c.
+type fixture struct {
+	end      time.Time // the window end the tests use
+	clk      *clock
+	clusters []*localpg.Cluster
+	dsns     []string
+	oracle   *pgxpool.Pool
+	shardDB  []*pgxpool.Pool
+	slots    *placement.SlotMap
+	reg      *registry.Registry
+	mappings map[string]registry.Mapping
+	url      string
+	http     *http.Client
+	connect  analyticsv1connect.AnalyticsServiceClient
+	grpc     analyticsv1connect.AnalyticsServiceClient
+	grpcWeb  analyticsv1connect.AnalyticsServiceClient
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	f := &fixture{end: time.Date(2026, 11, 20, 12, 17, 30, 0, time.UTC), slots: placement.MustSlotMap(nShards)}
+	f.clk = &clock{t: hoursBefore(f.end, 40)}
+
+	// Shards: one cluster each, so one can be stopped.
+	for i := 0; i < nShards; i++ {
+		c := pgtest.Start(t)
+		f.clusters = append(f.clusters, c)
+		dsn := pgtest.NewDatabase(t, c)
+		f.dsns = append(f.dsns, dsn)
+		pool := openPool(t, dsn)
+		if err := fleetload.ApplySchema(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+		if err := fleetload.EnsurePartitions(ctx, pool, hoursBefore(f.end, 48), f.end.Add(48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		f.shardDB = append(f.shardDB, pool)
+	}
+	// The oracle plans every query for its parameters (its sums are per meter and hour).
+	oracleCfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t, f.clusters[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	oracleCfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	if f.oracle, err = pgxpool.NewWithConfig(ctx, oracleCfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.oracle.Close)
+	if err := fleetload.ApplySchema(ctx, f.oracle); err != nil {
+		t.Fatal(err)
+	}
+	if err := fleetload.EnsurePartitions(ctx, f.oracle, hoursBefore(f.end, 48), f.end.Add(48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Mapping registry on embedded NATS, bucket made by the one provisioning function.
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv.URL())
+	top := ingester.Topology{Namespace: "test", Fleet: "analytics", Shards: nShards}
+	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: f.clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = reg.Run(ctx) }()
+	if err := reg.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.reg = reg
+	f.mapFleet(t, ctx)
+	f.loadReadings(t, ctx)
+	f.clk.Set(f.end.Add(2 * time.Hour))
+
+	svc, err := analytics.New(analytics.Config{
+		Shards:     shards.Config{DSNs: f.dsns, MaxConns: 8, MinConns: 1, QueryTimeout: 3 * time.Second, ConnectTimeout: time.Second},
+		SlotMap:    f.slots,
+		Registry:   reg,
+		Now:        f.clk.Now,
+		Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = httpserver.ServeListener(ctx, l, httpserver.Config{Handler: svc.Handler(), Ready: []httpserver.ReadyFunc{svc.Ready}})
+	}()
+	f.url = "http://" + l.Addr().String()
+	f.http = h2cClient()
+	f.connect = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url)
+	f.grpc = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPC())
+	f.grpcWeb = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPCWeb())
+	return f
+}
+
+func h2cClient() *http.Client {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: protocols}, Timeout: 30 * time.Second}
+}
+
+func openPool(t *testing.T, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// homeMeter is the meter vehicle i is first mapped to: several vehicles per meter (two or
+// three on meters 0..99); meters 100..119 have none.
+func homeMeter(i int) string { return meterID(i % 100) }
+
+// otherShardMeter is a meter on a different shard than vehicle i's home meter.
+func (f *fixture) otherShardMeter(i int) string {
+	home := f.slots.ShardOf(homeMeter(i))
+	for k := 1; ; k++ {
+		m := meterID((i%100 + k) % 100)
+		if f.slots.ShardOf(m) != home {
+			return m
+		}
+	}
+}
+
+// mapFleet writes the mappings through the registry with the clock at their times:
+// vehicles 10.. mapped before any reading; 0..9 first mapped mid-data (readings before
+// their first mapping); 10..29 re-mapped mid-window to a meter on another shard; 30..34
+// unmapped mid-window (history kept).
+func (f *fixture) mapFleet(t *testing.T, ctx context.Context) {
+	t.Helper()
+	set := func(at time.Time, from, to int, meter func(i int) string) {
+		f.clk.Set(at)
+		for i := from; i < to; i++ {
+			if _, err := f.reg.Set(ctx, vehicleID(i), meter(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	set(hoursBefore(f.end, 40), 10, nVehicles, homeMeter)
+	set(hoursBefore(f.end, 20).Add(7*time.Minute), 0, 10, homeMeter)
+	set(hoursBefore(f.end, 10).Add(17*time.Minute), 10, 30, f.otherShardMeter)
+	f.clk.Set(hoursBefore(f.end, 5).Add(40 * time.Minute))
+	for i := 30; i < 35; i++ {
+		if _, err := f.reg.Unset(ctx, vehicleID(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mappings = map[string]registry.Mapping{}
+	for i := 0; i < nVehicles; i++ {
+		m, err := f.reg.Get(ctx, vehicleID(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.mappings[vehicleID(i)] = m
+	}
+	// The oracle is not sharded: an index by attributed meter keeps its per-meter sums quick.
+	if _, err := f.oracle.Exec(ctx, `CREATE TABLE mapping_intervals (vehicle_id text, meter_id text, f timestamptz, t timestamptz);
+CREATE INDEX ON vehicle_telemetry_history (meter_id, ts)`); err != nil {
+		t.Fatal(err)
+	}
+	for id, m := range f.mappings {
+		for _, iv := range m.Intervals {
+			if _, err := f.oracle.Exec(ctx, `INSERT INTO mapping_intervals VALUES ($1, $2, $3, $4)`, id, iv.MeterID, iv.From, iv.To); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// loadReadings generates readings every 5 minutes (per-device second offsets, so window
+// edges cut hours) from end-30h to end+2h, and stores them in two batches per shard: the
+// second holds late readings (an hour of vehicles 50..59 withheld from the first) and
+// duplicates. Vehicles of meters 40..44 are silent in [end-7h, end-5h) while their meters
+// keep consuming; vehicles 230..239 and meters 115..119 stop at end-1h.
+func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	from, to := hoursBefore(f.end, 30), f.end.Add(2*time.Hour)
+	type batch struct {
+		vs []fleetload.VehicleReading
+		ms []fleetload.MeterReading
+	}
+	batches := [2][nShards]batch{}
+	var all batch
+	for i := 0; i < nVehicles; i++ {
+		id := vehicleID(i)
+		m := f.mappings[id]
+		off := time.Duration((i*37)%300) * time.Second
+		for ts := from.Add(off); ts.Before(to); ts = ts.Add(step) {
+			if i%100 >= 40 && i%100 < 45 && !ts.Before(hoursBefore(f.end, 7)) && ts.Before(hoursBefore(f.end, 5)) {
+				continue
+			}
+			if i >= 230 && !ts.Before(hoursBefore(f.end, 1)) {
+				continue
+			}
+			meter, _ := m.MeterAt(ts)
+			r := fleetload.VehicleReading{VehicleID: id, TS: ts, SOC: 20 + 80*rng.Float64(), DC: 0.1 + 0.4*rng.Float64(), Temp: 15 + 25*rng.Float64(), MeterID: meter}
+			shard := f.slots.ShardOf(registry.PlacementKey(&m, id, ts))
+			late := i >= 50 && i < 60 && !ts.Before(hoursBefore(f.end, 12)) && ts.Before(hoursBefore(f.end, 11))
+			b := 0
+			if late || !ts.Before(hoursBefore(f.end, 1)) {
+				b = 1
+			}
+			batches[b][shard].vs = append(batches[b][shard].vs, r)
+			all.vs = append(all.vs, r)
+			if i >= 60 && i < 70 && !ts.Before(hoursBefore(f.end, 15)) && ts.Before(hoursBefore(f.end, 14)) {
+				batches[1][shard].vs = append(batches[1][shard].vs, r) // a retried reading
+			}
+		}
+	}
+	for j := 0; j < nMeters; j++ {
+		id := meterID(j)
+		off := time.Duration((j*53)%300) * time.Second
+		level := 0.5 + rng.Float64()
+		for ts := from.Add(off); ts.Before(to); ts = ts.Add(step) {
+			if j >= 115 && !ts.Before(hoursBefore(f.end, 1)) {
+				continue
+			}
+			r := fleetload.MeterReading{MeterID: id, TS: ts, AC: level * (0.5 + rng.Float64()), Voltage: 220 + 20*rng.Float64()}
+			shard := f.slots.ShardOf(id)
+			b := 0
+			if !ts.Before(hoursBefore(f.end, 1)) {
+				b = 1
+			}
+			batches[b][shard].ms = append(batches[b][shard].ms, r)
+			all.ms = append(all.ms, r)
+			if j == 70 && !ts.Before(hoursBefore(f.end, 15)) && ts.Before(hoursBefore(f.end, 14)) {
+				batches[1][shard].ms = append(batches[1][shard].ms, r)
+			}
+		}
+	}
+	for b := range batches {
+		for s := range batches[b] {
+			if _, _, err := fleetload.WriteBatch(ctx, f.shardDB[s], batches[b][s].vs, batches[b][s].ms); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nv, nm, err := fleetload.WriteBatch(ctx, f.oracle, all.vs, all.ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	for _, db := range f.shardDB {
+		var n int64
+		if err := db.QueryRow(ctx, `SELECT (SELECT count(*) FROM vehicle_telemetry_history) + (SELECT count(*) FROM meter_telemetry_history)`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		stored += n
+	}
+	if stored != nv+nm {
+		t.Fatalf("shards hold %d readings, oracle %d: duplicates were not dropped", stored, nv+nm)
+	}
+	for _, db := range append(f.shardDB, f.oracle) {
+		if _, err := db.Exec(ctx, "ANALYZE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// vehiclesWhere lists vehicle ids matching pred, sorted.
+func vehiclesWhere(pred func(i int) bool) []string {
+	var out []string
+	for i := 0; i < nVehicles; i++ {
+		if pred(i) {
+			out = append(out, vehicleID(i))
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,74 @@
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/window"
+)
+
+// Plan is an executed plan (EXPLAIN ANALYZE, BUFFERS) of a query.
+type Plan struct {
+	// Text is the plan in Postgres' JSON format.
+	Text string
+	// Buffers is the shared buffers the query hit or read.
+	Buffers int64
+	root    planNode
+}
+
+type planNode struct {
+	Relation   string     `json:"Relation Name"`
+	ActualRows float64    `json:"Actual Rows"`
+	Loops      float64    `json:"Actual Loops"`
+	SharedHit  int64      `json:"Shared Hit Blocks"`
+	SharedRead int64      `json:"Shared Read Blocks"`
+	Plans      []planNode `json:"Plans"`
+}
+
+// RowsByTable sums the rows every scan returned, by table: history tables (raw) and
+// rollup tables.
+func (p Plan) RowsByTable() (raw, rollup map[string]int64) {
+	raw, rollup = map[string]int64{}, map[string]int64{}
+	var walk func(n planNode)
+	walk = func(n planNode) {
+		if n.Relation != "" {
+			rows := int64(n.ActualRows * n.Loops)
+			if strings.HasSuffix(n.Relation, "_hourly") {
+				rollup[n.Relation] += rows
+			} else {
+				raw[n.Relation] += rows
+			}
+		}
+		for _, c := range n.Plans {
+			walk(c)
+		}
+	}
+	walk(p.root)
+	return raw, rollup
+}
+
+// ExplainVehicle runs the per-vehicle statement under EXPLAIN (ANALYZE, BUFFERS).
+func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, meters []MeterSpan) (Plan, error) {
+	whole, edges := w.Split()
+	ef, et := edgeArrays(edges)
+	ids := make([]string, len(meters))
+	hf, ht := make([]time.Time, len(meters)), make([]time.Time, len(meters))
+	for i, m := range meters {
+		ids[i], hf[i], ht[i] = m.MeterID, m.Hours.From, m.Hours.To
+	}
+	var text string
+	err := db.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+vehicleSQL, vehicleID, whole.From, whole.To, ef, et, ids, hf, ht).Scan(&text)
+	if err != nil {
+		return Plan{}, fmt.Errorf("explaining the per-vehicle query: %w", err)
+	}
+	var out []struct {
+		Plan planNode `json:"Plan"`
+	}
+	if err := json.Unmarshal([]byte(text), &out); err != nil || len(out) == 0 {
+		return Plan{}, fmt.Errorf("decoding the plan: %v", err)
+	}
+	return Plan{Text: text, Buffers: out[0].Plan.SharedHit + out[0].Plan.SharedRead, root: out[0].Plan}, nil
+}
