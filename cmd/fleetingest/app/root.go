@@ -40,6 +40,8 @@ func NewRootCommand() *cobra.Command {
 		newIngesterCommand(),
 		newMigrateCommand(),
 		newOperatorCommand(),
+		newAnalyticsCommand(),
+		newMappingsCommand(),
 	)
 	return root
 }

@@ -1,0 +1,153 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fleetingest/fleetingest/analytics"
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/httpserver"
+)
+
+// analyticsOptions are the analytics command's flags.
+type analyticsOptions struct {
+	natsURL        string
+	natsCreds      string
+	namespace      string
+	fleet          string
+	httpAddr       string
+	shardDSNs      []string
+	shardDSNFiles  []string
+	slotMapFile    string
+	maxConns       int32
+	queryTimeout   time.Duration
+	requestTimeout time.Duration
+}
+
+func newAnalyticsCommand() *cobra.Command {
+	o := &analyticsOptions{}
+	cmd := &cobra.Command{
+		Use:   "analytics",
+		Short: "Serve the analytics API (Connect, gRPC, gRPC-Web and REST) over every shard",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAnalytics(cmd.Context(), *o, logger("analytics"))
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.natsURL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated")
+	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (optional)")
+	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its mapping bucket)")
+	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its mapping bucket)")
+	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address of the API, /healthz, /readyz and /metrics (HTTP/1.1 and h2c)")
+	fs.StringArrayVar(&o.shardDSNs, "shard-dsn", nil, "database URL of shard i, repeated in shard order")
+	fs.StringArrayVar(&o.shardDSNFiles, "shard-dsn-file", nil, "file holding shard i's database URL, repeated in shard order (instead of --shard-dsn)")
+	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey+" (default: the initial map for the number of shards)")
+	fs.Int32Var(&o.maxConns, "max-conns", shards.DefaultMaxConns, "database connections per shard")
+	fs.DurationVar(&o.queryTimeout, "query-timeout", shards.DefaultQueryTimeout, "deadline of every shard query")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
+	return cmd
+}
+
+// dsns returns the shard DSNs from --shard-dsn or --shard-dsn-file.
+func (o analyticsOptions) dsns() ([]string, error) {
+	switch {
+	case len(o.shardDSNs) > 0 && len(o.shardDSNFiles) > 0:
+		return nil, errors.New("give either --shard-dsn or --shard-dsn-file, not both")
+	case len(o.shardDSNs) > 0:
+		return o.shardDSNs, nil
+	case len(o.shardDSNFiles) > 0:
+		out := make([]string, len(o.shardDSNFiles))
+		for i, f := range o.shardDSNFiles {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("reading DSN of shard %d: %w", i, err)
+			}
+			out[i] = strings.TrimSpace(string(data))
+		}
+		return out, nil
+	}
+	return nil, errors.New("--shard-dsn (or --shard-dsn-file) is required, once per shard")
+}
+
+func (o analyticsOptions) slotMap(n int) (*placement.SlotMap, error) {
+	if o.slotMapFile == "" {
+		return placement.NewSlotMap(n)
+	}
+	data, err := os.ReadFile(o.slotMapFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading slot map: %w", err)
+	}
+	return placement.ParseSlotMap(data)
+}
+
+// runAnalytics watches the mapping bucket and serves the API until ctx ends.
+func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) error {
+	dsns, err := o.dsns()
+	if err != nil {
+		return err
+	}
+	sm, err := o.slotMap(len(dsns))
+	if err != nil {
+		return err
+	}
+	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: len(dsns)}
+	if err := topo.Validate(); err != nil {
+		return err
+	}
+	nc, err := connectNATS(o.natsURL, o.natsCreds, "fleetingest-analytics", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("creating JetStream context: %w", err)
+	}
+	reg, err := registry.Open(ctx, js, topo.MappingBucket(), registry.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	prom := prometheus.NewRegistry()
+	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := analytics.New(analytics.Config{
+		Shards:         shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
+		SlotMap:        sm,
+		Registry:       reg,
+		RequestTimeout: o.requestTimeout,
+		Logger:         log,
+		Registerer:     prom,
+	})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return reg.Run(gctx) })
+	g.Go(func() error {
+		return httpserver.Serve(gctx, httpserver.Config{
+			Addr:     o.httpAddr,
+			Handler:  svc.Handler(),
+			Ready:    []httpserver.ReadyFunc{svc.Ready},
+			Gatherer: prom,
+			Logger:   log,
+		})
+	})
+	return g.Wait()
+}

@@ -1,0 +1,117 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	"github.com/fleetingest/fleetingest/analytics/mappingio"
+	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
+)
+
+// mappingsOptions are the flags of `fleetingest mappings export|import`.
+type mappingsOptions struct {
+	server  string
+	format  string
+	file    string
+	timeout time.Duration
+}
+
+func newMappingsCommand() *cobra.Command {
+	o := &mappingsOptions{}
+	cmd := &cobra.Command{
+		Use:   "mappings",
+		Short: "Export or import vehicle → meter mappings (JSON or CSV) through the analytics API",
+	}
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&o.server, "server", "http://127.0.0.1:8080", "base URL of the analytics API")
+	fs.StringVar(&o.format, "format", mappingio.JSON, "json (export keeps every interval) or csv (vehicleId,meterId)")
+	fs.StringVar(&o.file, "file", "-", "file to write (export) or read (import); - is stdout/stdin")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "deadline of each API call")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "export",
+		Short: "Write every mapping (with its intervals in JSON)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return exportMappings(cmd.Context(), *o, cmd.OutOrStdout())
+		},
+	}, &cobra.Command{
+		Use:   "import",
+		Short: "Map each vehicle to its meter from now on (history of an export is not replayed)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return importMappings(cmd.Context(), *o, cmd.InOrStdin(), logger("mappings"))
+		},
+	})
+	return cmd
+}
+
+func (o mappingsOptions) client() analyticsv1connect.AnalyticsServiceClient {
+	return analyticsv1connect.NewAnalyticsServiceClient(&http.Client{Timeout: o.timeout}, o.server)
+}
+
+func exportMappings(ctx context.Context, o mappingsOptions, stdout io.Writer) error {
+	c := o.client()
+	var all []mappingio.Mapping
+	for tok := ""; ; {
+		res, err := c.ListMappings(ctx, connect.NewRequest(&analyticsv1.ListMappingsRequest{PageSize: 1000, PageToken: tok}))
+		if err != nil {
+			return fmt.Errorf("listing mappings from %s: %w", o.server, err)
+		}
+		for _, m := range res.Msg.GetMappings() {
+			all = append(all, mappingio.FromProto(m))
+		}
+		if tok = res.Msg.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	w := stdout
+	if o.file != "-" {
+		f, err := os.Create(o.file)
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", o.file, err)
+		}
+		defer f.Close()
+		w = f
+	}
+	if err := mappingio.Write(w, o.format, all); err != nil {
+		return err
+	}
+	if f, ok := w.(*os.File); ok && f != os.Stdout {
+		return f.Close()
+	}
+	return nil
+}
+
+func importMappings(ctx context.Context, o mappingsOptions, stdin io.Reader, log *slog.Logger) error {
+	r := stdin
+	if o.file != "-" {
+		f, err := os.Open(o.file)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w", o.file, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	rows, err := mappingio.Read(r, o.format)
+	if err != nil {
+		return err
+	}
+	c := o.client()
+	for i, row := range rows {
+		_, err := c.CreateMapping(ctx, connect.NewRequest(&analyticsv1.CreateMappingRequest{VehicleId: row.VehicleID, MeterId: row.MeterID}))
+		if err != nil {
+			return fmt.Errorf("mapping %s to %s (%d of %d; the ones before it are set): %w", row.VehicleID, row.MeterID, i+1, len(rows), err)
+		}
+	}
+	log.Info("mappings imported", "count", len(rows))
+	return nil
+}
