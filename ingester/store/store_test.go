@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -39,7 +40,7 @@ func migratedPool(tb testing.TB) *pgxpool.Pool {
 
 func newStore(tb testing.TB, pool *pgxpool.Pool, now time.Time) *Store {
 	tb.Helper()
-	s, err := New(context.Background(), pool, Config{Now: func() time.Time { return now }})
+	s, err := New(context.Background(), pool, Config{Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)
 	}
