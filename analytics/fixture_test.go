@@ -61,6 +61,8 @@ type fixture struct {
 	dsns     []string
 	oracle   *pgxpool.Pool
 	shardDB  []*pgxpool.Pool
+	shardSt  []*fleetload.Shard
+	oracleSt *fleetload.Shard
 	slots    *placement.SlotMap
 	reg      *registry.Registry
 	mappings map[string]registry.Mapping
@@ -82,16 +84,17 @@ func newFixture(t *testing.T) *fixture {
 	for i := 0; i < nShards; i++ {
 		c := pgtest.Start(t)
 		f.clusters = append(f.clusters, c)
-		dsn := pgtest.NewDatabase(t, c)
+		// Each shard has a throwaway cluster of its own (one is stopped in a test), so
+		// its default database serves.
+		dsn := c.DSN("postgres")
 		f.dsns = append(f.dsns, dsn)
 		pool := openPool(t, dsn)
-		if err := fleetload.ApplySchema(ctx, pool); err != nil {
-			t.Fatal(err)
-		}
-		if err := fleetload.EnsurePartitions(ctx, pool, hoursBefore(f.end, 48), f.end.Add(48*time.Hour)); err != nil {
+		sh, err := fleetload.Prepare(ctx, pool, hoursBefore(f.end, 48), f.end.Add(48*time.Hour))
+		if err != nil {
 			t.Fatal(err)
 		}
 		f.shardDB = append(f.shardDB, pool)
+		f.shardSt = append(f.shardSt, sh)
 	}
 	// The oracle plans every query for its parameters (its sums are per meter and hour).
 	oracleCfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t, f.clusters[0]))
@@ -103,10 +106,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.oracle.Close)
-	if err := fleetload.ApplySchema(ctx, f.oracle); err != nil {
-		t.Fatal(err)
-	}
-	if err := fleetload.EnsurePartitions(ctx, f.oracle, hoursBefore(f.end, 48), f.end.Add(48*time.Hour)); err != nil {
+	if f.oracleSt, err = fleetload.Prepare(ctx, f.oracle, hoursBefore(f.end, 48), f.end.Add(48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -122,6 +122,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	go func() { _ = reg.Run(ctx) }()
+	t.Cleanup(cancel) // stop watching before the NATS server stops
 	if err := reg.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -294,14 +295,15 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 			}
 		}
 	}
+	// Through the ingester's own write path, in batches of a few hundred readings.
 	for b := range batches {
 		for s := range batches[b] {
-			if _, _, err := fleetload.WriteBatch(ctx, f.shardDB[s], batches[b][s].vs, batches[b][s].ms); err != nil {
+			if _, err := f.shardSt[s].Write(ctx, batches[b][s].vs, batches[b][s].ms, 500); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	nv, nm, err := fleetload.WriteBatch(ctx, f.oracle, all.vs, all.ms)
+	inserted, err := f.oracleSt.Write(ctx, all.vs, all.ms, 5000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,8 +315,8 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 		}
 		stored += n
 	}
-	if stored != nv+nm {
-		t.Fatalf("shards hold %d readings, oracle %d: duplicates were not dropped", stored, nv+nm)
+	if stored != int64(inserted) || inserted != len(all.vs)+len(all.ms) {
+		t.Fatalf("shards hold %d readings, oracle %d of %d generated: duplicates were not dropped", stored, inserted, len(all.vs)+len(all.ms))
 	}
 	for _, db := range append(f.shardDB, f.oracle) {
 		if _, err := db.Exec(ctx, "ANALYZE"); err != nil {

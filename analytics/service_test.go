@@ -403,7 +403,7 @@ func TestAnalytics(t *testing.T) {
 		now := f.clk.Now()
 		shard := f.slots.ShardOf("EV-101")
 		reading := fleetload.VehicleReading{VehicleID: "EV-101", TS: now.Add(-time.Minute), SOC: 85.5, DC: 45.2, Temp: 28.5}
-		if _, _, err := fleetload.WriteBatch(context.Background(), f.shardDB[shard], []fleetload.VehicleReading{reading}, nil); err != nil {
+		if _, err := f.shardSt[shard].Write(context.Background(), []fleetload.VehicleReading{reading}, nil, 1); err != nil {
 			t.Fatal(err)
 		}
 		status, body := f.do(t, "POST", "/v1/analytics/mappings", `{"vehicleId":"EV-101","meterId":"meter-001"}`)
