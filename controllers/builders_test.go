@@ -60,7 +60,7 @@ func TestArgs(t *testing.T) {
 			fi.Spec.Retention.History = &metav1.Duration{Duration: 720 * time.Hour}
 		}), 0), []string{"--history-retention=720h0m0s"}, nil},
 		{"analytics gets every shard's DSN file", analyticsArgs(newFleet(t, 3)),
-			[]string{"analytics", "--shard-dsn-files=/etc/fleetingest/shards/0/dsn,/etc/fleetingest/shards/1/dsn,/etc/fleetingest/shards/2/dsn"}, nil},
+			[]string{"analytics", "--shard-dsn-file=/etc/fleetingest/shards/0/dsn", "--shard-dsn-file=/etc/fleetingest/shards/1/dsn", "--shard-dsn-file=/etc/fleetingest/shards/2/dsn"}, nil},
 		{"migrate reads the same DSN file as the ingester", migrateArgs(), []string{"migrate", "--dsn-file=/etc/fleetingest/dsn/dsn"}, nil},
 	}
 	for _, tc := range cases {

@@ -1,9 +1,6 @@
 package controllers
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // Where the pods find their inputs. Every input that is a secret arrives as a mounted file,
 // never as an argument or environment variable, so it does not show in `ps` or in the
@@ -73,14 +70,10 @@ func migrateArgs() []string {
 
 // analyticsArgs are the analytics container's arguments.
 func analyticsArgs(f fleet) []string {
-	files := make([]string, len(f.Spec.Shards))
-	for i := range files {
-		files[i] = shardDSNFile(i)
-	}
 	a := append([]string{"analytics"}, natsArgs(f)...)
-	return append(a,
-		"--slot-map-file="+slotMapFile(),
-		"--shard-dsn-files="+strings.Join(files, ","),
-		fmt.Sprintf("--http-addr=:%d", httpPort),
-	)
+	a = append(a, "--slot-map-file="+slotMapFile())
+	for i := range f.Spec.Shards { // repeated, in shard order
+		a = append(a, "--shard-dsn-file="+shardDSNFile(i))
+	}
+	return append(a, fmt.Sprintf("--http-addr=:%d", httpPort))
 }

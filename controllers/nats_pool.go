@@ -65,7 +65,9 @@ func (p *NATSPool) JetStream(ctx context.Context, url string, creds []byte) (jet
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(time.Second),
 			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				p.log.Warn("disconnected from NATS", "url", url, "err", err)
+				if err != nil { // nil when the pool closes the connection
+					p.log.Warn("disconnected from NATS", "url", url, "err", err)
+				}
 			}),
 			nats.ReconnectHandler(func(c *nats.Conn) {
 				p.log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted())
