@@ -87,7 +87,8 @@ func TestComponentArgsParseWithTheRealCommand(t *testing.T) {
 }
 
 // The operator subcommand, wired as in a cluster (manager, label-selected cache, leader
-// election off), reconciles a FleetIngestion into its Deployments.
+// election off) and holding only the generated ClusterRole, reconciles a FleetIngestion
+// into its objects, status and finalizer: the role is enough.
 func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
 	c, err := client.New(restConfig(t), client.Options{Scheme: envtest.Scheme()})
 	if err != nil {
@@ -105,11 +106,12 @@ func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	kubeconfig := controllers.OperatorKubeconfig(t)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
 		cmd := app.NewRootCommand()
-		cmd.SetArgs([]string{"operator", "--kubeconfig=" + controllers.Kube(), "--leader-elect=false",
+		cmd.SetArgs([]string{"operator", "--kubeconfig=" + kubeconfig, "--leader-elect=false",
 			"--metrics-addr=0", "--health-addr=127.0.0.1:0", "--default-image=fleetingest:cmd", "--log-level=warn"})
 		done <- cmd.ExecuteContext(runCtx)
 	}()
@@ -150,6 +152,23 @@ func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
 	}
 	if streams == nil || streams.Status != metav1.ConditionTrue {
 		t.Errorf("StreamsReady = %+v", streams)
+	}
+	if len(fi.Finalizers) != 1 || fi.Finalizers[0] != v1alpha1.Finalizer {
+		t.Errorf("finalizers = %v", fi.Finalizers)
+	}
+	// Deleting goes through the finalizer with the same permissions.
+	if err := c.Delete(ctx, fi); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := c.Get(ctx, client.ObjectKeyFromObject(fi), fi)
+		if err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("FleetIngestion not released by the operator: finalizers %v", fi.Finalizers)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -1,9 +1,13 @@
 package controllers
 
 import (
+	"path/filepath"
+	"testing"
+
 	"k8s.io/client-go/rest"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
+	"github.com/fleetingest/fleetingest/test/envtest"
 )
 
 // ComponentArgs exposes the argument builders to the external test package, which parses
@@ -31,3 +35,18 @@ func NATSURL() string           { return nsrv.URL() }
 
 // RestConfig exposes the test API server's client configuration.
 func RestConfig() *rest.Config { return kube.Config }
+
+// OperatorKubeconfig returns the kubeconfig of a user holding exactly the operator's
+// generated ClusterRole (config/rbac/role.yaml), bound as config/rbac does.
+func OperatorKubeconfig(t *testing.T) string {
+	t.Helper()
+	kc, err := kube.AddUser(t.TempDir(), "fleetingest-operator-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := filepath.Join(envtest.RepoRoot(), "config", "rbac", "role.yaml")
+	run(t, nil, kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "apply", "-f", role)
+	run(t, nil, kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "create", "clusterrolebinding", "fleetingest-operator-test",
+		"--clusterrole=fleetingest-operator", "--user=fleetingest-operator-test")
+	return kc
+}

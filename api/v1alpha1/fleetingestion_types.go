@@ -315,7 +315,8 @@ type FleetIngestion struct {
 type FleetIngestionList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []FleetIngestion `json:"items"`
+	// Items are the FleetIngestions.
+	Items []FleetIngestion `json:"items"`
 }
 
 func init() {

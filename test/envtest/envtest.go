@@ -102,3 +102,22 @@ func Scheme() *k8sruntime.Scheme {
 	utilruntime.Must(v1alpha1.AddToScheme(s))
 	return s
 }
+
+// AddUser creates a user the API server authenticates (by client certificate) with no
+// permissions of its own, and writes its kubeconfig into dir. Bind roles to name (or one
+// of groups) to grant it some.
+func (e *Env) AddUser(dir, name string, groups ...string) (kubeconfig string, err error) {
+	u, err := e.env.AddUser(crenvtest.User{Name: name, Groups: groups}, e.Config)
+	if err != nil {
+		return "", fmt.Errorf("adding user %s: %w", name, err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("rendering kubeconfig of %s: %w", name, err)
+	}
+	path := filepath.Join(dir, name+".kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		return "", fmt.Errorf("writing kubeconfig of %s: %w", name, err)
+	}
+	return path, nil
+}
