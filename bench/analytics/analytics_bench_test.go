@@ -1,0 +1,389 @@
+// Package analytics_test benchmarks the analytics read path on real Postgres shards loaded
+// with COPY: per-vehicle latency and throughput over REST, the fleet alert query, and
+// independence from history size. Sizes come from the environment, small by default so
+// `make bench` stays quick; see README for the full-size command and figures.
+package analytics_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/analytics"
+	"github.com/fleetingest/fleetingest/analytics/fleetload"
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/httpserver"
+	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/natstest"
+)
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+// size is one benchmark data set: devices, days of one reading a minute, shards.
+type size struct {
+	vehicles, meters, days, shards int
+}
+
+// stack is a loaded fleet served by the analytics service.
+type stack struct {
+	url    string
+	end    time.Time
+	size   size
+	client *http.Client
+}
+
+var dataEnd = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+
+// startStack starts one Postgres cluster with a database per shard, loads the data set with
+// COPY (vehicle i charges from meter i, mapped before the first reading), builds the rollups,
+// maps the fleet in the registry on embedded NATS and serves the service.
+func startStack(b *testing.B, sz size) *stack {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	dir, err := os.MkdirTemp("", "analytics-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	cluster, err := localpg.Start(ctx, localpg.Config{
+		DataDir: filepath.Join(dir, "pgdata"), SharedBuffers: "1GB", MaxConnections: 200, FastInit: true,
+		Settings: map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "work_mem": "64MB", "maintenance_work_mem": "512MB"},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), time.Minute)
+		defer scancel()
+		_ = cluster.Stop(sctx)
+	})
+	slots := placement.MustSlotMap(sz.shards)
+	from := dataEnd.Add(-time.Duration(sz.days) * 24 * time.Hour)
+	var dsns []string
+	loadStart := time.Now()
+	var rows int64
+	for s := 0; s < sz.shards; s++ {
+		name := fmt.Sprintf("shard%d", s)
+		if err := cluster.CreateDatabase(ctx, name); err != nil {
+			b.Fatal(err)
+		}
+		dsn := cluster.DSN(name)
+		dsns = append(dsns, dsn)
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := fleetload.Prepare(ctx, pool, from, dataEnd.Add(24*time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+		n, err := loadShard(ctx, pool, slots, s, sz, from)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rows += n
+		if err := fleetload.BuildRollups(ctx, pool); err != nil {
+			b.Fatal(err)
+		}
+		pool.Close()
+	}
+	b.Logf("loaded %d history rows on %d shards with COPY and built rollups in %s", rows, sz.shards, time.Since(loadStart).Round(time.Second))
+
+	srv := natstest.Start(b)
+	_, js := natstest.Connect(b, srv.URL())
+	top := ingester.Topology{Namespace: "bench", Fleet: "analytics", Shards: sz.shards}
+	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	mappedAt := from.Add(-time.Hour)
+	reg, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: func() time.Time { return mappedAt }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = reg.Run(ctx) }()
+	b.Cleanup(cancel)
+	if err := mapFleet(ctx, reg, sz); err != nil {
+		b.Fatal(err)
+	}
+	for len(mustList(reg)) < sz.vehicles {
+		time.Sleep(10 * time.Millisecond)
+	}
+	svc, err := analytics.New(analytics.Config{
+		Shards:     shards.Config{DSNs: dsns, MaxConns: 32, MinConns: 16},
+		SlotMap:    slots,
+		Registry:   reg,
+		Registerer: prometheus.NewRegistry(),
+		Logger:     slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(svc.Close)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		_ = httpserver.ServeListener(ctx, l, httpserver.Config{Handler: svc.Handler(), Logger: slog.New(slog.DiscardHandler)})
+	}()
+	return &stack{
+		url: "http://" + l.Addr().String(), end: dataEnd.Add(-17 * time.Minute), size: sz,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second},
+	}
+}
+
+func mustList(reg *registry.Registry) []registry.Mapping {
+	all, _ := reg.ListCached("", 1<<30)
+	return all
+}
+
+func mapFleet(ctx context.Context, reg *registry.Registry, sz size) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := 0; w < 8; w++ {
+		wg.Go(func() {
+			for i := w; i < sz.vehicles; i += 8 {
+				if _, err := reg.Set(ctx, vehicleID(i), meterID(i%sz.meters)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func vehicleID(i int) string { return fmt.Sprintf("EV-%05d", i) }
+func meterID(i int) string   { return fmt.Sprintf("meter-%05d", i) }
+
+// loadShard COPYs the shard's rows: one reading a minute per device over the days, each
+// device with its own second offset; a vehicle's rows go where its meter is.
+func loadShard(ctx context.Context, pool *pgxpool.Pool, slots *placement.SlotMap, shard int, sz size, from time.Time) (int64, error) {
+	minutes := sz.days * 24 * 60
+	var vehicles, meters []int
+	for i := 0; i < sz.vehicles; i++ {
+		if slots.ShardOf(meterID(i%sz.meters)) == shard {
+			vehicles = append(vehicles, i)
+		}
+	}
+	for j := 0; j < sz.meters; j++ {
+		if slots.ShardOf(meterID(j)) == shard {
+			meters = append(meters, j)
+		}
+	}
+	rng := rand.New(rand.NewPCG(uint64(shard), 7))
+	vi, vm := 0, 0
+	vsrc := copyFunc(func() ([]any, bool) {
+		if vi >= len(vehicles) {
+			return nil, false
+		}
+		i := vehicles[vi]
+		ts := from.Add(time.Duration(vm)*time.Minute + time.Duration(i%60)*time.Second)
+		row := []any{vehicleID(i), ts, 20 + 80*rng.Float64(), 0.1 + 0.3*rng.Float64(), 15 + 25*rng.Float64(), meterID(i % sz.meters)}
+		if vm++; vm == minutes {
+			vm, vi = 0, vi+1
+		}
+		return row, true
+	})
+	n, err := fleetload.BulkCopy(ctx, pool, true, &copySource{next: vsrc})
+	if err != nil {
+		return n, err
+	}
+	mi, mm := 0, 0
+	msrc := copyFunc(func() ([]any, bool) {
+		if mi >= len(meters) {
+			return nil, false
+		}
+		j := meters[mi]
+		ts := from.Add(time.Duration(mm)*time.Minute + time.Duration((j*7)%60)*time.Second)
+		row := []any{meterID(j), ts, 0.2 + 0.4*rng.Float64(), 220 + 20*rng.Float64()}
+		if mm++; mm == minutes {
+			mm, mi = 0, mi+1
+		}
+		return row, true
+	})
+	m, err := fleetload.BulkCopy(ctx, pool, false, &copySource{next: msrc})
+	return n + m, err
+}
+
+// copyFunc adapts a row generator to pgx's CopyFromSource.
+type copyFunc func() ([]any, bool)
+
+type copySource struct {
+	next copyFunc
+	row  []any
+}
+
+func (c *copySource) Next() bool {
+	var ok bool
+	c.row, ok = c.next()
+	return ok
+}
+func (c *copySource) Values() ([]any, error) { return c.row, nil }
+func (c *copySource) Err() error             { return nil }
+
+// measure issues requests for random vehicles from conns workers and returns the sorted
+// latencies and the elapsed time.
+func (s *stack) measure(b *testing.B, conns, requests int) ([]time.Duration, time.Duration) {
+	b.Helper()
+	end := s.end.Format(time.RFC3339)
+	lat := make([]time.Duration, requests)
+	var next sync.Mutex
+	k := 0
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed error
+	for w := 0; w < conns; w++ {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for {
+				next.Lock()
+				i := k
+				k++
+				next.Unlock()
+				if i >= requests {
+					return
+				}
+				url := fmt.Sprintf("%s/v1/analytics/performance/%s?window=24h&end=%s", s.url, vehicleID(rng.IntN(s.size.vehicles)), end)
+				t0 := time.Now()
+				res, err := s.client.Get(url)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode != 200 {
+						err = fmt.Errorf("status %d", res.StatusCode)
+					}
+				}
+				if err != nil {
+					next.Lock()
+					failed = err
+					next.Unlock()
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	elapsed := time.Since(start)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat, elapsed
+}
+
+func pct(lat []time.Duration, p float64) time.Duration {
+	return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkAnalytics loads ANALYTICS_BENCH_VEHICLES + ANALYTICS_BENCH_METERS devices
+// (default 200 + 200) over ANALYTICS_BENCH_DAYS days (default 1) on ANALYTICS_BENCH_SHARDS
+// shards (default 2), then measures GET /v1/analytics/performance/{id} for random vehicles
+// at 1 and 16 connections (ANALYTICS_BENCH_REQUESTS each, default 2000) and the fleet alert
+// query.
+func BenchmarkAnalytics(b *testing.B) {
+	sz := size{
+		vehicles: envInt(b, "ANALYTICS_BENCH_VEHICLES", 200),
+		meters:   envInt(b, "ANALYTICS_BENCH_METERS", 200),
+		days:     envInt(b, "ANALYTICS_BENCH_DAYS", 1),
+		shards:   envInt(b, "ANALYTICS_BENCH_SHARDS", 2),
+	}
+	requests := envInt(b, "ANALYTICS_BENCH_REQUESTS", 2000)
+	s := startStack(b, sz)
+	s.measure(b, 16, min(requests, 500)) // warm the pools and caches
+
+	b.Run("performance/conns=1", func(b *testing.B) {
+		for range b.N {
+			lat, elapsed := s.measure(b, 1, requests)
+			b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
+			b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
+			b.ReportMetric(float64(requests)/elapsed.Seconds(), "req/s")
+		}
+	})
+	b.Run("performance/conns=16", func(b *testing.B) {
+		for range b.N {
+			lat, elapsed := s.measure(b, 16, requests*4)
+			b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
+			b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
+			b.ReportMetric(float64(requests*4)/elapsed.Seconds(), "req/s")
+		}
+	})
+	b.Run("alerts", func(b *testing.B) {
+		url := fmt.Sprintf("%s/v1/analytics/alerts?threshold=0.85&window=24h&end=%s", s.url, s.end.Format(time.RFC3339))
+		for range b.N {
+			var lat []time.Duration
+			for range 5 {
+				t0 := time.Now()
+				res, err := s.client.Get(url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != 200 {
+					b.Fatalf("alerts: status %d", res.StatusCode)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+		}
+	})
+}
+
+// BenchmarkHistorySize measures per-vehicle latency on two data sets that differ only in
+// history length (1 and 7 days; ANALYTICS_BENCH_HISTORY_DEVICES vehicles and as many meters,
+// default 100) and reports p50/p99 of each and their ratio.
+func BenchmarkHistorySize(b *testing.B) {
+	n := envInt(b, "ANALYTICS_BENCH_HISTORY_DEVICES", 100)
+	requests := envInt(b, "ANALYTICS_BENCH_REQUESTS", 2000)
+	var p50, p99 [2]time.Duration
+	for k, days := range []int{1, 7} {
+		s := startStack(b, size{vehicles: n, meters: n, days: days, shards: 1})
+		s.measure(b, 4, min(requests, 500))
+		lat, _ := s.measure(b, 1, requests)
+		p50[k], p99[k] = pct(lat, 0.5), pct(lat, 0.99)
+	}
+	for range b.N {
+		b.ReportMetric(ms(p50[0]), "p50-1d-ms")
+		b.ReportMetric(ms(p50[1]), "p50-7d-ms")
+		b.ReportMetric(ms(p99[0]), "p99-1d-ms")
+		b.ReportMetric(ms(p99[1]), "p99-7d-ms")
+		b.ReportMetric(float64(p50[1])/float64(p50[0]), "p50-7d/1d")
+		b.ReportMetric(float64(p99[1])/float64(p99[0]), "p99-7d/1d")
+	}
+}
