@@ -408,3 +408,26 @@ func TestDeletingWhileNATSIsDownKeepsTheFinalizerUntilAnAdminLetsGo(t *testing.T
 		t.Errorf("FleetIngestion still exists after the abandon annotation")
 	}
 }
+
+func TestAMissingCredentialsSecretIsReportedByName(t *testing.T) {
+	h := newHarness(t)
+	fi := h.create(h.fleetIngestion("fleet-g", 1, func(fi *v1alpha1.FleetIngestion) {
+		fi.Spec.NATS.CredentialsSecretRef = &v1alpha1.SecretKeyRef{Name: "nats-creds", Key: "user.creds"}
+	}))
+	if _, err := h.reconcile(fi.Name); err == nil {
+		t.Fatal("reconcile succeeded without the NATS credentials")
+	}
+	fi = h.get(fi.Name)
+	c := condition(t, fi, v1alpha1.ConditionStreamsReady)
+	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonCredentialsUnavailable || !strings.Contains(c.Message, h.ns+"/nats-creds not found") {
+		t.Errorf("StreamsReady = %+v", c)
+	}
+	// The Kubernetes objects are applied all the same, with the credentials mounted.
+	var gw appsv1.Deployment
+	if err := h.c.Get(h.ctx, types.NamespacedName{Namespace: h.ns, Name: "fleet-g-gateway"}, &gw); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(gw.Spec.Template.Spec.Containers[0].Args, "--nats-creds=/etc/fleetingest/nats/creds") {
+		t.Errorf("gateway args = %v", gw.Spec.Template.Spec.Containers[0].Args)
+	}
+}
