@@ -16,7 +16,9 @@ type Plan struct {
 	Text string
 	// Buffers is the shared buffers the query hit or read.
 	Buffers int64
-	root    planNode
+	// Planning and Execution are the times Postgres reported, in milliseconds.
+	Planning, Execution float64
+	root                planNode
 }
 
 type planNode struct {
@@ -65,10 +67,12 @@ func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Win
 		return Plan{}, fmt.Errorf("explaining the per-vehicle query: %w", err)
 	}
 	var out []struct {
-		Plan planNode `json:"Plan"`
+		Plan      planNode `json:"Plan"`
+		Planning  float64  `json:"Planning Time"`
+		Execution float64  `json:"Execution Time"`
 	}
 	if err := json.Unmarshal([]byte(text), &out); err != nil || len(out) == 0 {
 		return Plan{}, fmt.Errorf("decoding the plan: %v", err)
 	}
-	return Plan{Text: text, Buffers: out[0].Plan.SharedHit + out[0].Plan.SharedRead, root: out[0].Plan}, nil
+	return Plan{Text: text, Buffers: out[0].Plan.SharedHit + out[0].Plan.SharedRead, Planning: out[0].Planning, Execution: out[0].Execution, root: out[0].Plan}, nil
 }

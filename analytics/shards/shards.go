@@ -110,6 +110,10 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		pc.MinConns = cfg.MinConns
 		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 		pc.HealthCheckPeriod = 5 * time.Second
+		// The read path's statements are prepared once per connection; a generic plan with
+		// run-time partition pruning avoids re-planning over every history partition on each
+		// call (the planning would otherwise cost more than the execution).
+		pc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 		pool, err := pgxpool.NewWithConfig(ctx, pc)
 		if err != nil {
 			s.Close()

@@ -25,7 +25,9 @@ import (
 
 	"github.com/fleetingest/fleetingest/analytics"
 	"github.com/fleetingest/fleetingest/analytics/fleetload"
+	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/registry"
@@ -154,6 +156,22 @@ func startStack(b *testing.B, sz size) *stack {
 	go func() {
 		_ = httpserver.ServeListener(ctx, l, httpserver.Config{Handler: svc.Handler(), Logger: slog.New(slog.DiscardHandler)})
 	}()
+	// The executed plan of one per-vehicle query, for the record.
+	pool, err := pgxpool.New(ctx, dsns[slots.ShardOf(meterID(0))])
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, _ := window.Parse("24h", dataEnd.Add(-17*time.Minute).Format(time.RFC3339), time.Now())
+	span := window.Range{From: window.FloorHour(w.Start), To: window.CeilHour(w.End)}
+	for range 3 {
+		plan, err := query.ExplainVehicle(ctx, pool, vehicleID(0), w, []query.MeterSpan{{MeterID: meterID(0), Hours: span}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw, rollup := plan.RowsByTable()
+		b.Logf("per-vehicle plan: planning %.3f ms, execution %.3f ms, %d buffers, rows raw %v rollup %v", plan.Planning, plan.Execution, plan.Buffers, raw, rollup)
+	}
+	pool.Close()
 	return &stack{
 		url: "http://" + l.Addr().String(), end: dataEnd.Add(-17 * time.Minute), size: sz,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second},
