@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 	"connectrpc.com/vanguard"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -114,7 +115,13 @@ func New(cfg Config) (*Service, error) {
 		set.Close()
 		return nil, fmt.Errorf("building the REST transcoder: %w", err)
 	}
-	s.handler = tc
+	// gRPC server reflection, so `grpcurl -plaintext host:port list` works.
+	reflector := grpcreflect.NewStaticReflector(analyticsv1connect.AnalyticsServiceName)
+	mux := http.NewServeMux()
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("/", tc)
+	s.handler = mux
 	return s, nil
 }
 

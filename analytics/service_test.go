@@ -13,13 +13,16 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/fleetingest/fleetingest/analytics/fleetload"
 	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 )
 
 func TestAnalytics(t *testing.T) {
@@ -394,6 +397,17 @@ func TestAnalytics(t *testing.T) {
 			if !proto.Equal(a, answers[0]) {
 				t.Fatalf("answer %d differs:\n%v\n%v", i+1, a, answers[0])
 			}
+		}
+
+		// Server reflection answers, as grpcurl needs.
+		stream := grpcreflect.NewClient(f.http, f.url).NewStream(context.Background())
+		defer stream.Close()
+		names, err := stream.ListServices()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(names, protoreflect.FullName(analyticsv1connect.AnalyticsServiceName)) {
+			t.Fatalf("reflection lists %v", names)
 		}
 	})
 
