@@ -25,11 +25,15 @@ import (
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 )
 
+// Least privilege: Deployments, Services and ConfigMaps are never deleted by the operator
+// (garbage collection follows the owner references); Ingresses and PodDisruptionBudgets are,
+// when the spec stops asking for them. Secrets are only read, one by name.
+//
 // +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions/status,verbs=get;patch
 // +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
-// +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services;configmaps,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
