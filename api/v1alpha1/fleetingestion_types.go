@@ -64,7 +64,10 @@ type FleetIngestionSpec struct {
 
 	// DeletionPolicy says what happens to the fleet's NATS streams and mapping bucket when the
 	// FleetIngestion is deleted: Retain (default) leaves them, Delete removes them (and every
-	// reading not yet ingested). Postgres data is never touched.
+	// reading not yet ingested). Postgres data is never touched. With Delete, if NATS cannot
+	// be reached, the FleetIngestion stays (its finalizer is kept and an Event says why)
+	// until it can, or until it is annotated fleetingest.io/abandon-streams=true, which lets
+	// it go and leaves the streams in NATS.
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
