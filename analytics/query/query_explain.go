@@ -76,3 +76,23 @@ func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Win
 	}
 	return Plan{Text: text, Buffers: out[0].Plan.SharedHit + out[0].Plan.SharedRead, Planning: out[0].Planning, Execution: out[0].Execution, root: out[0].Plan}, nil
 }
+
+// ExplainAlerts runs one shard's alert statement under EXPLAIN (ANALYZE, BUFFERS) and returns
+// the plan as text.
+func ExplainAlerts(ctx context.Context, db DBTX, hours window.Range, threshold float64) (string, error) {
+	rows, err := db.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+alertSQL, hours.From, hours.To, threshold)
+	if err != nil {
+		return "", fmt.Errorf("explaining the alert query: %w", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return "", err
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	return b.String(), rows.Err()
+}

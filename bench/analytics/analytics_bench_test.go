@@ -6,6 +6,7 @@ package analytics_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -170,6 +171,14 @@ func startStack(b *testing.B, sz size) *stack {
 		}
 		raw, rollup := plan.RowsByTable()
 		b.Logf("per-vehicle plan: planning %.3f ms, execution %.3f ms, %d buffers, rows raw %v rollup %v", plan.Planning, plan.Execution, plan.Buffers, raw, rollup)
+	}
+	if os.Getenv("ANALYTICS_BENCH_EXPLAIN_ALERTS") != "" {
+		end := window.FloorHour(dataEnd.Add(-17 * time.Minute))
+		text, err := query.ExplainAlerts(ctx, pool, window.Range{From: end.Add(-24 * time.Hour), To: end}, 0.85)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("alert plan on one shard:\n%s", text)
 	}
 	pool.Close()
 	return &stack{
@@ -369,10 +378,13 @@ func BenchmarkAnalytics(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				_, _ = io.Copy(io.Discard, res.Body)
+				var body struct {
+					MissingShards []int `json:"missingShards"`
+				}
+				err = json.NewDecoder(res.Body).Decode(&body)
 				res.Body.Close()
-				if res.StatusCode != 200 {
-					b.Fatalf("alerts: status %d", res.StatusCode)
+				if err != nil || res.StatusCode != 200 || len(body.MissingShards) > 0 {
+					b.Fatalf("alerts: status %d, missing shards %v, %v", res.StatusCode, body.MissingShards, err)
 				}
 				lat = append(lat, time.Since(t0))
 			}
