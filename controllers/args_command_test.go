@@ -3,6 +3,8 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 	"github.com/fleetingest/fleetingest/cmd/fleetingest/app"
@@ -175,4 +178,35 @@ func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
 func restConfig(t *testing.T) *rest.Config {
 	t.Helper()
 	return controllers.RestConfig()
+}
+
+// The operator's own Deployment (config/manager) passes flags the operator command accepts.
+func TestTheOperatorDeploymentArgsParseWithTheRealCommand(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "manager", "manager.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+			t.Fatalf("decoding config/manager/manager.yaml: %v", err)
+		}
+		if d.Kind == "Deployment" {
+			args = d.Spec.Template.Spec.Containers[0].Args
+		}
+	}
+	if len(args) == 0 || args[0] != "operator" {
+		t.Fatalf("operator Deployment args = %v", args)
+	}
+	cmd, _, err := app.NewRootCommand().Find(args)
+	if err != nil || cmd.Name() != "operator" {
+		t.Fatalf("finding the operator command: %v", err)
+	}
+	if err := cmd.ParseFlags(args[1:]); err != nil {
+		t.Errorf("operator %v: %v", args[1:], err)
+	}
+	if f := cmd.Flags().Lookup("default-image"); f == nil || f.Value.String() == "" {
+		t.Errorf("the operator Deployment sets no --default-image")
+	}
 }
