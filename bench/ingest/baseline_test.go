@@ -164,4 +164,3 @@ func benchCopy(b *testing.B, n int) float64 {
 	b.ReportMetric(0, "ns/op")
 	return rate
 }
-
