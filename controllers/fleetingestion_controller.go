@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -55,6 +56,9 @@ type Config struct {
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// MaxConcurrentReconciles is the number of FleetIngestions reconciled at once. Default 2.
 	MaxConcurrentReconciles int
+	// Registerer receives the operator's metrics (the operator passes controller-runtime's
+	// registry, which serves them beside its own). Default nil: not registered.
+	Registerer prometheus.Registerer
 }
 
 func (c Config) withDefaults() Config {
@@ -92,7 +96,8 @@ type FleetIngestionReconciler struct {
 	// Now is the clock that stamps condition transitions. Default time.Now.
 	Now func() time.Time
 
-	cfg Config
+	cfg     Config
+	metrics *metrics
 }
 
 // NewReconciler returns a reconciler with cfg's defaults filled in.
@@ -100,7 +105,7 @@ func NewReconciler(c client.Client, apiReader client.Reader, nats NATSConnector,
 	if log == nil {
 		log = slog.Default()
 	}
-	return &FleetIngestionReconciler{Client: c, APIReader: apiReader, NATS: nats, Recorder: rec, Log: log, Now: time.Now, cfg: cfg.withDefaults()}
+	return &FleetIngestionReconciler{Client: c, APIReader: apiReader, NATS: nats, Recorder: rec, Log: log, Now: time.Now, cfg: cfg.withDefaults(), metrics: newMetrics(cfg.Registerer)}
 }
 
 // SetupWithManager registers the reconciler: it watches FleetIngestions and the objects
@@ -147,6 +152,9 @@ func (r *FleetIngestionReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	// Kubernetes objects are applied whether or not NATS answers: the pods wait for their
 	// streams by themselves, and an outage must not hold back a spec change.
 	streams := r.reconcileStreams(ctx, f)
+	if streams.err == nil {
+		r.metrics.observeStreams(f.Namespace, f.Name, streams.provisioned, fi.Status.ObservedGeneration == 0)
+	}
 	applyErr := r.reconcileObjects(ctx, f, obs)
 
 	status := fleetStatus(f, fi.Status, obs, streams, applyErr, now)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -268,6 +269,9 @@ func TestResyncPutsBackStreamAndBucketChangedBehindTheOperatorsBack(t *testing.T
 	ev := strings.Join(h.drainEvents(), "\n")
 	if !strings.Contains(ev, "repaired stream "+topo.Stream(1)) || !strings.Contains(ev, "created bucket") {
 		t.Errorf("events = %s, want the repair and the re-creation reported", ev)
+	}
+	if got := testutil.ToFloat64(h.r.metrics.streamRepairs.WithLabelValues(h.ns, "fleet-d")); got != 2 {
+		t.Errorf("stream repairs metric = %v, want 2 (one stream, one bucket)", got)
 	}
 }
 

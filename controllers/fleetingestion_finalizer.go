@@ -36,6 +36,7 @@ func (r *FleetIngestionReconciler) reconcileDelete(ctx context.Context, fi *v1al
 		}
 		r.event(fi, corev1.EventTypeNormal, EventStreamsDeleted, "deleted %d stream(s) and bucket %s", t.Shards, t.MappingBucket())
 	}
+	r.metrics.forget(fi.Namespace, fi.Name)
 	base := fi.DeepCopy()
 	controllerutil.RemoveFinalizer(fi, v1alpha1.Finalizer)
 	if err := r.Client.Patch(ctx, fi, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {

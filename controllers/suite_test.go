@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -84,6 +85,7 @@ func newHarness(t *testing.T) *harness {
 	r := NewReconciler(kube.Client, kube.Client, pool, rec, nil, Config{
 		DefaultImage:       "fleetingest:test",
 		NATSRequestTimeout: 3 * time.Second,
+		Registerer:         prometheus.NewRegistry(),
 	})
 	_, js := natstest.Connect(t, nsrv.URL())
 	return &harness{t: t, ctx: ctx, c: kube.Client, r: r, rec: rec, js: js, ns: ns, natsPool: pool}

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
@@ -107,6 +108,7 @@ func runOperator(cmd *cobra.Command, o operatorOptions, log *slog.Logger) error 
 		ResyncPeriod:            o.resyncPeriod,
 		NATSRequestTimeout:      o.natsTimeout,
 		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+		Registerer:              ctrlmetrics.Registry,
 	})
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the FleetIngestion controller: %w", err)
