@@ -206,7 +206,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 }
 
 func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (bool, error) {
-	_, err := js.KeyValue(ctx, want.Bucket)
+	kv, err := js.KeyValue(ctx, want.Bucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
 		if _, err := js.CreateKeyValue(ctx, want); err != nil {
@@ -216,8 +216,21 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.Ke
 	case err != nil:
 		return false, fmt.Errorf("looking up bucket %s: %w", want.Bucket, err)
 	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reading status of bucket %s: %w", want.Bucket, err)
+	}
+	if live, ok := st.(*jetstream.KeyValueBucketStatus); ok && !bucketDrifted(live.Config(), want) {
+		return false, nil
+	}
 	if _, err := js.UpdateKeyValue(ctx, want); err != nil {
 		return false, fmt.Errorf("updating bucket %s: %w", want.Bucket, err)
 	}
 	return false, nil
+}
+
+// bucketDrifted reports whether a live bucket differs from the desired one in the fields
+// this package owns.
+func bucketDrifted(live, want jetstream.KeyValueConfig) bool {
+	return live.History != want.History || live.Replicas != want.Replicas || live.Storage != want.Storage || live.TTL != want.TTL
 }

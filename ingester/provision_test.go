@@ -136,3 +136,34 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 		t.Error("bucket still missing after repair")
 	}
 }
+
+func TestEnsureStreamsRepairsADriftedBucket(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv.URL())
+	top := ingester.Topology{Namespace: "dev", Fleet: "idle", Shards: 1}
+	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	info := func() *jetstream.StreamInfo {
+		s, err := js.Stream(ctx, "KV_"+top.MappingBucket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo()
+	}
+	before := info()
+	// Drift: a bucket with more history is put back to one revision per key.
+	cfg := before.Config
+	cfg.MaxMsgsPerSubject = 5
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := info().Config.MaxMsgsPerSubject; got != 1 {
+		t.Errorf("bucket history after repair = %d, want 1", got)
+	}
+}
