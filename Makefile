@@ -47,7 +47,7 @@ test: tools protoc ## Run every test (unit, integration against real Postgres/NA
 	$(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: bench
-bench: ## Run the benchmarks (end-to-end ingest through the dev stack, analytics queries).
+bench: wrk ## Run the benchmarks (end-to-end ingest through the dev stack, analytics queries).
 	$(GO) test -run '^$$' -bench . -benchtime $(or $(BENCHTIME),1x) -timeout 60m ./bench/...
 
 .PHONY: lint
@@ -104,6 +104,11 @@ run-operator: ## Run the operator on this machine against the current kubeconfig
 
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(PROTOC_GEN_GO) $(PROTOC_GEN_CONNECT_GO) $(HELM)
+
+.PHONY: wrk
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 .PHONY: protoc
 protoc:

@@ -44,14 +44,16 @@ func BenchmarkIngest(b *testing.B) {
 	b.Run("single", func(b *testing.B) {
 		results["single"] = benchStack(b, loadgen.Config{Readings: min(n, 200_000), Concurrency: 128})
 	})
+	b.Run("single-wrk", func(b *testing.B) { results["wrk"] = benchWrk(b, 256, 10*time.Second) })
 	b.Run("batch", func(b *testing.B) {
 		results["batch"] = benchStack(b, loadgen.Config{Readings: n, Concurrency: 16, BatchSize: 500})
 	})
-	if len(results) == 4 {
+	if len(results) == 5 {
 		fmt.Printf("\nsummary (readings/s, %d cores):\n", runtimeCores())
 		fmt.Printf("  raw COPY of the same rows            %10.0f\n", results["copy"])
 		fmt.Printf("  seed design in Go (INSERT+UPSERT)    %10.0f\n", results["seed"])
-		fmt.Printf("  fleetingest, one reading a request   %10.0f   %.1f× seed design\n", results["single"], results["single"]/results["seed"])
+		fmt.Printf("  fleetingest, one reading a request   %10.0f   %.1f× seed design (Go client)\n", results["single"], results["single"]/results["seed"])
+		fmt.Printf("  fleetingest, one reading a request   %10.0f   %.1f× seed design (wrk, requests/s)\n", results["wrk"], results["wrk"]/results["seed"])
 		fmt.Printf("  fleetingest, batches of 500          %10.0f   %.1f× seed design, %.2f× raw COPY\n",
 			results["batch"], results["batch"]/results["seed"], results["batch"]/results["copy"])
 	}
