@@ -109,7 +109,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, shards: set, reg: cfg.Registry, metrics: m}
 	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
-		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)))
+		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)),
+		// Answers are a few hundred bytes: compressing them costs more than it saves.
+		connect.WithCompressMinBytes(16<<10))
 	tc, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(path, h)})
 	if err != nil {
 		set.Close()
