@@ -321,7 +321,3 @@ type FleetIngestionList struct {
 	// Items are the FleetIngestions.
 	Items []FleetIngestion `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&FleetIngestion{}, &FleetIngestionList{})
-}
