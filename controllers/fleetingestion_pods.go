@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 )
@@ -163,7 +162,5 @@ func envVars(env []corev1.EnvVar) []*corev1ac.EnvVarApplyConfiguration {
 	}
 	return out
 }
-
-func int32Ptr(v int32) *int32 { return ptr.To(v) }
 
 func resourceQuantity(s string) resource.Quantity { return resource.MustParse(s) }
