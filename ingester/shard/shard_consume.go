@@ -35,17 +35,21 @@ func (in *Ingester) consume(ctx context.Context, cons jetstream.Consumer) error 
 		}
 		err = in.consumeFrom(ctx, iter)
 		iter.Stop()
-		if err != nil && ctx.Err() == nil {
-			in.log.Warn("pulling messages failed; starting again", "error", err)
-			if !sleep(ctx, in.cfg.RetryMin) {
-				break
-			}
+		if ctx.Err() != nil {
+			break
+		}
+		in.log.Warn("pulling messages failed; starting again", "error", err)
+		if !sleep(ctx, in.cfg.RetryMin) {
+			break
 		}
 	}
 	in.log.Info("stopped consuming")
 	return nil
 }
 
+// consumeFrom collects and commits batches from iter until pulling or committing fails,
+// handing the batch in hand back to JetStream. It never returns nil: it returns only with
+// the error that stopped it, which is ctx's end on shutdown.
 func (in *Ingester) consumeFrom(ctx context.Context, iter jetstream.MessagesContext) error {
 	for {
 		b, err := in.collect(ctx, iter)
@@ -186,10 +190,13 @@ func (in *Ingester) abandon(b *batch) {
 
 // PauseAfterCommit returns an AfterCommit hook for fault-injection tests: it writes
 // "committed batch, pausing before ack" to w and blocks until ctx ends, so a test can kill
-// the process between COMMIT and the acknowledgements.
+// the process between COMMIT and the acknowledgements. When the line cannot be written it
+// returns at once, leaving the batch to redelivery.
 func PauseAfterCommit(w io.Writer) func(context.Context) error {
 	return func(ctx context.Context) error {
-		fmt.Fprintln(w, "committed batch, pausing before ack")
+		if _, err := fmt.Fprintln(w, "committed batch, pausing before ack"); err != nil {
+			return fmt.Errorf("announcing the pause: %w", err)
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	}

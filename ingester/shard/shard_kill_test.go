@@ -52,18 +52,18 @@ func TestProcessKilledBetweenCommitAndAckLosesAndDoublesNothing(t *testing.T) {
 	select {
 	case ok := <-paused:
 		if !ok {
-			cmd.Wait()
-			t.Fatal("child exited without pausing after a commit")
+			t.Fatalf("child exited without pausing after a commit (exit: %v)", cmd.Wait())
 		}
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("child did not pause after a commit")
+		_ = cmd.Process.Kill() // it may have exited meanwhile; Wait reaps it either way
+		t.Fatalf("child did not pause after a commit (exit: %v)", cmd.Wait())
 	}
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("child exited cleanly, not by the SIGKILL")
+	}
 
 	if m, _ := rows(t, e.pool); m != 50 {
 		t.Fatalf("killed ingester committed %d meter rows, want 50", m)
