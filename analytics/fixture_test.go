@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -323,16 +322,4 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// vehiclesWhere lists vehicle ids matching pred, sorted.
-func vehiclesWhere(pred func(i int) bool) []string {
-	var out []string
-	for i := 0; i < nVehicles; i++ {
-		if pred(i) {
-			out = append(out, vehicleID(i))
-		}
-	}
-	sort.Strings(out)
-	return out
 }

@@ -401,7 +401,7 @@ func TestAnalytics(t *testing.T) {
 
 		// Server reflection answers, as grpcurl needs.
 		stream := grpcreflect.NewClient(f.http, f.url).NewStream(context.Background())
-		defer stream.Close()
+		defer func() { _, _ = stream.Close() }()
 		names, err := stream.ListServices()
 		if err != nil {
 			t.Fatal(err)
@@ -606,7 +606,7 @@ func (f *fixture) do(t *testing.T, method, path, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ package query
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,10 +24,9 @@ type DBTX interface {
 
 // Row kinds of the per-vehicle and per-meter statements.
 const (
-	kindOwn      = 0 // the asked vehicle's own DC in an hour (by attributed meter)
-	kindMeterAC  = 1 // a meter's AC in an hour (or the window's part of it)
-	kindMeterDC  = 2 // the DC attributed to a meter in an hour, over all its vehicles
-	kindPerVehDC = 3 // one vehicle's DC attributed to the meter in an hour
+	kindVehicleDC = 0 // a vehicle's DC in an hour (the window's part of it), by attributed meter
+	kindMeterAC   = 1 // a meter's AC in an hour (or the window's part of it)
+	kindPerVehDC  = 3 // one vehicle's DC attributed to the meter in an hour
 )
 
 // HourDC is a vehicle's DC in one hour (the window's part of it), attributed to MeterID.
@@ -79,83 +80,121 @@ func edgeArrays(edges []window.Range) (from, to []time.Time) {
 	return from, to
 }
 
+// vehicleSQL reads, in one round trip, every row the per-vehicle answer needs from one shard
+// and leaves the grouping to Vehicle: the vehicle_hourly rows of the window's whole hours
+// that belong to the vehicle or to one of the meters (one bitmap heap pass serves both: with
+// one vehicle per meter they are the same rows), the edge hours' raw readings of the vehicle
+// and of the vehicles attributed to those meters in those hours, and the meters' AC (whole
+// hours from meter_hourly, edges from raw history). Rows of a meter outside the hours the
+// vehicle was mapped to it are dropped by Vehicle.
 const vehicleSQL = `
-WITH e AS (SELECT * FROM unnest($4::timestamptz[], $5::timestamptz[]) AS e(f, t)),
-     r AS (SELECT * FROM unnest($6::text[], $7::timestamptz[], $8::timestamptz[]) AS r(meter_id, hf, ht))
-SELECT 0, vh.meter_id, vh.hour, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, false
+WITH e AS (SELECT * FROM unnest($4::timestamptz[], $5::timestamptz[]) AS e(f, t))
+SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
   FROM vehicle_hourly vh
- WHERE vh.vehicle_id = $1 AND vh.hour >= $2 AND vh.hour < $3
+ WHERE vh.hour >= $2 AND vh.hour < $3 AND (vh.vehicle_id = $1 OR vh.meter_id = ANY($6::text[]))
 UNION ALL
-SELECT 0, h.meter_id, date_bin('1 hour', e.f, 'epoch'), sum(h.kwh_delivered_dc), sum(h.battery_temp), count(*)::int, false
+SELECT 0, x.vehicle_id, x.meter_id, date_bin('1 hour', e.f, 'epoch'), sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
   FROM e CROSS JOIN LATERAL (
+       SELECT $1::text AS vehicle_id
+        UNION
+       SELECT ids.vehicle_id FROM vehicle_hourly ids
+        WHERE ids.meter_id = ANY($6::text[]) AND ids.hour = date_bin('1 hour', e.f, 'epoch')) v
+ CROSS JOIN LATERAL (
        SELECT * FROM vehicle_telemetry_history x
-        WHERE x.vehicle_id = $1 AND x.ts >= e.f AND x.ts < e.t OFFSET 0) h
- GROUP BY 2, 3
+        WHERE x.vehicle_id = v.vehicle_id AND x.ts >= e.f AND x.ts < e.t
+          AND (x.vehicle_id = $1 OR x.meter_id = ANY($6::text[])) OFFSET 0) x
+ GROUP BY 2, 3, 4
 UNION ALL
-SELECT 1, mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, false
-  FROM r JOIN meter_hourly mh ON mh.meter_id = r.meter_id AND mh.hour >= greatest(r.hf, $2) AND mh.hour < least(r.ht, $3)
+SELECT 1, '', mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
+  FROM meter_hourly mh
+ WHERE mh.meter_id = ANY($6::text[]) AND mh.hour >= $2 AND mh.hour < $3
 UNION ALL
-SELECT 2, vh.meter_id, vh.hour, sum(vh.kwh_delivered_dc), 0::float8, count(*)::int, bool_or(vh.vehicle_id = $1)
-  FROM r JOIN vehicle_hourly vh ON vh.meter_id = r.meter_id AND vh.hour >= greatest(r.hf, $2) AND vh.hour < least(r.ht, $3)
- GROUP BY 2, 3
-UNION ALL
-SELECT 1, r.meter_id, date_bin('1 hour', e.f, 'epoch'), a.ac, a.v, a.n, false
-  FROM r JOIN e ON e.f >= r.hf AND e.f < r.ht
+SELECT 1, '', m.meter_id, date_bin('1 hour', e.f, 'epoch'), a.ac, a.v, a.n
+  FROM unnest($6::text[]) AS m(meter_id) CROSS JOIN e
  CROSS JOIN LATERAL (
        SELECT sum(x.kwh_consumed_ac) AS ac, sum(x.voltage) AS v, count(*)::int AS n
          FROM meter_telemetry_history x
-        WHERE x.meter_id = r.meter_id AND x.ts >= e.f AND x.ts < e.t) a
- WHERE a.n > 0
-UNION ALL
-SELECT 2, r.meter_id, date_bin('1 hour', e.f, 'epoch'), d.dc, 0::float8, d.n, d.me
-  FROM r JOIN e ON e.f >= r.hf AND e.f < r.ht
- CROSS JOIN LATERAL (
-       SELECT sum(h.kwh_delivered_dc) AS dc, count(DISTINCT h.vehicle_id)::int AS n, bool_or(h.vehicle_id = $1) AS me
-         FROM vehicle_hourly ids
-        CROSS JOIN LATERAL (
-              SELECT * FROM vehicle_telemetry_history x
-               WHERE x.vehicle_id = ids.vehicle_id AND x.ts >= e.f AND x.ts < e.t AND x.meter_id = r.meter_id OFFSET 0) h
-        WHERE ids.meter_id = r.meter_id AND ids.hour = date_bin('1 hour', e.f, 'epoch')) d
- WHERE d.n > 0`
+        WHERE x.meter_id = m.meter_id AND x.ts >= e.f AND x.ts < e.t) a
+ WHERE a.n > 0`
+
+// inSpan reports whether hour h of meter m lies in one of the meter's spans.
+func inSpan(meters []MeterSpan, m string, h time.Time) bool {
+	for _, s := range meters {
+		if s.MeterID == m && !h.Before(s.Hours.From) && h.Before(s.Hours.To) {
+			return true
+		}
+	}
+	return false
+}
+
+// vehicleArgs are the per-vehicle statement's parameters.
+func vehicleArgs(vehicleID string, w window.Window, meters []MeterSpan) []any {
+	whole, edges := w.Split()
+	ef, et := edgeArrays(edges)
+	ids := make([]string, 0, len(meters))
+	for _, m := range meters {
+		if !slices.Contains(ids, m.MeterID) {
+			ids = append(ids, m.MeterID)
+		}
+	}
+	return []any{vehicleID, whole.From, whole.To, ef, et, ids}
+}
 
 // Vehicle reads, from one shard, the vehicle's own DC in the window (whole hours from
 // vehicle_hourly, the edges from raw history) and, for each meter span on this shard, the
 // meter's AC and the DC of every vehicle attributed to it in those hours of the window.
 func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, meters []MeterSpan) (VehicleRows, error) {
-	whole, edges := w.Split()
-	ef, et := edgeArrays(edges)
-	ids := make([]string, len(meters))
-	hf, ht := make([]time.Time, len(meters)), make([]time.Time, len(meters))
-	for i, m := range meters {
-		ids[i], hf[i], ht[i] = m.MeterID, m.Hours.From, m.Hours.To
-	}
-	rows, err := db.Query(ctx, vehicleSQL, vehicleID, whole.From, whole.To, ef, et, ids, hf, ht)
+	rows, err := db.Query(ctx, vehicleSQL, vehicleArgs(vehicleID, w, meters)...)
 	if err != nil {
 		return VehicleRows{}, err
 	}
 	defer rows.Close()
 	var out VehicleRows
+	type meterHour struct {
+		meter string
+		hour  time.Time
+	}
+	dcs := map[meterHour]int{} // index in out.DC
+	var (
+		kind           int
+		vehicle, meter string
+		hour           time.Time
+		x1, x2         float64
+		n              int
+	)
+	scan := []any{&kind, &vehicle, &meter, &hour, &x1, &x2, &n}
 	for rows.Next() {
-		var (
-			kind   int
-			meter  string
-			hour   time.Time
-			x1, x2 float64
-			n      int
-			me     bool
-		)
-		if err := rows.Scan(&kind, &meter, &hour, &x1, &x2, &n, &me); err != nil {
+		if err := rows.Scan(scan...); err != nil {
 			return VehicleRows{}, err
 		}
 		hour = hour.UTC()
 		switch kind {
-		case kindOwn:
-			out.Own = append(out.Own, HourDC{MeterID: meter, VehicleID: vehicleID, Hour: hour, DC: x1, TempSum: x2, Readings: n})
 		case kindMeterAC:
-			out.AC = append(out.AC, MeterHour{MeterID: meter, Hour: hour, AC: x1, VoltageSum: x2, Readings: n})
-		case kindMeterDC:
-			out.DC = append(out.DC, MeterDC{MeterID: meter, Hour: hour, Total: x1, Vehicles: n, Includes: me})
+			if inSpan(meters, meter, hour) {
+				out.AC = append(out.AC, MeterHour{MeterID: meter, Hour: hour, AC: x1, VoltageSum: x2, Readings: n})
+			}
+			continue
+		case kindVehicleDC:
+		default:
+			return VehicleRows{}, fmt.Errorf("per-vehicle statement returned row kind %d", kind)
 		}
+		if vehicle == vehicleID {
+			out.Own = append(out.Own, HourDC{MeterID: meter, VehicleID: vehicleID, Hour: hour, DC: x1, TempSum: x2, Readings: n})
+		}
+		if meter == "" || !inSpan(meters, meter, hour) {
+			continue
+		}
+		k := meterHour{meter, hour}
+		i, ok := dcs[k]
+		if !ok {
+			i = len(out.DC)
+			dcs[k] = i
+			out.DC = append(out.DC, MeterDC{MeterID: meter, Hour: hour})
+		}
+		d := &out.DC[i]
+		d.Total += x1
+		d.Vehicles++
+		d.Includes = d.Includes || vehicle == vehicleID
 	}
 	return out, rows.Err()
 }
@@ -213,9 +252,10 @@ func Meter(ctx context.Context, db DBTX, meterID string, w window.Window) (Meter
 			return MeterRows{}, err
 		}
 		hour = hour.UTC()
-		if kind == kindMeterAC {
+		switch kind {
+		case kindMeterAC:
 			out.AC = append(out.AC, MeterHour{MeterID: meterID, Hour: hour, AC: x1, VoltageSum: x2, Readings: n})
-		} else {
+		case kindPerVehDC:
 			out.DC = append(out.DC, HourDC{MeterID: meterID, VehicleID: vehicle, Hour: hour, DC: x1, TempSum: x2, Readings: n})
 		}
 	}

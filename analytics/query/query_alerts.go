@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -33,71 +34,110 @@ type AlertRows struct {
 	Unshared []MeterHour
 }
 
-// alertSQL is one statement per shard over the whole hours: sites below the threshold
-// (kind 0), every vehicle's DC and DC-share of AC (kind 1), and meter hours with AC but no DC
-// (kind 2). The rollup rows of the hours are read once.
+// alertSQL is one statement per shard over the whole hours, aggregated with hashes only (no
+// sort, no DISTINCT): every meter's AC (kind 0), every (vehicle, meter)'s DC and DC-share of
+// the meter's AC (kind 1), and meter hours with AC but no DC (kind 2). The rollup rows of the
+// hours are read once. Site DC, the vehicles of a site and the meters of a vehicle are
+// derived from the kind 1 rows by the caller.
 const alertSQL = `
 WITH vh AS MATERIALIZED (
        SELECT vehicle_id, meter_id, hour, kwh_delivered_dc AS dc
          FROM vehicle_hourly WHERE hour >= $1 AND hour < $2),
-     mh AS MATERIALIZED (
-       SELECT meter_id, hour, kwh_consumed_ac AS ac
-         FROM meter_hourly WHERE hour >= $1 AND hour < $2),
-     t AS MATERIALIZED (
+     t AS (
        SELECT meter_id, hour, sum(dc) AS total FROM vh WHERE meter_id <> '' GROUP BY 1, 2),
      j AS MATERIALIZED (
-       SELECT mh.meter_id, mh.hour, mh.ac, coalesce(t.total, 0) AS total
-         FROM mh LEFT JOIN t ON t.meter_id = mh.meter_id AND t.hour = mh.hour),
-     site AS (
-       SELECT a.meter_id, a.ac, coalesce(d.dc, 0) AS dc
-         FROM (SELECT meter_id, sum(ac) AS ac FROM mh GROUP BY 1) a
-         LEFT JOIN (SELECT meter_id, sum(total) AS dc FROM t GROUP BY 1) d ON d.meter_id = a.meter_id
-        WHERE a.ac > 0 AND coalesce(d.dc, 0) / a.ac < $3)
-SELECT 0 AS kind, s.meter_id, s.ac, s.dc,
-       coalesce(array_agg(DISTINCT vh.vehicle_id ORDER BY vh.vehicle_id) FILTER (WHERE vh.vehicle_id IS NOT NULL), '{}'),
-       NULL::timestamptz
-  FROM site s LEFT JOIN vh ON vh.meter_id = s.meter_id
- GROUP BY s.meter_id, s.ac, s.dc
+       SELECT mh.meter_id, mh.hour, mh.kwh_consumed_ac AS ac, coalesce(t.total, 0) AS total
+         FROM meter_hourly mh LEFT JOIN t ON t.meter_id = mh.meter_id AND t.hour = mh.hour
+        WHERE mh.hour >= $1 AND mh.hour < $2)
+SELECT 0 AS kind, meter_id, ''::text, sum(ac), 0::float8, NULL::timestamptz
+  FROM j GROUP BY meter_id HAVING sum(ac) > 0
 UNION ALL
-SELECT 1, vh.vehicle_id,
-       coalesce(sum(j.ac * vh.dc / j.total) FILTER (WHERE j.total > 0), 0),
-       sum(vh.dc),
-       array_remove(array_agg(DISTINCT vh.meter_id ORDER BY vh.meter_id), ''),
-       NULL
+SELECT 1, vh.meter_id, vh.vehicle_id,
+       coalesce(sum(j.ac * vh.dc / j.total) FILTER (WHERE j.total > 0), 0), sum(vh.dc), NULL
   FROM vh LEFT JOIN j ON j.meter_id = vh.meter_id AND j.hour = vh.hour
- GROUP BY vh.vehicle_id
+ GROUP BY vh.vehicle_id, vh.meter_id
 UNION ALL
-SELECT 2, meter_id, ac, 0, NULL, hour FROM j WHERE ac > 0 AND total = 0`
+SELECT 2, meter_id, '', ac, 0, hour FROM j WHERE ac > 0 AND total = 0`
+
+// vehicleMeter is one kind 1 row: a vehicle's DC attributed to one meter (empty for none) over
+// the hours, and its DC-share of that meter's AC.
+type vehicleMeter struct {
+	vehicleID, meterID string
+	ac, dc             float64
+}
 
 // Alerts reads one shard's part of the fleet alert query over the whole hours.
 func Alerts(ctx context.Context, db DBTX, hours window.Range, threshold float64) (AlertRows, error) {
 	var out AlertRows
-	rows, err := db.Query(ctx, alertSQL, hours.From, hours.To, threshold)
+	rows, err := db.Query(ctx, alertSQL, hours.From, hours.To)
 	if err != nil {
 		return out, err
 	}
 	defer rows.Close()
+	var (
+		meterAC = map[string]float64{}
+		meters  []string
+		vms     []vehicleMeter
+	)
 	for rows.Next() {
 		var (
-			kind   int
-			id     string
-			ac, dc float64
-			ids    []string
-			hour   *time.Time
+			kind       int
+			meter, veh string
+			ac, dc     float64
+			hour       *time.Time
 		)
-		if err := rows.Scan(&kind, &id, &ac, &dc, &ids, &hour); err != nil {
+		if err := rows.Scan(&kind, &meter, &veh, &ac, &dc, &hour); err != nil {
 			return out, err
 		}
 		switch kind {
 		case 0:
-			out.Sites = append(out.Sites, SiteTotals{MeterID: id, AC: ac, DC: dc, VehicleIDs: ids})
+			meterAC[meter] = ac
+			meters = append(meters, meter)
 		case 1:
-			out.Vehicles = append(out.Vehicles, VehicleTotals{VehicleID: id, AC: ac, DC: dc, MeterIDs: ids})
+			vms = append(vms, vehicleMeter{vehicleID: veh, meterID: meter, ac: ac, dc: dc})
 		case 2:
-			out.Unshared = append(out.Unshared, MeterHour{MeterID: id, Hour: hour.UTC(), AC: ac})
+			out.Unshared = append(out.Unshared, MeterHour{MeterID: meter, Hour: hour.UTC(), AC: ac})
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	// In (vehicle, meter) order, so the same rows always sum to the same floats and every
+	// list comes out sorted.
+	sort.Slice(vms, func(i, j int) bool {
+		if vms[i].vehicleID != vms[j].vehicleID {
+			return vms[i].vehicleID < vms[j].vehicleID
+		}
+		return vms[i].meterID < vms[j].meterID
+	})
+	siteDC := map[string]float64{}
+	siteVehicles := map[string][]string{}
+	for i, vm := range vms {
+		if i == 0 || vms[i-1].vehicleID != vm.vehicleID {
+			out.Vehicles = append(out.Vehicles, VehicleTotals{VehicleID: vm.vehicleID})
+		}
+		v := &out.Vehicles[len(out.Vehicles)-1]
+		v.AC += vm.ac
+		v.DC += vm.dc
+		if vm.meterID != "" {
+			v.MeterIDs = append(v.MeterIDs, vm.meterID)
+			siteDC[vm.meterID] += vm.dc
+			siteVehicles[vm.meterID] = append(siteVehicles[vm.meterID], vm.vehicleID)
+		}
+	}
+	sort.Strings(meters)
+	for _, m := range meters {
+		ac, dc := meterAC[m], siteDC[m]
+		if dc/ac >= threshold {
+			continue
+		}
+		ids := siteVehicles[m]
+		if ids == nil {
+			ids = []string{}
+		}
+		out.Sites = append(out.Sites, SiteTotals{MeterID: m, AC: ac, DC: dc, VehicleIDs: ids})
+	}
+	return out, nil
 }
 
 // Time is a helper for callers that scan timestamps.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
@@ -54,15 +53,8 @@ func (p Plan) RowsByTable() (raw, rollup map[string]int64) {
 
 // ExplainVehicle runs the per-vehicle statement under EXPLAIN (ANALYZE, BUFFERS).
 func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, meters []MeterSpan) (Plan, error) {
-	whole, edges := w.Split()
-	ef, et := edgeArrays(edges)
-	ids := make([]string, len(meters))
-	hf, ht := make([]time.Time, len(meters)), make([]time.Time, len(meters))
-	for i, m := range meters {
-		ids[i], hf[i], ht[i] = m.MeterID, m.Hours.From, m.Hours.To
-	}
 	var text string
-	err := db.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+vehicleSQL, vehicleID, whole.From, whole.To, ef, et, ids, hf, ht).Scan(&text)
+	err := db.QueryRow(ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+vehicleSQL, vehicleArgs(vehicleID, w, meters)...).Scan(&text)
 	if err != nil {
 		return Plan{}, fmt.Errorf("explaining the per-vehicle query: %w", err)
 	}
@@ -79,8 +71,8 @@ func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Win
 
 // ExplainAlerts runs one shard's alert statement under EXPLAIN (ANALYZE, BUFFERS) and returns
 // the plan as text.
-func ExplainAlerts(ctx context.Context, db DBTX, hours window.Range, threshold float64) (string, error) {
-	rows, err := db.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+alertSQL, hours.From, hours.To, threshold)
+func ExplainAlerts(ctx context.Context, db DBTX, hours window.Range) (string, error) {
+	rows, err := db.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+alertSQL, hours.From, hours.To)
 	if err != nil {
 		return "", fmt.Errorf("explaining the alert query: %w", err)
 	}

@@ -114,6 +114,10 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		// run-time partition pruning avoids re-planning over every history partition on each
 		// call (the planning would otherwise cost more than the execution).
 		pc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+		// The fan-out statements aggregate every rollup row of their hours: their estimated
+		// cost passes jit_above_cost at fleet size, and compiling them takes longer than
+		// running them.
+		pc.ConnConfig.RuntimeParams["jit"] = "off"
 		pool, err := pgxpool.NewWithConfig(ctx, pc)
 		if err != nil {
 			s.Close()

@@ -57,6 +57,7 @@ type size struct {
 // stack is a loaded fleet served by the analytics service.
 type stack struct {
 	url    string
+	dsns   []string
 	end    time.Time
 	size   size
 	client *http.Client
@@ -75,7 +76,7 @@ func startStack(b *testing.B, sz size) *stack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
+	b.Cleanup(func() { _ = os.RemoveAll(dir) })
 	cluster, err := localpg.Start(ctx, localpg.Config{
 		DataDir: filepath.Join(dir, "pgdata"), SharedBuffers: "1GB", MaxConnections: 200, FastInit: true,
 		Settings: map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "work_mem": "64MB", "maintenance_work_mem": "512MB"},
@@ -174,7 +175,7 @@ func startStack(b *testing.B, sz size) *stack {
 	}
 	if os.Getenv("ANALYTICS_BENCH_EXPLAIN_ALERTS") != "" {
 		end := window.FloorHour(dataEnd.Add(-17 * time.Minute))
-		text, err := query.ExplainAlerts(ctx, pool, window.Range{From: end.Add(-24 * time.Hour), To: end}, 0.85)
+		text, err := query.ExplainAlerts(ctx, pool, window.Range{From: end.Add(-24 * time.Hour), To: end})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -182,7 +183,7 @@ func startStack(b *testing.B, sz size) *stack {
 	}
 	pool.Close()
 	return &stack{
-		url: "http://" + l.Addr().String(), end: dataEnd.Add(-17 * time.Minute), size: sz,
+		url: "http://" + l.Addr().String(), dsns: dsns, end: dataEnd.Add(-17 * time.Minute), size: sz,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
 }
@@ -306,7 +307,7 @@ func (s *stack) measure(b *testing.B, conns, requests int) ([]time.Duration, tim
 				res, err := s.client.Get(url)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, res.Body)
-					res.Body.Close()
+					_ = res.Body.Close()
 					if res.StatusCode != 200 {
 						err = fmt.Errorf("status %d", res.StatusCode)
 					}
@@ -382,7 +383,7 @@ func BenchmarkAnalytics(b *testing.B) {
 					MissingShards []int `json:"missingShards"`
 				}
 				err = json.NewDecoder(res.Body).Decode(&body)
-				res.Body.Close()
+				_ = res.Body.Close()
 				if err != nil || res.StatusCode != 200 || len(body.MissingShards) > 0 {
 					b.Fatalf("alerts: status %d, missing shards %v, %v", res.StatusCode, body.MissingShards, err)
 				}
