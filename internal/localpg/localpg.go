@@ -145,9 +145,15 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating postgres socket directory: %w", err)
 	}
+	// failed removes the socket folder of a start that failed with err.
+	failed := func(err error) error {
+		if rerr := os.RemoveAll(socketDir); rerr != nil {
+			return errors.Join(err, fmt.Errorf("removing postgres socket directory: %w", rerr))
+		}
+		return err
+	}
 	if err := owner.chown(socketDir); err != nil {
-		os.RemoveAll(socketDir)
-		return nil, err
+		return nil, failed(err)
 	}
 
 	// A picked port may be taken between picking and binding; try a few.
@@ -159,8 +165,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		port := cfg.Port
 		if port == 0 {
 			if port, err = freePort(cfg.Host); err != nil {
-				os.RemoveAll(socketDir)
-				return nil, err
+				return nil, failed(err)
 			}
 		}
 		c := &Cluster{cfg: cfg, host: cfg.Host, port: port, socketDir: socketDir,
@@ -171,8 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return c, nil
 		}
 		if attempt >= attempts || ctx.Err() != nil {
-			os.RemoveAll(socketDir)
-			return nil, err
+			return nil, failed(err)
 		}
 		c.log.Warn("postgres did not start, retrying on another port", "error", err)
 	}
@@ -217,7 +221,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		if err == nil {
 			var dataDir string
 			err = conn.QueryRow(ctx, "SELECT current_setting('data_directory')").Scan(&dataDir)
-			conn.Close(ctx)
+			_ = conn.Close(ctx) // a probe: its answer is in hand, a failed goodbye changes nothing
 			if err == nil {
 				if sameDir(dataDir, c.cfg.DataDir) {
 					return nil
@@ -263,7 +267,7 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("connecting to create database %q: %w", name, err)
 	}
-	defer conn.Close(ctx)
+	defer closeConn(ctx, conn)
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
 		return fmt.Errorf("looking up database %q: %w", name, err)
@@ -288,7 +292,7 @@ func (c *Cluster) DropDatabase(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("connecting to drop database %q: %w", name, err)
 	}
-	defer conn.Close(ctx)
+	defer closeConn(ctx, conn)
 	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 		return fmt.Errorf("dropping database %q: %w", name, err)
 	}
@@ -331,6 +335,15 @@ func freePort(host string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("finding a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("releasing the free port %d: %w", port, err)
+	}
+	return port, nil
+}
+
+// closeConn closes a connection whose work is done (committed or reported): a failed
+// goodbye to the server changes nothing for the caller.
+func closeConn(ctx context.Context, conn *pgx.Conn) {
+	_ = conn.Close(ctx)
 }

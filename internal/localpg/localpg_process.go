@@ -50,13 +50,13 @@ func startProcess(cmd *exec.Cmd, owner *osUser, log *slog.Logger) (*process, err
 		runtime.LockOSThread()
 		// Never unlocked: the thread ends with this goroutine, after the child has exited.
 		if err := cmd.Start(); err != nil {
-			pw.Close()
+			_ = pw.Close() // closing a pipe's writer never fails
 			started <- err
 			return
 		}
 		started <- nil
 		p.waitErr = cmd.Wait()
-		pw.Close()
+		_ = pw.Close() // closing a pipe's writer never fails
 		close(p.done)
 	}()
 	if err := <-started; err != nil {

@@ -36,7 +36,11 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	if err != nil {
 		t.Fatalf("connecting to %s: %v", dsn, err)
 	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	t.Cleanup(func() {
+		if err := conn.Close(context.Background()); err != nil {
+			t.Errorf("closing the connection to %s: %v", dsn, err)
+		}
+	})
 	return conn
 }
 
@@ -144,7 +148,7 @@ func TestStopLeavesNoProcessAndRestartKeepsData(t *testing.T) {
 	if err := c.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
-	conn.Close(context.Background())
+	_ = conn.Close(context.Background()) // its server is gone: only the client side is left to free
 	if alive(pid) {
 		t.Errorf("postmaster %d still alive after Stop", pid)
 	}
@@ -199,9 +203,8 @@ func TestPostgresDiesWithItsParent(t *testing.T) {
 		}
 	}
 	if pid == 0 {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal("child did not report a postmaster pid")
+		_ = cmd.Process.Kill() // it may have exited already; Wait reaps it either way
+		t.Fatalf("child did not report a postmaster pid (exit: %v)", cmd.Wait())
 	}
 	if !alive(pid) {
 		t.Fatalf("postmaster %d not running while its parent lives", pid)
@@ -209,11 +212,13 @@ func TestPostgresDiesWithItsParent(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("child exited cleanly, not by the SIGKILL")
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for alive(pid) || len(processesIn(pid)) > 0 {
 		if time.Now().After(deadline) {
-			syscall.Kill(-pid, syscall.SIGKILL)
+			_ = syscall.Kill(-pid, syscall.SIGKILL) // best effort: the test fails either way
 			t.Fatalf("postmaster %d survived its parent's SIGKILL", pid)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -15,6 +15,7 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -64,8 +65,11 @@ func StartShared() (c *localpg.Cluster, stop func(), err error) {
 	}
 	c, err = localpg.Start(context.Background(), config(dir+"/pgdata"))
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, fmt.Errorf("starting local postgres: %w", err)
+		err = fmt.Errorf("starting local postgres: %w", err)
+		if rerr := os.RemoveAll(dir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("removing %s: %w", dir, rerr))
+		}
+		return nil, nil, err
 	}
 	stop = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -73,7 +77,9 @@ func StartShared() (c *localpg.Cluster, stop func(), err error) {
 		if err := c.Stop(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest: stopping local postgres:", err)
 		}
-		os.RemoveAll(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest: removing local postgres' folder:", err)
+		}
 	}
 	return c, stop, nil
 }

@@ -21,7 +21,11 @@ func TestNewDatabaseGivesEachTestItsOwnDatabase(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer conn.Close(context.Background())
+			t.Cleanup(func() {
+				if err := conn.Close(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
 			var name string
 			var tables int
 			if err := conn.QueryRow(t.Context(), "SELECT current_database()").Scan(&name); err != nil {
@@ -46,7 +50,11 @@ func TestNewDatabaseGivesEachTestItsOwnDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	t.Cleanup(func() {
+		if err := conn.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	var left int
 	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM pg_database WHERE datname = ANY($1)", names).Scan(&left); err != nil {
 		t.Fatal(err)
@@ -65,7 +73,11 @@ func TestStartGivesATestItsOwnCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(context.Background())
+	t.Cleanup(func() {
+		if err := conn.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	var one int
 	if err := conn.QueryRow(t.Context(), "SELECT 1").Scan(&one); err != nil || one != 1 {
 		t.Fatalf("SELECT 1 = %d, %v", one, err)
