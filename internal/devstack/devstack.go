@@ -127,7 +127,7 @@ func (s *Stack) Stop() error {
 const databaseName = "fleetingest"
 
 // Start starts every part of the stack and returns once the HTTP surface is ready.
-func Start(ctx context.Context, cfg Config) (*Stack, error) {
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	cfg = cfg.withDefaults()
 	if err := checkTopology(cfg); err != nil {
 		return nil, err
@@ -142,10 +142,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			s.stopServers()
+			err = errors.Join(err, s.stopServers())
 		}
 	}()
-	var err error
 	if s.nats, err = localnats.Start(localnats.Config{
 		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
 		Port:       cfg.NATSPort,
@@ -282,7 +281,7 @@ func waitReady(ctx context.Context, url string, ready func(context.Context) erro
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
 		resp, err := client.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // only the status matters; closing frees the connection
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}

@@ -20,8 +20,13 @@ func get(t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	return resp.StatusCode, string(body)
 }
 
@@ -86,7 +91,11 @@ func TestServeFailsOnABusyAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	err = Serve(context.Background(), Config{Addr: l.Addr().String()})
 	if err == nil || !strings.Contains(err.Error(), "listening on") {
 		t.Errorf("Serve on a busy address = %v", err)

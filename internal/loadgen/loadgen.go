@@ -209,8 +209,8 @@ func post(ctx context.Context, c *http.Client, url, contentType string, body []b
 	if err != nil {
 		return 0, 0, err
 	}
-	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close() // read to the end or failed: closing only frees the connection
 	if err != nil {
 		return 0, 0, fmt.Errorf("reading answer: %w", err)
 	}

@@ -52,7 +52,9 @@ func TestRunSendsEveryReadingOnceAndCountsAnswers(t *testing.T) {
 		}
 		if r.URL.Path == "/v1/telemetry/batch" {
 			w.WriteHeader(http.StatusAccepted)
-			fmt.Fprintf(w, `{"accepted":%d,"rejected":[{"index":0,"error":{}}]}`, n-1)
+			if _, err := fmt.Fprintf(w, `{"accepted":%d,"rejected":[{"index":0,"error":{}}]}`, n-1); err != nil {
+				t.Errorf("answering a batch: %v", err)
+			}
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
