@@ -1,7 +1,9 @@
 package app
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -32,7 +34,9 @@ Ctrl-C or SIGTERM stops everything it started.`,
 			for i, dsn := range stack.DSNs() {
 				fmt.Fprintf(&b, "  shard %d: %s\n", i, dsn)
 			}
-			fmt.Fprint(cmd.OutOrStdout(), b.String())
+			if _, err := io.WriteString(cmd.OutOrStdout(), b.String()); err != nil {
+				return errors.Join(fmt.Errorf("printing the dev stack's addresses: %w", err), stack.Stop())
+			}
 			select {
 			case <-cmd.Context().Done():
 				return stack.Stop()

@@ -36,7 +36,9 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 
 	cmd := newGatewayCommand()
 	if err := cmd.ParseFlags([]string{
@@ -56,7 +58,7 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 	for {
 		resp, err := http.Get(base + "/readyz")
 		if err == nil {
-			resp.Body.Close()
+			readBody(t, resp)
 			if resp.StatusCode == http.StatusOK {
 				break
 			}
@@ -71,8 +73,7 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	got := readBody(t, resp)
 	if resp.StatusCode != http.StatusAccepted || string(got) != `{"status":"meter telemetry ingested"}` {
 		t.Fatalf("POST: %d %s", resp.StatusCode, got)
 	}
@@ -80,8 +81,7 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	metrics := readBody(t, resp)
 	if !strings.Contains(string(metrics), `fleetingest_gateway_readings_accepted_total{kind="meter"} 1`) {
 		t.Fatalf("metrics lack the accepted reading:\n%s", metrics)
 	}
@@ -102,4 +102,17 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway command did not shut down")
 	}
+}
+
+// readBody reads and closes resp's body, failing the test when either fails.
+func readBody(t *testing.T, resp *http.Response) []byte {
+	t.Helper()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the answer to %s: %v", resp.Request.URL, err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatalf("closing the answer to %s: %v", resp.Request.URL, err)
+	}
+	return body
 }

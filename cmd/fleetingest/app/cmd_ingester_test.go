@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -45,7 +44,11 @@ func TestMigrateAndIngesterCommandsConsumeIntoTheShardDatabase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer conn.Close(context.Background())
+		t.Cleanup(func() {
+			if err := conn.Close(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
 		var versions int
 		if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&versions); err != nil {
 			t.Fatal(err)
@@ -64,7 +67,9 @@ func TestMigrateAndIngesterCommandsConsumeIntoTheShardDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
 	cmd := newIngesterCommand()
 	if err := cmd.ParseFlags([]string{
 		"--nats-url", srv.URL(), "--namespace", "cmd", "--fleet", "ing", "--shards", "2", "--shard", "1",
@@ -96,9 +101,7 @@ func TestMigrateAndIngesterCommandsConsumeIntoTheShardDatabase(t *testing.T) {
 		if err != nil {
 			return 0, err.Error()
 		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		return resp.StatusCode, string(readBody(t, resp))
 	}
 	want := `fleetingest_ingester_rows_inserted_total{kind="meter",shard="1"} 10`
 	deadline := time.Now().Add(20 * time.Second)

@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,13 +25,16 @@ a request (NDJSON). It prints how many readings were accepted and the accept lat
 			if err != nil {
 				return fmt.Errorf("load run: %w", err)
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "requests %d  accepted %d  rejected %d  failed %d  in %s\n",
+			var out strings.Builder
+			fmt.Fprintf(&out, "requests %d  accepted %d  rejected %d  failed %d  in %s\n",
 				res.Requests, res.Accepted, res.Rejected, res.Failed, res.Duration.Round(time.Millisecond))
-			fmt.Fprintf(out, "%.0f readings/s  %.0f requests/s  latency p50 %s  p99 %s\n",
+			fmt.Fprintf(&out, "%.0f readings/s  %.0f requests/s  latency p50 %s  p99 %s\n",
 				res.ReadingsPerSecond(), float64(res.Requests)/res.Duration.Seconds(), res.Percentile(50), res.Percentile(99))
 			if res.FirstError != "" {
-				fmt.Fprintf(out, "first failure: %s\n", res.FirstError)
+				fmt.Fprintf(&out, "first failure: %s\n", res.FirstError)
+			}
+			if _, err := io.WriteString(cmd.OutOrStdout(), out.String()); err != nil {
+				return fmt.Errorf("printing the results: %w", err)
 			}
 			return nil
 		},

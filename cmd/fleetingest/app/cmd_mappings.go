@@ -73,20 +73,19 @@ func exportMappings(ctx context.Context, o mappingsOptions, stdout io.Writer) er
 			break
 		}
 	}
-	w := stdout
-	if o.file != "-" {
-		f, err := os.Create(o.file)
-		if err != nil {
-			return fmt.Errorf("creating %s: %w", o.file, err)
-		}
-		defer f.Close()
-		w = f
+	if o.file == "-" {
+		return mappingio.Write(stdout, o.format, all)
 	}
-	if err := mappingio.Write(w, o.format, all); err != nil {
+	f, err := os.Create(o.file)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", o.file, err)
+	}
+	if err := mappingio.Write(f, o.format, all); err != nil {
+		_ = f.Close() // the write's error is the one to report
 		return err
 	}
-	if f, ok := w.(*os.File); ok && f != os.Stdout {
-		return f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", o.file, err)
 	}
 	return nil
 }
@@ -98,7 +97,7 @@ func importMappings(ctx context.Context, o mappingsOptions, stdin io.Reader, log
 		if err != nil {
 			return fmt.Errorf("opening %s: %w", o.file, err)
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }() // opened read-only: closing cannot lose data
 		r = f
 	}
 	rows, err := mappingio.Read(r, o.format)
