@@ -42,7 +42,11 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "controllers tests: removing the envtest folder:", err)
+		}
+	}()
 	if kube, err = envtest.Start(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "controllers tests:", err)
 		return 1

@@ -49,8 +49,14 @@ func benchmarkSingle(b *testing.B, clients int) {
 				b.Error(err)
 				return
 			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_, err = io.Copy(io.Discard, resp.Body)
+			if cerr := resp.Body.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
 			if resp.StatusCode != http.StatusAccepted {
 				b.Errorf("status %d", resp.StatusCode)
 				return
@@ -90,8 +96,14 @@ func BenchmarkGatewayBatch(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			got, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			if cerr := resp.Body.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				b.Error(err)
+				return
+			}
 			if resp.StatusCode != http.StatusAccepted || string(got) != want {
 				b.Errorf("status %d: %.200s", resp.StatusCode, got)
 				return

@@ -116,7 +116,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	go func() { e.gatewayDone <- e.gw.Run(gctx) }()
 	t.Cleanup(func() {
 		stop()
-		<-e.gatewayDone
+		if err := <-e.gatewayDone; err != nil {
+			t.Errorf("gateway run: %v", err)
+		}
 	})
 	e.http = httptest.NewServer(e.gw.Handler())
 	t.Cleanup(e.http.Close)
@@ -170,8 +172,13 @@ func (e *env) postCtx(ctx context.Context, path, contentType, body string) answe
 	if err != nil {
 		return answer{code: -1, body: []byte(err.Error())}
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return answer{code: -1, body: []byte("reading the answer: " + err.Error())}
+	}
 	return answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: data}
 }
 

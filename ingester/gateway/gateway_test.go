@@ -85,8 +85,13 @@ func TestGatewayRefusesBadInputWithItsCodeAndPublishesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" || parseStatus(t, body).Code != 12 {
 		t.Fatalf("GET: %d %v %s", resp.StatusCode, resp.Header, body)
 	}

@@ -147,9 +147,11 @@ func do(t *testing.T, method, url, contentType string, body []byte) response {
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
-	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Body.Close(); err != nil {
 		t.Fatal(err)
 	}
 	return response{Code: resp.StatusCode, Header: resp.Header, Body: data}
