@@ -63,20 +63,7 @@ func BenchmarkIngest(b *testing.B) {
 // request until the last reading was committed in Postgres, and the accept latencies.
 func benchStack(b *testing.B, lg loadgen.Config) float64 {
 	ctx := context.Background()
-	stack, err := devstack.Start(ctx, devstack.Config{
-		DataDir:  filepath.Join(b.TempDir(), "data"),
-		Shards:   2,
-		HTTPAddr: "127.0.0.1:0",
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if err := stack.Stop(); err != nil {
-			b.Error(err)
-		}
-	}()
+	stack := startStack(b)
 	lg.URL = stack.URL()
 	lg.Meters, lg.Vehicles = 5000, 5000
 	b.ResetTimer()
@@ -100,6 +87,25 @@ func benchStack(b *testing.B, lg loadgen.Config) float64 {
 	b.ReportMetric(ms(res.Percentile(99)), "p99-ms")
 	b.ReportMetric(0, "ns/op")
 	return rate
+}
+
+// startStack starts a two-shard dev stack in a temp folder; it stops when the benchmark ends.
+func startStack(b *testing.B) *devstack.Stack {
+	stack, err := devstack.Start(context.Background(), devstack.Config{
+		DataDir:  filepath.Join(b.TempDir(), "data"),
+		Shards:   2,
+		HTTPAddr: "127.0.0.1:0",
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := stack.Stop(); err != nil {
+			b.Error(err)
+		}
+	})
+	return stack
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -2,17 +2,11 @@ package ingest
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/fleetingest/fleetingest/internal/devstack"
 )
 
 var wrkSummary = regexp.MustCompile(`wrk-summary requests=(\d+) non2xx=(\d+) errors=(\d+) p50us=(\d+) p99us=(\d+)`)
@@ -24,21 +18,7 @@ func benchWrk(b *testing.B, connections int, duration time.Duration) float64 {
 	if err != nil {
 		b.Fatalf("wrk is not installed: run the benchmarks with `make bench`, which installs it (%v)", err)
 	}
-	ctx := context.Background()
-	stack, err := devstack.Start(ctx, devstack.Config{
-		DataDir:  filepath.Join(b.TempDir(), "data"),
-		Shards:   2,
-		HTTPAddr: "127.0.0.1:0",
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if err := stack.Stop(); err != nil {
-			b.Error(err)
-		}
-	}()
+	stack := startStack(b)
 	base := time.Now().Add(-24 * time.Hour).Unix()
 	b.ResetTimer()
 	start := time.Now()
