@@ -89,6 +89,19 @@ func TestMappingsImportThenExportThroughTheAPI(t *testing.T) {
 		}
 	}
 
+	// Exported to a file, the same document.
+	o.file = filepath.Join(t.TempDir(), "export.json")
+	if err := exportMappings(ctx, o, nil); err != nil {
+		t.Fatal(err)
+	}
+	written, err := os.ReadFile(o.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(written, out.Bytes()) {
+		t.Fatalf("export to %s wrote\n%s\nwant\n%s", o.file, written, out.String())
+	}
+
 	// A bad row is refused before anything is written.
 	if err := os.WriteFile(in, []byte("EV-4,meter-1\nnot valid,meter-1\n"), 0o600); err != nil {
 		t.Fatal(err)
