@@ -20,7 +20,6 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester"
-	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 )
 
@@ -119,7 +118,7 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	if err != nil {
 		return fmt.Errorf("creating JetStream context: %w", err)
 	}
-	reg, err := registry.Open(ctx, js, topo.MappingBucket(), registry.Config{Logger: log})
+	reg, err := openRegistry(ctx, js, topo.MappingBucket(), log)
 	if err != nil {
 		return err
 	}
