@@ -72,7 +72,7 @@ func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Win
 // ExplainAlerts runs one shard's alert statement under EXPLAIN (ANALYZE, BUFFERS) and returns
 // the plan as text.
 func ExplainAlerts(ctx context.Context, db DBTX, hours window.Range) (string, error) {
-	rows, err := db.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+alertSQL, hours.From, hours.To)
+	rows, err := db.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+alertSQL, alertMode, hours.From, hours.To)
 	if err != nil {
 		return "", fmt.Errorf("explaining the alert query: %w", err)
 	}

@@ -140,8 +140,9 @@ func startStack(b *testing.B, sz size) *stack {
 	for len(mustList(reg)) < sz.vehicles {
 		time.Sleep(10 * time.Millisecond)
 	}
+	maxConns := int32(envInt(b, "ANALYTICS_BENCH_MAX_CONNS", 32))
 	svc, err := analytics.New(analytics.Config{
-		Shards:     shards.Config{DSNs: dsns, MaxConns: 32, MinConns: 16},
+		Shards:     shards.Config{DSNs: dsns, MaxConns: maxConns, MinConns: min(16, maxConns)},
 		SlotMap:    slots,
 		Registry:   reg,
 		Registerer: prometheus.NewRegistry(),
@@ -341,7 +342,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // (default 200 + 200) over ANALYTICS_BENCH_DAYS days (default 1) on ANALYTICS_BENCH_SHARDS
 // shards (default 2), then measures GET /v1/analytics/performance/{id} for random vehicles
 // at 1 and 16 connections (ANALYTICS_BENCH_REQUESTS each, default 2000) and the fleet alert
-// query.
+// query. ANALYTICS_BENCH_MAX_CONNS sizes the service's pool per shard (default 32).
 func BenchmarkAnalytics(b *testing.B) {
 	sz := size{
 		vehicles: envInt(b, "ANALYTICS_BENCH_VEHICLES", 200),
