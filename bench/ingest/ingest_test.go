@@ -6,6 +6,7 @@
 //
 //	make bench                       # or: go test -run '^$' -bench Ingest -benchtime 1x ./bench/ingest
 //	FLEETINGEST_BENCH_READINGS=1000000 make bench
+//	FLEETINGEST_BENCH_BATCH_SIZE=20000 go test -run '^$' -bench Ingest/batch -benchtime 1x ./bench/ingest
 package ingest
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/fleetingest/fleetingest/ingester/shard"
 	"github.com/fleetingest/fleetingest/internal/devstack"
 	"github.com/fleetingest/fleetingest/internal/loadgen"
 )
@@ -90,12 +92,22 @@ func benchStack(b *testing.B, lg loadgen.Config) float64 {
 }
 
 // startStack starts a two-shard dev stack in a temp folder; it stops when the benchmark ends.
+// FLEETINGEST_BENCH_BATCH_SIZE sets the ingesters' batch size (default: theirs, 5,000).
 func startStack(b *testing.B) *devstack.Stack {
+	batchSize := 0
+	if v := os.Getenv("FLEETINGEST_BENCH_BATCH_SIZE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("FLEETINGEST_BENCH_BATCH_SIZE=%q: want a positive integer", v)
+		}
+		batchSize = n
+	}
 	stack, err := devstack.Start(context.Background(), devstack.Config{
 		DataDir:  filepath.Join(b.TempDir(), "data"),
 		Shards:   2,
 		HTTPAddr: "127.0.0.1:0",
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Tune:     devstack.Tuning{Ingester: func(c *shard.Config) { c.BatchSize = batchSize }},
 	})
 	if err != nil {
 		b.Fatal(err)
