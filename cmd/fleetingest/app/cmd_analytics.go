@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -106,24 +103,12 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 		return err
 	}
 	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: len(dsns)}
-	if err := topo.Validate(); err != nil {
-		return err
-	}
-	nc, err := connectNATS(o.natsURL, o.natsCreds, "fleetingest-analytics", log)
+	nc, reg, err := openMappings(ctx, topo, o.natsURL, o.natsCreds, "fleetingest-analytics", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("creating JetStream context: %w", err)
-	}
-	reg, err := openRegistry(ctx, js, topo.MappingBucket(), log)
-	if err != nil {
-		return err
-	}
-	prom := prometheus.NewRegistry()
-	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prom := newMetricsRegistry()
 	svc, err := analytics.New(analytics.Config{
 		Shards:         shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
 		SlotMap:        sm,

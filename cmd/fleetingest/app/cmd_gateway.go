@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -166,24 +165,12 @@ func runGateway(ctx context.Context, o gatewayOptions, log *slog.Logger) error {
 		return err
 	}
 	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: slots.Shards}
-	if err := topo.Validate(); err != nil {
-		return err
-	}
-	nc, err := connectNATS(o.natsURL, o.natsCreds, "fleetingest-gateway", log)
+	nc, reg, err := openMappings(ctx, topo, o.natsURL, o.natsCreds, "fleetingest-gateway", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("creating JetStream context: %w", err)
-	}
-	reg, err := openRegistry(ctx, js, topo.MappingBucket(), log)
-	if err != nil {
-		return err
-	}
-	prom := prometheus.NewRegistry()
-	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prom := newMetricsRegistry()
 	gw, err := gateway.New(nc, o.gatewayConfig(topo, slots, reg, prom, log))
 	if err != nil {
 		return err

@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -138,8 +137,7 @@ func runIngester(ctx context.Context, o ingesterOptions, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("creating JetStream context: %w", err)
 	}
-	prom := prometheus.NewRegistry()
-	prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prom := newMetricsRegistry()
 	in, err := shard.New(o.shardConfig(js, topo, st, prom, log))
 	if err != nil {
 		return err
