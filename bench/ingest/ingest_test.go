@@ -16,12 +16,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fleetingest/fleetingest/ingester/shard"
 	"github.com/fleetingest/fleetingest/internal/devstack"
@@ -51,7 +49,7 @@ func BenchmarkIngest(b *testing.B) {
 		results["batch"] = benchStack(b, loadgen.Config{Readings: n, Concurrency: 16, BatchSize: 500})
 	})
 	if len(results) == 5 {
-		fmt.Printf("\nsummary (readings/s, %d cores):\n", runtimeCores())
+		fmt.Printf("\nsummary (readings/s, %d cores):\n", runtime.NumCPU())
 		fmt.Printf("  raw COPY of the same rows            %10.0f\n", results["copy"])
 		fmt.Printf("  seed design in Go (INSERT+UPSERT)    %10.0f\n", results["seed"])
 		fmt.Printf("  fleetingest, one reading a request   %10.0f   %.1f× seed design (Go client)\n", results["single"], results["single"]/results["seed"])
@@ -151,18 +149,8 @@ func counterSum(stack *devstack.Stack, name string) (float64, error) {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			total += counterValue(m)
+			total += m.GetCounter().GetValue()
 		}
 	}
 	return total, nil
-}
-
-func counterValue(m *dto.Metric) float64 { return m.GetCounter().GetValue() }
-
-func runtimeCores() int {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	return strings.Count(string(data), "processor\t:")
 }
