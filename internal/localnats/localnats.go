@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/fleetingest/fleetingest/internal/freeport"
 )
 
 // Config of an embedded server.
@@ -50,7 +52,7 @@ func Start(cfg Config) (*Server, error) {
 	}
 	port := cfg.Port
 	if port == 0 {
-		p, err := freePort(cfg.Host)
+		p, err := freeport.On(cfg.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -97,16 +99,4 @@ func (s *Server) Stop() {
 func (s *Server) Restart() (*Server, error) {
 	s.Stop()
 	return Start(s.cfg)
-}
-
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("releasing the free port %d: %w", port, err)
-	}
-	return port, nil
 }

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fleetingest/fleetingest/internal/freeport"
 )
 
 // Config of a local cluster.
@@ -164,7 +166,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for attempt := 1; ; attempt++ {
 		port := cfg.Port
 		if port == 0 {
-			if port, err = freePort(cfg.Host); err != nil {
+			if port, err = freeport.On(cfg.Host); err != nil {
 				return nil, failed(err)
 			}
 		}
@@ -328,18 +330,6 @@ func sameDir(a, b string) bool {
 		return filepath.Clean(a) == filepath.Clean(b)
 	}
 	return ra == rb
-}
-
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		return 0, fmt.Errorf("releasing the free port %d: %w", port, err)
-	}
-	return port, nil
 }
 
 // closeConn closes a connection whose work is done (committed or reported): a failed
