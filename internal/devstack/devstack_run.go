@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,35 +28,26 @@ type Tuning struct {
 	Analytics func(*analytics.Config)
 }
 
-// stage is a group of goroutines stopped together by one cancel.
-type stage struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	errs   []error
-}
-
-func newStage(parent context.Context) (*stage, context.Context) {
+// goStage runs one component in its own goroutine with its own context, so components can be
+// stopped one after another. An error other than cancellation calls failed (which stops the
+// whole stack). The returned stop cancels the component, waits for it and returns its error.
+func goStage(parent context.Context, name string, failed func(), fn func(context.Context) error) (stop func() error) {
 	ctx, cancel := context.WithCancel(parent)
-	return &stage{cancel: cancel}, ctx
-}
-
-// go runs fn; an error from fn is recorded and calls failed (which stops the whole stack).
-func (st *stage) goRun(name string, failed func(), fn func() error) {
-	st.wg.Go(func() {
-		if err := fn(); err != nil && !errors.Is(err, context.Canceled) {
-			st.mu.Lock()
-			st.errs = append(st.errs, fmt.Errorf("%s: %w", name, err))
-			st.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		err := fn(ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			err = fmt.Errorf("%s: %w", name, err)
 			failed()
+		} else {
+			err = nil
 		}
-	})
-}
-
-func (st *stage) stop() error {
-	st.cancel()
-	st.wg.Wait()
-	return errors.Join(st.errs...)
+		done <- err
+	}()
+	return func() error {
+		cancel()
+		return <-done
+	}
 }
 
 // run starts the components and the goroutine that stops them, in the reverse order of
@@ -83,10 +73,8 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		}
 	}()
 	failed := func() { s.cancel() }
-	goStage := func(name string, fn func(context.Context) error) {
-		st, stCtx := newStage(base)
-		st.goRun(name, failed, func() error { return fn(stCtx) })
-		closers = append(closers, st.stop)
+	start := func(name string, fn func(context.Context) error) {
+		closers = append(closers, goStage(base, name, failed, fn))
 	}
 
 	slotMap, err := placement.NewSlotMap(cfg.Shards)
@@ -125,7 +113,7 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 	if err != nil {
 		return nil, err
 	}
-	goStage("mapping registry", reg.Run)
+	start("mapping registry", reg.Run)
 
 	for i := range cfg.Shards {
 		icfg := shard.Config{
@@ -139,7 +127,7 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		if cfg.Tune.Ingester != nil {
 			cfg.Tune.Ingester(&icfg)
 		}
-		goStage("ingester shard "+strconv.Itoa(i), func(ctx context.Context) error { return shard.Run(ctx, icfg) })
+		start("ingester shard "+strconv.Itoa(i), func(ctx context.Context) error { return shard.Run(ctx, icfg) })
 	}
 
 	gcfg := gateway.Config{
@@ -156,7 +144,7 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 	if err != nil {
 		return nil, err
 	}
-	goStage("gateway", gw.Run)
+	start("gateway", gw.Run)
 
 	acfg := analytics.Config{
 		Shards:     shards.Config{DSNs: s.dsns},
@@ -187,7 +175,7 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		}
 		return nil
 	}
-	goStage("http", func(ctx context.Context) error {
+	start("http", func(ctx context.Context) error {
 		return httpserver.ServeListener(ctx, s.listener, httpserver.Config{
 			Handler:  mux,
 			Ready:    []httpserver.ReadyFunc{ready},
