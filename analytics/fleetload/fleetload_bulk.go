@@ -35,6 +35,10 @@ func BuildRollups(ctx context.Context, db *pgxpool.Pool) error {
 		`INSERT INTO vehicle_hourly (vehicle_id, meter_id, hour, kwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings)
 		 SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01'), sum(kwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*)
 		   FROM vehicle_telemetry_history GROUP BY 1, 2, 3`,
+		`INSERT INTO rollup_hours (hour, version)
+		 SELECT hour, nextval('rollup_version') FROM (SELECT hour FROM meter_hourly UNION SELECT hour FROM vehicle_hourly) h
+		 ORDER BY hour
+		 ON CONFLICT (hour) DO UPDATE SET version = excluded.version`,
 		`INSERT INTO current_meter_status (meter_id, last_kwh_consumed_ac, voltage, last_updated_at)
 		 SELECT DISTINCT ON (meter_id) meter_id, kwh_consumed_ac, voltage, ts FROM meter_telemetry_history ORDER BY meter_id, ts DESC`,
 		`INSERT INTO current_vehicle_status (vehicle_id, soc, last_kwh_delivered_dc, battery_temp, meter_id, last_updated_at)

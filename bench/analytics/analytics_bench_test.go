@@ -65,6 +65,43 @@ type stack struct {
 
 var dataEnd = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
 
+// benchDir is where the data set lives: a temporary folder removed afterwards, or a folder
+// per size under ANALYTICS_BENCH_DIR, kept and reused by the next run of the same size (reuse
+// reports that it holds a complete data set), so that the query path can be measured again
+// and again without loading the data set each time.
+func benchDir(b *testing.B, sz size) (dir string, reuse bool) {
+	b.Helper()
+	root := os.Getenv("ANALYTICS_BENCH_DIR")
+	if root == "" {
+		dir, err := os.MkdirTemp("", "analytics-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = os.RemoveAll(dir) })
+		return dir, false
+	}
+	dir = filepath.Join(root, fmt.Sprintf("v%d-m%d-d%d-s%d", sz.vehicles, sz.meters, sz.days, sz.shards))
+	if _, err := os.Stat(filepath.Join(dir, "loaded")); err == nil {
+		return dir, true
+	}
+	// A folder without the mark holds nothing or a load that did not finish.
+	if err := os.RemoveAll(dir); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return dir, false
+}
+
+// markLoaded records in dir that it holds a complete data set of size sz.
+func markLoaded(b *testing.B, dir string, sz size) {
+	b.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "loaded"), fmt.Appendf(nil, "%+v\n", sz), 0o644); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // startStack starts one Postgres cluster with a database per shard, loads the data set with
 // COPY (vehicle i charges from meter i, mapped before the first reading), builds the rollups,
 // maps the fleet in the registry on embedded NATS and serves the service.
@@ -72,11 +109,7 @@ func startStack(b *testing.B, sz size) *stack {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	dir, err := os.MkdirTemp("", "analytics-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = os.RemoveAll(dir) })
+	dir, reuse := benchDir(b, sz)
 	cluster, err := localpg.Start(ctx, localpg.Config{
 		DataDir: filepath.Join(dir, "pgdata"), SharedBuffers: "1GB", MaxConnections: 200, FastInit: true,
 		Settings: map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "work_mem": "64MB", "maintenance_work_mem": "512MB"},
@@ -97,11 +130,14 @@ func startStack(b *testing.B, sz size) *stack {
 	var rows int64
 	for s := 0; s < sz.shards; s++ {
 		name := fmt.Sprintf("shard%d", s)
+		dsn := cluster.DSN(name)
+		dsns = append(dsns, dsn)
+		if reuse {
+			continue
+		}
 		if err := cluster.CreateDatabase(ctx, name); err != nil {
 			b.Fatal(err)
 		}
-		dsn := cluster.DSN(name)
-		dsns = append(dsns, dsn)
 		pool, err := pgxpool.New(ctx, dsn)
 		if err != nil {
 			b.Fatal(err)
@@ -119,7 +155,12 @@ func startStack(b *testing.B, sz size) *stack {
 		}
 		pool.Close()
 	}
-	b.Logf("loaded %d history rows on %d shards with COPY and built rollups in %s", rows, sz.shards, time.Since(loadStart).Round(time.Second))
+	if reuse {
+		b.Logf("reusing the data set in %s", dir)
+	} else {
+		b.Logf("loaded %d history rows on %d shards with COPY and built rollups in %s", rows, sz.shards, time.Since(loadStart).Round(time.Second))
+		markLoaded(b, dir, sz)
+	}
 
 	srv := natstest.Start(b)
 	_, js := natstest.Connect(b, srv.URL())

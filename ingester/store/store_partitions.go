@@ -269,15 +269,24 @@ func (s *Store) DropExpired(ctx context.Context, r Retention) (Dropped, error) {
 	}
 
 	rollupCutoff := now.Add(-r.Rollup)
-	tag, err := conn.Exec(ctx, "DELETE FROM meter_hourly WHERE hour < $1", rollupCutoff)
-	if err != nil {
-		return d, fmt.Errorf("deleting expired meter rollups: %w", err)
+	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM meter_hourly WHERE hour < $1", rollupCutoff)
+		if err != nil {
+			return fmt.Errorf("deleting expired meter rollups: %w", err)
+		}
+		d.MeterHourly = tag.RowsAffected()
+		if tag, err = tx.Exec(ctx, "DELETE FROM vehicle_hourly WHERE hour < $1", rollupCutoff); err != nil {
+			return fmt.Errorf("deleting expired vehicle rollups: %w", err)
+		}
+		d.VehicleHourly = tag.RowsAffected()
+		// The hours are gone with their versions, in the same transaction.
+		if _, err := tx.Exec(ctx, "DELETE FROM rollup_hours WHERE hour < $1", rollupCutoff); err != nil {
+			return fmt.Errorf("deleting versions of expired rollup hours: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return d, err
 	}
-	d.MeterHourly = tag.RowsAffected()
-	if tag, err = conn.Exec(ctx, "DELETE FROM vehicle_hourly WHERE hour < $1", rollupCutoff); err != nil {
-		return d, fmt.Errorf("deleting expired vehicle rollups: %w", err)
-	}
-	d.VehicleHourly = tag.RowsAffected()
 	if len(d.Partitions) > 0 || d.MeterHourly > 0 || d.VehicleHourly > 0 {
 		s.log.Info("dropped expired data", "partitions", d.Partitions, "meter_hourly_rows", d.MeterHourly, "vehicle_hourly_rows", d.VehicleHourly)
 	}

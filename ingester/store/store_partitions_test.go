@@ -170,4 +170,9 @@ func TestDropExpiredRemovesOldPartitionsAndRollups(t *testing.T) {
 	if n := count(t, pool, "SELECT count(*) FROM meter_hourly"); n != len(days) {
 		t.Errorf("%d meter rollup rows, want %d", n, len(days))
 	}
+	// The expired hour's version went with its rollups.
+	if n := count(t, pool, "SELECT count(*) FROM rollup_hours WHERE hour = $1", ancient); n != 0 {
+		t.Errorf("the expired hour still has %d versions", n)
+	}
+	checkRollupHours(t, pool)
 }

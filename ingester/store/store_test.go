@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -91,6 +92,17 @@ func checkRollups(tb testing.TB, pool *pgxpool.Pool) {
 		if bad := count(tb, pool, sql); bad != 0 {
 			tb.Errorf("%s differs from the aggregate over history in %d rows", name, bad)
 		}
+	}
+	checkRollupHours(tb, pool)
+}
+
+// checkRollupHours checks that every hour with rollup rows has a version, and no other hour.
+func checkRollupHours(tb testing.TB, pool *pgxpool.Pool) {
+	tb.Helper()
+	if bad := count(tb, pool, `
+		SELECT count(*) FROM (SELECT hour FROM meter_hourly UNION SELECT hour FROM vehicle_hourly) h
+		FULL JOIN rollup_hours r USING (hour) WHERE h.hour IS NULL OR r.version IS NULL`); bad != 0 {
+		tb.Errorf("%d hours have rollup rows without a version or a version without rollup rows", bad)
 	}
 }
 
@@ -341,6 +353,68 @@ func TestWriteBatchMatchesAModelOverManyBatches(t *testing.T) {
 		if n := count(t, pool, "SELECT count(*) FROM current_vehicle_status WHERE vehicle_id = $1 AND last_updated_at = $2", id, time.UnixMicro(ts)); n != 1 {
 			t.Errorf("status of %s is not its newest reading", id)
 		}
+	}
+	checkRollups(t, pool)
+}
+
+// hourVersions reads every hour's rollup version.
+func hourVersions(tb testing.TB, pool *pgxpool.Pool) map[time.Time]int64 {
+	tb.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT hour, version FROM rollup_hours")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[time.Time]int64{}
+	for rows.Next() {
+		var h time.Time
+		var v int64
+		if err := rows.Scan(&h, &v); err != nil {
+			tb.Fatal(err)
+		}
+		out[h.UTC()] = v
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func TestWriteBatchChangesTheVersionOfExactlyTheHoursItChanges(t *testing.T) {
+	ctx := t.Context()
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	h0, h1, h2 := fixedNow.Add(-3*time.Hour), fixedNow.Add(-2*time.Hour), fixedNow.Add(-time.Hour)
+	if _, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", h0.Add(time.Minute), 1, 230), meter("m1", h1.Add(time.Minute), 1, 230)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", h2.Add(time.Minute), 50, 1, 20, "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	first := hourVersions(t, pool)
+	if len(first) != 3 {
+		t.Fatalf("versions after the first batch = %v, want one for each of the 3 hours written", first)
+	}
+
+	// A late vehicle reading in h0 and a meter reading in h2: those two hours change, h1 not.
+	if _, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", h2.Add(2*time.Minute), 1, 230)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", h0.Add(5*time.Minute), 50, 1, 20, "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	second := hourVersions(t, pool)
+	for h, changed := range map[time.Time]bool{h0: true, h1: false, h2: true} {
+		if got := second[h] != first[h]; got != changed {
+			t.Errorf("hour %s: version %d -> %d, changed = %t, want %t", h.Format(time.TimeOnly), first[h], second[h], got, changed)
+		}
+	}
+
+	// Only duplicates: nothing changes, so no version moves.
+	if _, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", h0.Add(time.Minute), 1, 230)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", h2.Add(time.Minute), 50, 1, 20, "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	if third := hourVersions(t, pool); !maps.Equal(third, second) {
+		t.Errorf("a batch of duplicates moved versions: %v -> %v", second, third)
 	}
 	checkRollups(t, pool)
 }

@@ -189,7 +189,7 @@ func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
 }
 
 // writeMetersSQL inserts meter history and feeds exactly the inserted rows (RETURNING) to the
-// hourly rollup and to the current status. A (meter, ts) repeated inside the batch conflicts
+// hourly rollup, to the current status and to the versions of the hours whose rollups changed. A (meter, ts) repeated inside the batch conflicts
 // with its own first copy and is skipped like any stored duplicate. The status takes each
 // meter's newest inserted reading and only moves forward in time.
 const writeMetersSQL = `
@@ -218,6 +218,12 @@ WITH inserted AS (
 		voltage              = excluded.voltage,
 		last_updated_at      = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
+), changed AS (
+	INSERT INTO rollup_hours AS r (hour, version)
+	SELECT hour, nextval('rollup_version')
+	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
+	ORDER BY hour
+	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
 )
 SELECT count(*)::int FROM inserted`
 
@@ -254,5 +260,11 @@ WITH inserted AS (
 		meter_id              = excluded.meter_id,
 		last_updated_at       = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
+), changed AS (
+	INSERT INTO rollup_hours AS r (hour, version)
+	SELECT hour, nextval('rollup_version')
+	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
+	ORDER BY hour
+	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
 )
 SELECT count(*)::int FROM inserted`
