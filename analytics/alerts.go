@@ -101,8 +101,11 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	// Indexed by shard, so sums across shards always run in the same order.
 	parts := make([]query.AlertRows, h.s.shards.Len())
 	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
-		rows, err := query.Alerts(ctx, db, hours, threshold)
-		parts[shard] = rows
+		sums, cached, err := h.s.hours[shard].AlertSums(ctx, db, hours)
+		if err == nil && !cached {
+			sums, err = query.AlertTotals(ctx, db, hours)
+		}
+		parts[shard] = sums.Rows(threshold)
 		return err
 	})
 	if ctx.Err() != nil {

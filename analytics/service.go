@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"connectrpc.com/connect"
@@ -18,6 +19,7 @@ import (
 	"connectrpc.com/vanguard"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fleetingest/fleetingest/analytics/hourcache"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
@@ -37,6 +39,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// DefaultThreshold is the alert threshold when a request gives none. Default 0.85.
 	DefaultThreshold float64
+	// AlertCacheHours is how many whole hours of each shard's rollups the alert question
+	// keeps in memory (checked against the hours' versions on every request). A window of
+	// more hours is summed by Postgres on every request. Default hourcache.DefaultMaxHours.
+	AlertCacheHours int
 	// Now is the clock for windows that end "now". Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -58,6 +64,9 @@ func (c Config) withDefaults() Config {
 	if c.DefaultThreshold == 0 {
 		c.DefaultThreshold = DefaultThreshold
 	}
+	if c.AlertCacheHours == 0 {
+		c.AlertCacheHours = hourcache.DefaultMaxHours
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -77,6 +86,9 @@ func (c Config) validate() error {
 	if c.Registry == nil {
 		return errors.New("no mapping registry")
 	}
+	if c.AlertCacheHours < 0 {
+		return fmt.Errorf("alert cache hours %d is negative", c.AlertCacheHours)
+	}
 	if n := len(c.Shards.DSNs); n != c.SlotMap.Shards {
 		return fmt.Errorf("%d shard DSNs for a slot map of %d shards", n, c.SlotMap.Shards)
 	}
@@ -90,6 +102,8 @@ type Service struct {
 	reg     *registry.Registry
 	metrics *metrics
 	handler http.Handler
+	// hours holds each shard's whole rollup hours for the alert question, by shard.
+	hours []*hourcache.Cache
 }
 
 // New opens the shard pools (connections are made lazily) and builds the handler.
@@ -108,6 +122,12 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, shards: set, reg: cfg.Registry, metrics: m}
+	for i := range set.Len() {
+		s.hours = append(s.hours, hourcache.New(hourcache.Config{
+			MaxHours: cfg.AlertCacheHours,
+			Loaded:   m.hoursLoaded.WithLabelValues(strconv.Itoa(i)),
+		}))
+	}
 	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
 		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)),
 		// Answers are a few hundred bytes: compressing them costs more than it saves.

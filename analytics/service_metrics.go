@@ -13,6 +13,8 @@ import (
 type metrics struct {
 	requests *prometheus.HistogramVec
 	missing  prometheus.Counter
+	// hoursLoaded counts rollup hours read into the alert cache, by shard.
+	hoursLoaded *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -26,8 +28,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "fleetingest", Subsystem: "analytics", Name: "shard_failures_total",
 			Help: "Shard queries that failed or timed out.",
 		}),
+		hoursLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "fleetingest", Subsystem: "analytics", Name: "alert_hours_loaded_total",
+			Help: "Whole hours of rollups read into the alert cache (new hours, and hours whose rollups changed).",
+		}, []string{"shard"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.missing} {
+	for _, c := range []prometheus.Collector{m.requests, m.missing, m.hoursLoaded} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering analytics metrics: %w", err)
 		}

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"time"
 
@@ -70,26 +71,40 @@ SELECT 2, meter_id, '', ac, 0, hour FROM j WHERE ac > 0 AND total = 0`
 // takes hundreds.
 const alertMode = pgx.QueryExecModeSimpleProtocol
 
-// vehicleMeter is one kind 1 row: a vehicle's DC attributed to one meter (empty for none) over
-// the hours, and its DC-share of that meter's AC.
-type vehicleMeter struct {
-	vehicleID, meterID string
-	ac, dc             float64
+// VehicleMeter is a vehicle's DC attributed to one meter (empty for none) over whole hours,
+// and its DC-share of that meter's AC.
+type VehicleMeter struct {
+	VehicleID, MeterID string
+	AC, DC             float64
+}
+
+// AlertSums are what one shard holds of the alert question over whole hours, before the
+// threshold: every meter's AC (meters with AC > 0), every (vehicle, meter)'s DC and DC-share
+// of the meter's AC, and the meter hours with AC but no DC.
+type AlertSums struct {
+	MeterAC       map[string]float64
+	VehicleMeters []VehicleMeter
+	Unshared      []MeterHour
 }
 
 // Alerts reads one shard's part of the fleet alert query over the whole hours.
 func Alerts(ctx context.Context, db DBTX, hours window.Range, threshold float64) (AlertRows, error) {
-	var out AlertRows
+	sums, err := AlertTotals(ctx, db, hours)
+	if err != nil {
+		return AlertRows{}, err
+	}
+	return sums.Rows(threshold), nil
+}
+
+// AlertTotals sums one shard's rollups over the whole hours for the alert query, in one
+// statement aggregated by Postgres.
+func AlertTotals(ctx context.Context, db DBTX, hours window.Range) (AlertSums, error) {
+	out := AlertSums{MeterAC: map[string]float64{}}
 	rows, err := db.Query(ctx, alertSQL, alertMode, hours.From, hours.To)
 	if err != nil {
 		return out, err
 	}
 	defer rows.Close()
-	var (
-		meterAC = map[string]float64{}
-		meters  []string
-		vms     []vehicleMeter
-	)
 	for rows.Next() {
 		var (
 			kind       int
@@ -102,43 +117,50 @@ func Alerts(ctx context.Context, db DBTX, hours window.Range, threshold float64)
 		}
 		switch kind {
 		case 0:
-			meterAC[meter] = ac
-			meters = append(meters, meter)
+			out.MeterAC[meter] = ac
 		case 1:
-			vms = append(vms, vehicleMeter{vehicleID: veh, meterID: meter, ac: ac, dc: dc})
+			out.VehicleMeters = append(out.VehicleMeters, VehicleMeter{VehicleID: veh, MeterID: meter, AC: ac, DC: dc})
 		case 2:
 			out.Unshared = append(out.Unshared, MeterHour{MeterID: meter, Hour: hour.UTC(), AC: ac})
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return out, err
-	}
+	return out, rows.Err()
+}
+
+// Rows applies the threshold: the sites below it, and every vehicle with its meters.
+func (s AlertSums) Rows(threshold float64) AlertRows {
+	out := AlertRows{Unshared: s.Unshared}
 	// In (vehicle, meter) order, so the same rows always sum to the same floats and every
 	// list comes out sorted.
+	vms := slices.Clone(s.VehicleMeters)
 	sort.Slice(vms, func(i, j int) bool {
-		if vms[i].vehicleID != vms[j].vehicleID {
-			return vms[i].vehicleID < vms[j].vehicleID
+		if vms[i].VehicleID != vms[j].VehicleID {
+			return vms[i].VehicleID < vms[j].VehicleID
 		}
-		return vms[i].meterID < vms[j].meterID
+		return vms[i].MeterID < vms[j].MeterID
 	})
 	siteDC := map[string]float64{}
 	siteVehicles := map[string][]string{}
 	for i, vm := range vms {
-		if i == 0 || vms[i-1].vehicleID != vm.vehicleID {
-			out.Vehicles = append(out.Vehicles, VehicleTotals{VehicleID: vm.vehicleID})
+		if i == 0 || vms[i-1].VehicleID != vm.VehicleID {
+			out.Vehicles = append(out.Vehicles, VehicleTotals{VehicleID: vm.VehicleID})
 		}
 		v := &out.Vehicles[len(out.Vehicles)-1]
-		v.AC += vm.ac
-		v.DC += vm.dc
-		if vm.meterID != "" {
-			v.MeterIDs = append(v.MeterIDs, vm.meterID)
-			siteDC[vm.meterID] += vm.dc
-			siteVehicles[vm.meterID] = append(siteVehicles[vm.meterID], vm.vehicleID)
+		v.AC += vm.AC
+		v.DC += vm.DC
+		if vm.MeterID != "" {
+			v.MeterIDs = append(v.MeterIDs, vm.MeterID)
+			siteDC[vm.MeterID] += vm.DC
+			siteVehicles[vm.MeterID] = append(siteVehicles[vm.MeterID], vm.VehicleID)
 		}
+	}
+	meters := make([]string, 0, len(s.MeterAC))
+	for m := range s.MeterAC {
+		meters = append(meters, m)
 	}
 	sort.Strings(meters)
 	for _, m := range meters {
-		ac, dc := meterAC[m], siteDC[m]
+		ac, dc := s.MeterAC[m], siteDC[m]
 		if dc/ac >= threshold {
 			continue
 		}
@@ -148,7 +170,7 @@ func Alerts(ctx context.Context, db DBTX, hours window.Range, threshold float64)
 		}
 		out.Sites = append(out.Sites, SiteTotals{MeterID: m, AC: ac, DC: dc, VehicleIDs: ids})
 	}
-	return out, nil
+	return out
 }
 
 // Time is a helper for callers that scan timestamps.

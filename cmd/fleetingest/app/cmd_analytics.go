@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetingest/fleetingest/analytics"
+	"github.com/fleetingest/fleetingest/analytics/hourcache"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester"
@@ -33,6 +34,7 @@ type analyticsOptions struct {
 	maxConns       int32
 	queryTimeout   time.Duration
 	requestTimeout time.Duration
+	alertHours     int
 }
 
 func newAnalyticsCommand() *cobra.Command {
@@ -57,6 +59,7 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.Int32Var(&o.maxConns, "max-conns", shards.DefaultMaxConns, "database connections per shard")
 	fs.DurationVar(&o.queryTimeout, "query-timeout", shards.DefaultQueryTimeout, "deadline of every shard query")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
+	fs.IntVar(&o.alertHours, "alert-cache-hours", hourcache.DefaultMaxHours, "whole hours of each shard's rollups the alert question keeps in memory (longer windows are summed by Postgres)")
 	return cmd
 }
 
@@ -110,12 +113,13 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	defer nc.Close()
 	prom := newMetricsRegistry()
 	svc, err := analytics.New(analytics.Config{
-		Shards:         shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
-		SlotMap:        sm,
-		Registry:       reg,
-		RequestTimeout: o.requestTimeout,
-		Logger:         log,
-		Registerer:     prom,
+		Shards:          shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
+		SlotMap:         sm,
+		Registry:        reg,
+		RequestTimeout:  o.requestTimeout,
+		AlertCacheHours: o.alertHours,
+		Logger:          log,
+		Registerer:      prom,
 	})
 	if err != nil {
 		return err

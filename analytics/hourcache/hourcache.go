@@ -1,0 +1,258 @@
+// Package hourcache keeps whole hours of one shard's rollups in memory for the fleet alert
+// question. Every read asks the shard for the versions of the hours it needs (the
+// rollup_hours table, which every transaction changing an hour's rollups gives a new
+// version) and, in the same statement and snapshot, for the rows of the hours whose version
+// it does not hold. Its sums are therefore the ones Postgres would compute at that moment,
+// while a question over hours that did not change reads a few dozen version rows instead of
+// every rollup row of the window.
+package hourcache
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/window"
+)
+
+// Config of a cache.
+type Config struct {
+	// MaxHours is how many hours the cache holds; the least recently used are dropped first.
+	// A question over more hours than this is not answered from the cache. Default 192
+	// (8 days: a 7-day window and the hour it moves into).
+	MaxHours int
+	// Loaded counts the hours read from the shard. Optional.
+	Loaded prometheus.Counter
+}
+
+// DefaultMaxHours is Config.MaxHours' default.
+const DefaultMaxHours = 192
+
+// Cache holds one shard's hours. It is safe for concurrent use.
+type Cache struct {
+	cfg Config
+
+	mu    sync.Mutex
+	hours map[time.Time]*hour
+	tick  uint64
+	ids   map[string]int32
+	names []string
+}
+
+// hour is one hour's rollups at one version, reduced to what the alert sums need. It is
+// never changed once built; a new version is a new hour.
+type hour struct {
+	at      time.Time
+	version int64
+	used    uint64
+	// meters are the meters with rollup rows, with their AC.
+	meters []meterAC
+	// rows are the (vehicle, meter) rows with the vehicle's DC-share of the meter's AC, in
+	// (vehicle, meter) order.
+	rows []row
+	// unshared are the meters with AC but no DC attributed.
+	unshared []meterAC
+}
+
+type meterAC struct {
+	meter int32
+	ac    float64
+}
+
+type row struct {
+	vehicle, meter int32
+	dc, share      float64
+}
+
+// New returns an empty cache.
+func New(cfg Config) *Cache {
+	if cfg.MaxHours <= 0 {
+		cfg.MaxHours = DefaultMaxHours
+	}
+	return &Cache{cfg: cfg, hours: map[time.Time]*hour{}, ids: map[string]int32{"": 0}, names: []string{""}}
+}
+
+// Len is the number of hours held.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.hours)
+}
+
+// AlertSums sums the shard's rollups over the whole hours, as query.AlertTotals does in
+// Postgres. ok is false, with nothing read, when the hours are more than the cache holds.
+func (c *Cache) AlertSums(ctx context.Context, db query.DBTX, hours window.Range) (sums query.AlertSums, ok bool, err error) {
+	n := int(hours.To.Sub(hours.From) / time.Hour)
+	if n > c.cfg.MaxHours {
+		return query.AlertSums{}, false, nil
+	}
+	held := c.held(hours)
+	known := make(map[time.Time]int64, len(held))
+	for t, h := range held {
+		known[t] = h.version
+	}
+	versions, changed, err := query.ChangedHours(ctx, db, hours, known)
+	if err != nil {
+		return query.AlertSums{}, true, err
+	}
+	use := c.store(versions, held, changed)
+	return c.sum(use), true, nil
+}
+
+// held returns the hours of r the cache holds, marked as used.
+func (c *Cache) held(r window.Range) map[time.Time]*hour {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	out := map[time.Time]*hour{}
+	for t := r.From; t.Before(r.To); t = t.Add(time.Hour) {
+		if h, ok := c.hours[t]; ok {
+			h.used = c.tick
+			out[t] = h
+		}
+	}
+	return out
+}
+
+// store builds the changed hours, keeps them, and returns the hour of every version read,
+// in time order (hours without rollups are left out).
+func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, changed map[time.Time]*query.HourRollups) []*hour {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	use := make([]*hour, 0, len(versions))
+	for _, v := range versions {
+		if v.Version == 0 {
+			delete(c.hours, v.Hour)
+			continue
+		}
+		h := held[v.Hour]
+		if r, ok := changed[v.Hour]; ok {
+			h = c.build(r)
+			h.used = c.tick
+			if c.cfg.Loaded != nil {
+				c.cfg.Loaded.Inc()
+			}
+			// Another reader may have stored a later version meanwhile; any version read is
+			// exact for its snapshot, and the next read replaces an older one.
+			c.hours[v.Hour] = h
+		}
+		use = append(use, h)
+	}
+	c.evict()
+	return use
+}
+
+// evict drops the least recently used hours beyond MaxHours.
+func (c *Cache) evict() {
+	over := len(c.hours) - c.cfg.MaxHours
+	if over <= 0 {
+		return
+	}
+	ts := make([]time.Time, 0, len(c.hours))
+	for t := range c.hours {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return c.hours[ts[i]].used < c.hours[ts[j]].used })
+	for _, t := range ts[:over] {
+		delete(c.hours, t)
+	}
+}
+
+// id interns a device id; c.mu is held.
+func (c *Cache) id(s string) int32 {
+	if i, ok := c.ids[s]; ok {
+		return i
+	}
+	i := int32(len(c.names))
+	c.ids[s] = i
+	c.names = append(c.names, strings.Clone(s))
+	return i
+}
+
+// build reduces an hour's rollup rows: each (vehicle, meter) row with its DC-share of the
+// meter's AC (ac × dc / the meter's DC, 0 when that DC is 0 or the meter has no AC row), as
+// the alert statement computes it. The meter's DC is summed in (vehicle, meter) order, so the
+// same rows always give the same floats. c.mu is held.
+func (c *Cache) build(r *query.HourRollups) *hour {
+	h := &hour{at: r.Hour, version: r.Version}
+	vs := slices.Clone(r.Vehicles)
+	slices.SortFunc(vs, func(a, b query.VehicleDC) int {
+		if a.VehicleID != b.VehicleID {
+			return strings.Compare(a.VehicleID, b.VehicleID)
+		}
+		return strings.Compare(a.MeterID, b.MeterID)
+	})
+	total := map[string]float64{}
+	for _, v := range vs {
+		if v.MeterID != "" {
+			total[v.MeterID] += v.DC
+		}
+	}
+	ac := make(map[string]float64, len(r.Meters))
+	h.meters = make([]meterAC, 0, len(r.Meters))
+	for _, m := range r.Meters {
+		ac[m.MeterID] = m.AC
+		h.meters = append(h.meters, meterAC{meter: c.id(m.MeterID), ac: m.AC})
+		if m.AC > 0 && total[m.MeterID] == 0 {
+			h.unshared = append(h.unshared, meterAC{meter: c.id(m.MeterID), ac: m.AC})
+		}
+	}
+	h.rows = make([]row, len(vs))
+	for i, v := range vs {
+		rw := row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), dc: v.DC}
+		if a, ok := ac[v.MeterID]; ok && v.MeterID != "" && total[v.MeterID] > 0 {
+			rw.share = a * v.DC / total[v.MeterID]
+		}
+		h.rows[i] = rw
+	}
+	return h
+}
+
+// sum adds the hours up in time order.
+func (c *Cache) sum(hours []*hour) query.AlertSums {
+	type vm struct{ ac, dc float64 }
+	meterAC := map[int32]float64{}
+	pairs := map[uint64]*vm{}
+	var unshared []query.MeterHour
+	var order []uint64
+	c.mu.Lock()
+	names := c.names // only ever appended to: the ids of these hours are all in it
+	c.mu.Unlock()
+	for _, h := range hours {
+		for _, m := range h.meters {
+			meterAC[m.meter] += m.ac
+		}
+		for _, r := range h.rows {
+			k := uint64(uint32(r.vehicle))<<32 | uint64(uint32(r.meter))
+			p := pairs[k]
+			if p == nil {
+				p = &vm{}
+				pairs[k] = p
+				order = append(order, k)
+			}
+			p.ac += r.share
+			p.dc += r.dc
+		}
+		for _, u := range h.unshared {
+			unshared = append(unshared, query.MeterHour{MeterID: names[u.meter], Hour: h.at, AC: u.ac})
+		}
+	}
+	out := query.AlertSums{MeterAC: make(map[string]float64, len(meterAC)), Unshared: unshared}
+	for m, ac := range meterAC {
+		if ac > 0 {
+			out.MeterAC[names[m]] = ac
+		}
+	}
+	out.VehicleMeters = make([]query.VehicleMeter, len(order))
+	for i, k := range order {
+		p := pairs[k]
+		out.VehicleMeters[i] = query.VehicleMeter{VehicleID: names[int32(k>>32)], MeterID: names[int32(uint32(k))], AC: p.ac, DC: p.dc}
+	}
+	return out
+}
