@@ -9,6 +9,7 @@ package hourcache
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -23,41 +24,86 @@ import (
 
 // Config of a cache.
 type Config struct {
-	// MaxHours is how many hours the cache holds; the least recently used are dropped first.
-	// A question over more hours than this is not answered from the cache. Default 192
-	// (8 days: a 7-day window and the hour it moves into).
+	// MaxHours is how many hours of rollups the cache holds; the least recently used are
+	// dropped first. A question over more hours than this is not answered from the cache.
+	// Default 192 (8 days: a 7-day window and the hour it moves into).
 	MaxHours int
+	// MaxRawHours is how many hours of raw history the cache holds for the partial first and
+	// last hours of per-vehicle windows. Default 4 (both edges of a window, and of the window
+	// an hour later).
+	MaxRawHours int
+	// Settle is how long after its end an hour's raw history may be read into memory: until
+	// then its readings still arrive with every batch. Default 2m.
+	Settle time.Duration
+	// Do runs fn on the shard; background loads use it. Without it per-vehicle questions
+	// are not answered from memory (the alert sums still are).
+	Do func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error
+	// Now is the clock Settle is measured on. Default time.Now.
+	Now func() time.Time
 	// Loaded counts the hours read from the shard. Optional.
 	Loaded prometheus.Counter
+	// Logger receives background load failures. Default slog.Default().
+	Logger *slog.Logger
 }
 
-// DefaultMaxHours is Config.MaxHours' default.
-const DefaultMaxHours = 192
+// Defaults of Config.
+const (
+	DefaultMaxHours    = 192
+	DefaultMaxRawHours = 4
+	DefaultSettle      = 2 * time.Minute
+)
 
-// Cache holds one shard's hours. It is safe for concurrent use.
+func (c Config) withDefaults() Config {
+	if c.MaxHours <= 0 {
+		c.MaxHours = DefaultMaxHours
+	}
+	if c.MaxRawHours <= 0 {
+		c.MaxRawHours = DefaultMaxRawHours
+	}
+	if c.Settle <= 0 {
+		c.Settle = DefaultSettle
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Cache holds one shard's hours. It is safe for concurrent use; Run does its background
+// loads.
 type Cache struct {
-	cfg Config
+	cfg   Config
+	wants chan want
 
-	mu    sync.Mutex
-	hours map[time.Time]*hour
-	tick  uint64
-	ids   map[string]int32
-	names []string
+	mu      sync.Mutex
+	hours   map[time.Time]*hour
+	raw     map[time.Time]*rawHour
+	pending map[want]bool
+	tick    uint64
+	ids     map[string]int32
+	names   []string
 }
 
-// hour is one hour's rollups at one version, reduced to what the alert sums need. It is
-// never changed once built; a new version is a new hour.
+// hour is one hour's rollups at one version. It is never changed once built; a new version
+// is a new hour.
 type hour struct {
 	at      time.Time
 	version int64
 	used    uint64
-	// meters are the meters with rollup rows, with their AC.
-	meters []meterAC
-	// rows are the (vehicle, meter) rows with the vehicle's DC-share of the meter's AC, in
-	// (vehicle, meter) order.
+	// meters are the hour's meter_hourly rows, in meter index order.
+	meters []meterRow
+	// rows are the hour's vehicle_hourly rows in (vehicle, meter) order, each with the
+	// vehicle's DC-share of the meter's AC.
 	rows []row
 	// unshared are the meters with AC but no DC attributed.
 	unshared []meterAC
+	// byVehicle locates each vehicle's rows; byMeter each meter's in attributed, the
+	// positions in rows of the rows attributed to it.
+	byVehicle, byMeter []span
+	attributed         []int32
 }
 
 type meterAC struct {
@@ -65,20 +111,42 @@ type meterAC struct {
 	ac    float64
 }
 
+type meterRow struct {
+	meter, readings int32
+	ac, voltageSum  float64
+}
+
 type row struct {
-	vehicle, meter int32
-	dc, share      float64
+	vehicle, meter, readings int32
+	dc, share, tempSum       float64
+}
+
+// span is where id's entries are, [from, to), in a slice ordered by id.
+type span struct{ id, from, to int32 }
+
+// find returns the span of id in spans (ordered by id).
+func find(spans []span, id int32) (span, bool) {
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].id >= id })
+	if i < len(spans) && spans[i].id == id {
+		return spans[i], true
+	}
+	return span{}, false
 }
 
 // New returns an empty cache.
 func New(cfg Config) *Cache {
-	if cfg.MaxHours <= 0 {
-		cfg.MaxHours = DefaultMaxHours
+	return &Cache{
+		cfg:     cfg.withDefaults(),
+		wants:   make(chan want, 16),
+		hours:   map[time.Time]*hour{},
+		raw:     map[time.Time]*rawHour{},
+		pending: map[want]bool{},
+		ids:     map[string]int32{"": 0},
+		names:   []string{""},
 	}
-	return &Cache{cfg: cfg, hours: map[time.Time]*hour{}, ids: map[string]int32{"": 0}, names: []string{""}}
 }
 
-// Len is the number of hours held.
+// Len is the number of hours of rollups held.
 func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -97,7 +165,7 @@ func (c *Cache) AlertSums(ctx context.Context, db query.DBTX, hours window.Range
 	for t, h := range held {
 		known[t] = h.version
 	}
-	versions, changed, err := query.ChangedHours(ctx, db, hours, known)
+	versions, changed, err := query.ChangedHours(ctx, db, hours, hours, known)
 	if err != nil {
 		return query.AlertSums{}, true, err
 	}
@@ -175,7 +243,7 @@ func (c *Cache) id(s string) int32 {
 	return i
 }
 
-// build reduces an hour's rollup rows: each (vehicle, meter) row with its DC-share of the
+// build indexes an hour's rollup rows and gives each (vehicle, meter) row its DC-share of the
 // meter's AC (ac × dc / the meter's DC, 0 when that DC is 0 or the meter has no AC row), as
 // the alert statement computes it. The meter's DC is summed in (vehicle, meter) order, so the
 // same rows always give the same floats. c.mu is held.
@@ -195,21 +263,50 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		}
 	}
 	ac := make(map[string]float64, len(r.Meters))
-	h.meters = make([]meterAC, 0, len(r.Meters))
+	h.meters = make([]meterRow, 0, len(r.Meters))
 	for _, m := range r.Meters {
 		ac[m.MeterID] = m.AC
-		h.meters = append(h.meters, meterAC{meter: c.id(m.MeterID), ac: m.AC})
+		id := c.id(m.MeterID)
+		h.meters = append(h.meters, meterRow{meter: id, readings: int32(m.Readings), ac: m.AC, voltageSum: m.VoltageSum})
 		if m.AC > 0 && total[m.MeterID] == 0 {
-			h.unshared = append(h.unshared, meterAC{meter: c.id(m.MeterID), ac: m.AC})
+			h.unshared = append(h.unshared, meterAC{meter: id, ac: m.AC})
 		}
 	}
+	slices.SortFunc(h.meters, func(a, b meterRow) int { return int(a.meter) - int(b.meter) })
 	h.rows = make([]row, len(vs))
 	for i, v := range vs {
-		rw := row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), dc: v.DC}
+		rw := row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), readings: int32(v.Readings), dc: v.DC, tempSum: v.TempSum}
 		if a, ok := ac[v.MeterID]; ok && v.MeterID != "" && total[v.MeterID] > 0 {
 			rw.share = a * v.DC / total[v.MeterID]
 		}
 		h.rows[i] = rw
+	}
+	// Rows are grouped by vehicle already (ordered by its id's string); the spans are
+	// ordered by the interned index for lookups.
+	for i := 0; i < len(h.rows); {
+		j := i
+		for j < len(h.rows) && h.rows[j].vehicle == h.rows[i].vehicle {
+			j++
+		}
+		h.byVehicle = append(h.byVehicle, span{id: h.rows[i].vehicle, from: int32(i), to: int32(j)})
+		i = j
+	}
+	slices.SortFunc(h.byVehicle, func(a, b span) int { return int(a.id) - int(b.id) })
+	h.attributed = make([]int32, 0, len(h.rows))
+	for i, rw := range h.rows {
+		if rw.meter != 0 {
+			h.attributed = append(h.attributed, int32(i))
+		}
+	}
+	slices.SortStableFunc(h.attributed, func(a, b int32) int { return int(h.rows[a].meter) - int(h.rows[b].meter) })
+	for i := 0; i < len(h.attributed); {
+		m := h.rows[h.attributed[i]].meter
+		j := i
+		for j < len(h.attributed) && h.rows[h.attributed[j]].meter == m {
+			j++
+		}
+		h.byMeter = append(h.byMeter, span{id: m, from: int32(i), to: int32(j)})
+		i = j
 	}
 	return h
 }

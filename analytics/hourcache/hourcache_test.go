@@ -1,6 +1,7 @@
 package hourcache_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -188,4 +189,170 @@ func TestTheCacheHoldsAtMostMaxHours(t *testing.T) {
 			t.Fatalf("cache holds %d hours, at most 4 allowed", n)
 		}
 	}
+}
+
+// vehicleCache is a cache whose background loads run on pool, with every hour settled.
+func vehicleCache(t *testing.T, pool *pgxpool.Pool, cfg hourcache.Config) *hourcache.Cache {
+	t.Helper()
+	cfg.Do = func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+		return fn(ctx, pool)
+	}
+	cfg.Now = func() time.Time { return start.Add(30 * 24 * time.Hour) }
+	c := hourcache.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// fromMemory asks until the cache answers from memory (its loads run in the background).
+func fromMemory(t *testing.T, c *hourcache.Cache, pool *pgxpool.Pool, vehicle string, w window.Window, spans []query.MeterSpan) query.VehicleRows {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rows, ok, err := c.Vehicle(t.Context(), pool, vehicle, w, spans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %v: not answered from memory after 20 s", vehicle, w)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// canonical lists a shard's per-vehicle rows in one order with rounded values.
+func canonical(r query.VehicleRows) []string {
+	var out []string
+	f := func(x float64) string { return fmt.Sprintf("%.9g", x) }
+	for _, o := range r.Own {
+		out = append(out, fmt.Sprintf("own %s %s %s dc=%s temp=%s n=%d", o.VehicleID, o.MeterID, o.Hour.Format(time.TimeOnly), f(o.DC), f(o.TempSum), o.Readings))
+	}
+	for _, a := range r.AC {
+		out = append(out, fmt.Sprintf("ac %s %s ac=%s v=%s n=%d", a.MeterID, a.Hour.Format(time.TimeOnly), f(a.AC), f(a.VoltageSum), a.Readings))
+	}
+	for _, d := range r.DC {
+		out = append(out, fmt.Sprintf("dc %s %s total=%s vehicles=%d includes=%t", d.MeterID, d.Hour.Format(time.TimeOnly), f(d.Total), d.Vehicles, d.Includes))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// spansOf is every meter the vehicle drew from, over all of the window's hours.
+func spansOf(t *testing.T, pool *pgxpool.Pool, vehicle string, w window.Window) []query.MeterSpan {
+	t.Helper()
+	rows, err := pool.Query(t.Context(), "SELECT DISTINCT meter_id FROM vehicle_hourly WHERE vehicle_id = $1 AND meter_id <> '' ORDER BY 1", vehicle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []query.MeterSpan
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, query.MeterSpan{MeterID: m, Hours: window.Range{From: window.FloorHour(w.Start), To: window.CeilHour(w.End)}})
+	}
+	return out
+}
+
+func TestVehicleFromMemoryEqualsTheStatement(t *testing.T) {
+	s := shard(t)
+	c := vehicleCache(t, s.Pool, hourcache.Config{MaxRawHours: 64})
+	windows := []window.Window{
+		{Start: start.Add(-2 * time.Hour), End: start.Add(11*time.Hour + 43*time.Minute)},              // data starts inside
+		{Start: start.Add(2*time.Hour + 17*time.Minute), End: start.Add(9*time.Hour + 2*time.Minute)},  // two edges, a re-mapping
+		{Start: start.Add(5*time.Hour + 10*time.Minute), End: start.Add(5*time.Hour + 40*time.Minute)}, // inside one hour
+		{Start: start.Add(3 * time.Hour), End: start.Add(8 * time.Hour)},                               // whole hours only
+		{Start: start.Add(6*time.Hour + 1*time.Minute), End: start.Add(7 * time.Hour)},                 // one edge
+	}
+	compared := 0
+	for v := range 30 {
+		vehicle := fmt.Sprintf("v%02d", v)
+		for _, w := range windows {
+			spans := spansOf(t, s.Pool, vehicle, w)
+			got := canonical(fromMemory(t, c, s.Pool, vehicle, w, spans))
+			sql, err := query.Vehicle(t.Context(), s.Pool, vehicle, w, spans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := canonical(sql)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s %v:\nmemory:    %v\nstatement: %v", vehicle, w, got, want)
+			}
+			compared += len(want)
+		}
+	}
+	if compared < 1000 {
+		t.Fatalf("only %d rows compared: the fixture is too thin", compared)
+	}
+	// An unknown vehicle and an unknown meter: nothing, from memory as from the statement.
+	w := windows[0]
+	ghost := []query.MeterSpan{{MeterID: "nowhere", Hours: window.Range{From: window.FloorHour(w.Start), To: window.CeilHour(w.End)}}}
+	if got := fromMemory(t, c, s.Pool, "ghost", w, ghost); len(canonical(got)) != 0 {
+		t.Errorf("unknown vehicle answered %v", canonical(got))
+	}
+}
+
+func TestVehicleIsNotAnsweredFromAnHourThatChanged(t *testing.T) {
+	s := shard(t)
+	c := vehicleCache(t, s.Pool, hourcache.Config{})
+	w := window.Window{Start: start.Add(2*time.Hour + 17*time.Minute), End: start.Add(9*time.Hour + 2*time.Minute)}
+	spans := spansOf(t, s.Pool, "v04", w)
+	before := canonical(fromMemory(t, c, s.Pool, "v04", w, spans))
+
+	// A late reading in a whole hour, then one in the first (edge) hour: each time the next
+	// answer from memory is the statement's, never the old one.
+	for _, ts := range []time.Time{start.Add(4*time.Hour + 7*time.Second), start.Add(2*time.Hour + 30*time.Minute + 3*time.Second)} {
+		if _, err := s.Write(t.Context(), []fleetload.VehicleReading{{VehicleID: "v14", TS: ts, SOC: 50, DC: 5, Temp: 25, MeterID: "m04"}}, nil, 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := c.Vehicle(t.Context(), s.Pool, "v04", w, spans); err != nil || ok {
+			t.Fatalf("right after a write to one of its hours: answered from memory %t, %v", ok, err)
+		}
+		got := canonical(fromMemory(t, c, s.Pool, "v04", w, spans))
+		sql, err := query.Vehicle(t.Context(), s.Pool, "v04", w, spans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(canonical(sql)) {
+			t.Fatalf("after a write at %s:\nmemory:    %v\nstatement: %v", ts.Format(time.TimeOnly), got, canonical(sql))
+		}
+		if fmt.Sprint(got) == fmt.Sprint(before) {
+			t.Fatalf("the write at %s did not change the answer", ts.Format(time.TimeOnly))
+		}
+		before = got
+	}
+}
+
+func TestRawHistoryOfTheCurrentHourIsNotLoaded(t *testing.T) {
+	s := shard(t)
+	cfg := hourcache.Config{
+		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+			return fn(ctx, s.Pool)
+		},
+		Now: func() time.Time { return start.Add(11*time.Hour + 50*time.Minute) },
+	}
+	c := hourcache.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	// The window ends in the clock's hour: that edge is never read into memory, so the
+	// question is never answered from it.
+	w := window.Window{Start: start.Add(2 * time.Hour), End: start.Add(11*time.Hour + 45*time.Minute)}
+	spans := spansOf(t, s.Pool, "v04", w)
+	for range 50 {
+		if _, ok, err := c.Vehicle(ctx, s.Pool, "v04", w, spans); err != nil || ok {
+			t.Fatalf("answered from memory with the current hour as an edge: %t, %v", ok, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The same window an hour earlier has settled edges and is answered.
+	w = window.Window{Start: start.Add(time.Hour), End: start.Add(10*time.Hour + 45*time.Minute)}
+	fromMemory(t, c, s.Pool, "v04", w, spans)
 }

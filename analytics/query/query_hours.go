@@ -9,8 +9,8 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
-// HourRollups is one hour's rollup rows as the alert question needs them, at the hour's
-// version (0: the hour has no rollup rows).
+// HourRollups is one hour's rollup rows at the hour's version (0: the hour has no rollup
+// rows).
 type HourRollups struct {
 	Hour     time.Time
 	Version  int64
@@ -18,21 +18,25 @@ type HourRollups struct {
 	Vehicles []VehicleDC
 }
 
-// MeterAC is a meter's AC in one hour.
+// MeterAC is a meter's row of meter_hourly.
 type MeterAC struct {
-	MeterID string
-	AC      float64
+	MeterID    string
+	AC         float64
+	VoltageSum float64
+	Readings   int
 }
 
-// VehicleDC is a vehicle's DC attributed to a meter ("" for none) in one hour.
+// VehicleDC is a vehicle's row of vehicle_hourly: its DC attributed to a meter ("" for none).
 type VehicleDC struct {
 	VehicleID, MeterID string
 	DC                 float64
+	TempSum            float64
+	Readings           int
 }
 
 // changedHoursSQL reads, in one statement and so from one snapshot, the version of every
-// hour in [$1, $2) and the rollup rows of the hours whose version is not the one the caller
-// holds ($3 hours, $4 versions). An hour without a version has no rollup rows.
+// hour in [$1, $2) and the rollup rows of the hours in [$5, $6) whose version is not the one
+// the caller holds ($3 hours, $4 versions). An hour without a version has no rollup rows.
 const changedHoursSQL = `
 WITH v AS MATERIALIZED (
        SELECT g.hour, coalesce(r.version, 0) AS version
@@ -41,18 +45,20 @@ WITH v AS MATERIALIZED (
      s AS MATERIALIZED (
        SELECT v.hour FROM v
          LEFT JOIN unnest($3::timestamptz[], $4::int8[]) AS k(hour, version) ON k.hour = v.hour
-        WHERE v.version <> 0 AND k.version IS DISTINCT FROM v.version)
-SELECT 0 AS kind, hour, version, ''::text, ''::text, 0::float8 FROM v
+        WHERE v.hour >= $5 AND v.hour < $6 AND v.version <> 0 AND k.version IS DISTINCT FROM v.version)
+SELECT 0 AS kind, hour, version, ''::text, ''::text, 0::float8, 0::float8, 0 FROM v
 UNION ALL
-SELECT 1, mh.hour, 0, mh.meter_id, '', mh.kwh_consumed_ac FROM s JOIN meter_hourly mh ON mh.hour = s.hour
+SELECT 1, mh.hour, 0, mh.meter_id, '', mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
+  FROM s JOIN meter_hourly mh ON mh.hour = s.hour
 UNION ALL
-SELECT 2, vh.hour, 0, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc FROM s JOIN vehicle_hourly vh ON vh.hour = s.hour`
+SELECT 2, vh.hour, 0, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
+  FROM s JOIN vehicle_hourly vh ON vh.hour = s.hour`
 
-// ChangedHours reads the version of every whole hour in hours and, for each hour whose
-// version differs from known[hour], its rollup rows. versions lists every hour of the range in
-// order; changed holds the hours read, each with its version. Rows and versions come from
+// ChangedHours reads the version of every whole hour in hours and, for each hour of load
+// whose version differs from known[hour], its rollup rows. versions lists every hour of hours
+// in order; changed holds the hours read, each with its version. Rows and versions come from
 // one snapshot, so an hour's rows are exactly the ones of its version.
-func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[time.Time]int64) (versions []HourRollups, changed map[time.Time]*HourRollups, err error) {
+func ChangedHours(ctx context.Context, db DBTX, hours, load window.Range, known map[time.Time]int64) (versions []HourRollups, changed map[time.Time]*HourRollups, err error) {
 	kh := make([]time.Time, 0, len(known))
 	kv := make([]int64, 0, len(known))
 	for h, v := range known {
@@ -60,7 +66,7 @@ func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[ti
 	}
 	// Planned for its actual hours on every call, as the alert statement is: how many hours
 	// changed (none, or all of them on a cold cache) decides the plan.
-	rows, err := db.Query(ctx, changedHoursSQL, alertMode, hours.From, hours.To, kh, kv)
+	rows, err := db.Query(ctx, changedHoursSQL, alertMode, hours.From, hours.To, kh, kv, load.From, load.To)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -79,12 +85,13 @@ func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[ti
 		ts             time.Time
 		version        int64
 		meter, vehicle string
-		x              float64
+		x1, x2         float64
+		n              int
 	)
 	// The branches may arrive interleaved (a parallel plan): versions and rows are matched
 	// once all are read.
 	for rows.Next() {
-		if err := rows.Scan(&kind, &ts, &version, &meter, &vehicle, &x); err != nil {
+		if err := rows.Scan(&kind, &ts, &version, &meter, &vehicle, &x1, &x2, &n); err != nil {
 			return nil, nil, err
 		}
 		ts = ts.UTC()
@@ -93,10 +100,10 @@ func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[ti
 			versions = append(versions, HourRollups{Hour: ts, Version: version})
 		case 1:
 			h := hour(ts)
-			h.Meters = append(h.Meters, MeterAC{MeterID: meter, AC: x})
+			h.Meters = append(h.Meters, MeterAC{MeterID: meter, AC: x1, VoltageSum: x2, Readings: n})
 		default:
 			h := hour(ts)
-			h.Vehicles = append(h.Vehicles, VehicleDC{VehicleID: vehicle, MeterID: meter, DC: x})
+			h.Vehicles = append(h.Vehicles, VehicleDC{VehicleID: vehicle, MeterID: meter, DC: x1, TempSum: x2, Readings: n})
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -104,7 +111,7 @@ func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[ti
 	}
 	slices.SortFunc(versions, func(a, b HourRollups) int { return a.Hour.Compare(b.Hour) })
 	for _, v := range versions {
-		if v.Version != 0 && v.Version != known[v.Hour] {
+		if v.Version != 0 && v.Version != known[v.Hour] && !v.Hour.Before(load.From) && v.Hour.Before(load.To) {
 			hour(v.Hour).Version = v.Version
 		}
 	}

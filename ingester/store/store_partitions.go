@@ -265,6 +265,11 @@ func (s *Store) DropExpired(ctx context.Context, r Retention) (Dropped, error) {
 		if err := dropPartition(ctx, conn, p); err != nil {
 			return d, err
 		}
+		// The day's raw readings are gone: its hours change for readers that keep them.
+		if _, err := conn.Exec(ctx, "UPDATE rollup_hours SET version = nextval('rollup_version') WHERE hour >= $1 AND hour < $2",
+			day, day.AddDate(0, 0, 1)); err != nil {
+			return d, fmt.Errorf("changing the versions of the hours of %s: %w", p.name, err)
+		}
 		d.Partitions = append(d.Partitions, p.name)
 	}
 

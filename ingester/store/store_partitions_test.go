@@ -131,6 +131,7 @@ func TestDropExpiredRemovesOldPartitionsAndRollups(t *testing.T) {
 	if _, err := s.WriteBatch(ctx, ms, vs); err != nil {
 		t.Fatal(err)
 	}
+	before := hourVersions(t, pool)
 	d, err := s.DropExpired(ctx, Retention{})
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +170,15 @@ func TestDropExpiredRemovesOldPartitionsAndRollups(t *testing.T) {
 	// Rollups outlive history: the hours of dropped days stay queryable.
 	if n := count(t, pool, "SELECT count(*) FROM meter_hourly"); n != len(days) {
 		t.Errorf("%d meter rollup rows, want %d", n, len(days))
+	}
+	// The hours of dropped days have new versions (their raw readings are gone), the others
+	// kept theirs.
+	after := hourVersions(t, pool)
+	for h, v := range after {
+		dropped := h.Before(days[2].Truncate(24 * time.Hour))
+		if changed := v != before[h]; changed != dropped {
+			t.Errorf("hour %s: version changed %t, want %t", h, changed, dropped)
+		}
 	}
 	// The expired hour's version went with its rollups.
 	if n := count(t, pool, "SELECT count(*) FROM rollup_hours WHERE hour = $1", ancient); n != 0 {

@@ -1,0 +1,266 @@
+package hourcache
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/window"
+)
+
+// want is a background load: the rollups of the hours of rollups, or the raw hour at raw.
+type want struct {
+	rollups window.Range
+	raw     time.Time
+}
+
+// Vehicle answers, from memory, what query.Vehicle reads from the shard for vehicleID's
+// window and meter spans: it reads the versions of the window's hours (one small statement)
+// and answers when it holds every whole hour's rollups and every edge hour's raw history at
+// those versions. Otherwise answered is false and the hours it lacks are loaded in the
+// background for the questions that follow (raw history only for hours that ended
+// Config.Settle ago: the current hour changes with every batch). err is the shard's.
+func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w window.Window, meters []query.MeterSpan) (rows query.VehicleRows, answered bool, err error) {
+	if c.cfg.Do == nil {
+		return query.VehicleRows{}, false, nil
+	}
+	from, to := window.FloorHour(w.Start), window.CeilHour(w.End)
+	if int(to.Sub(from)/time.Hour) > c.cfg.MaxHours {
+		return query.VehicleRows{}, false, nil
+	}
+	versions, err := query.HourVersions(ctx, db, from, to)
+	if err != nil {
+		return query.VehicleRows{}, false, err
+	}
+	whole, edges := w.Split()
+
+	c.mu.Lock()
+	c.tick++
+	var hours []*hour
+	stale := false
+	for t := whole.From; t.Before(whole.To); t = t.Add(time.Hour) {
+		v := versions[t]
+		if v == 0 {
+			continue // no rollup rows
+		}
+		h := c.hours[t]
+		if h == nil || h.version != v {
+			stale = true
+			continue
+		}
+		h.used = c.tick
+		hours = append(hours, h)
+	}
+	raws := make([]*rawHour, len(edges))
+	var missing []time.Time
+	for i, e := range edges {
+		at := window.FloorHour(e.From)
+		v := versions[at]
+		if v == 0 {
+			continue // no readings
+		}
+		r := c.raw[at]
+		if r == nil || r.version != v {
+			missing = append(missing, at)
+			continue
+		}
+		r.used = c.tick
+		raws[i] = r
+	}
+	vid, known := c.ids[vehicleID]
+	if !known {
+		vid = -1
+	}
+	var mids []int32
+	for _, m := range meters {
+		if id, ok := c.ids[m.MeterID]; ok && !slices.Contains(mids, id) {
+			mids = append(mids, id)
+		}
+	}
+	names := c.names // only ever appended to: every id of the hours above is in it
+	c.mu.Unlock()
+
+	if stale || len(missing) > 0 {
+		if stale {
+			c.want(want{rollups: whole})
+		}
+		settled := c.cfg.Now().Add(-c.cfg.Settle)
+		for _, at := range missing {
+			if !at.Add(time.Hour).After(settled) {
+				c.want(want{raw: at})
+			}
+		}
+		return query.VehicleRows{}, false, nil
+	}
+
+	col := query.NewVehicleCollector(vehicleID, meters)
+	for _, h := range hours {
+		wholeHour(col, h, vid, mids, names)
+	}
+	for i, e := range edges {
+		if raws[i] != nil {
+			edgeHour(col, raws[i], e, vid, mids, names)
+		}
+	}
+	return col.Rows(), true, nil
+}
+
+// wholeHour adds a whole hour's rollup rows: the vehicle's, those of every vehicle attributed
+// to one of the meters, and the meters' AC.
+func wholeHour(col *query.VehicleCollector, h *hour, vid int32, mids []int32, names []string) {
+	if sp, ok := find(h.byVehicle, vid); ok {
+		for _, r := range h.rows[sp.from:sp.to] {
+			col.VehicleRow(names[r.vehicle], names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
+		}
+	}
+	for _, m := range mids {
+		if sp, ok := find(h.byMeter, m); ok {
+			for _, pos := range h.attributed[sp.from:sp.to] {
+				if r := h.rows[pos]; r.vehicle != vid {
+					col.VehicleRow(names[r.vehicle], names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
+				}
+			}
+		}
+		i := sort.Search(len(h.meters), func(i int) bool { return h.meters[i].meter >= m })
+		if i < len(h.meters) && h.meters[i].meter == m {
+			mr := h.meters[i]
+			col.MeterRow(names[m], h.at, mr.ac, mr.voltageSum, int(mr.readings))
+		}
+	}
+}
+
+// edgeHour adds the window's part e of a partial hour from its raw history: by meter, the
+// readings of the vehicle and those attributed to one of the meters by the vehicles that
+// drew from them in the hour, and the meters' AC.
+func edgeHour(col *query.VehicleCollector, r *rawHour, e window.Range, vid int32, mids []int32, names []string) {
+	from, to := e.From.UnixMicro(), e.To.UnixMicro()
+	var us []int32
+	if vid >= 0 {
+		us = append(us, vid)
+	}
+	for _, m := range mids {
+		if sp, ok := find(r.aspans, m); ok {
+			us = append(us, r.attributed[sp.from:sp.to]...)
+		}
+	}
+	slices.Sort(us)
+	us = slices.Compact(us)
+	type sums struct {
+		meter    int32
+		dc, temp float64
+		n        int
+	}
+	var by []sums
+	for _, u := range us {
+		sp, ok := find(r.vspans, u)
+		if !ok {
+			continue
+		}
+		by = by[:0]
+		for _, x := range between(r.vehicles[sp.from:sp.to], func(x rawVehicle) int64 { return x.ts }, from, to) {
+			if u != vid && !slices.Contains(mids, x.meter) {
+				continue
+			}
+			i := slices.IndexFunc(by, func(s sums) bool { return s.meter == x.meter })
+			if i < 0 {
+				i = len(by)
+				by = append(by, sums{meter: x.meter})
+			}
+			by[i].dc += x.dc
+			by[i].temp += x.temp
+			by[i].n++
+		}
+		for _, s := range by {
+			col.VehicleRow(names[u], names[s.meter], r.at, s.dc, s.temp, s.n)
+		}
+	}
+	for _, m := range mids {
+		sp, ok := find(r.mspans, m)
+		if !ok {
+			continue
+		}
+		var ac, v float64
+		n := 0
+		for _, x := range between(r.meters[sp.from:sp.to], func(x rawMeter) int64 { return x.ts }, from, to) {
+			ac += x.ac
+			v += x.voltage
+			n++
+		}
+		if n > 0 {
+			col.MeterRow(names[m], r.at, ac, v, n)
+		}
+	}
+}
+
+// want asks the background loader for w, once while it is pending.
+func (c *Cache) want(w want) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[w] {
+		return
+	}
+	select {
+	case c.wants <- w:
+		c.pending[w] = true
+	default: // the loader is busy: a later question asks again
+	}
+}
+
+// Run loads what questions found missing, one load at a time, until ctx ends.
+func (c *Cache) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case w := <-c.wants:
+			err := c.cfg.Do(ctx, func(ctx context.Context, db query.DBTX) error { return c.load(ctx, db, w) })
+			if err != nil && ctx.Err() == nil {
+				c.cfg.Logger.Warn("loading hours into the analytics cache", "rollups", w.rollups, "raw", w.raw, "err", err)
+			}
+			c.mu.Lock()
+			delete(c.pending, w)
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {
+	if w.raw.IsZero() {
+		held := c.held(w.rollups)
+		known := make(map[time.Time]int64, len(held))
+		for t, h := range held {
+			known[t] = h.version
+		}
+		versions, changed, err := query.ChangedHours(ctx, db, w.rollups, w.rollups, known)
+		if err != nil {
+			return err
+		}
+		c.store(versions, held, changed)
+		return nil
+	}
+	r, err := c.loadRaw(ctx, db, w.raw)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tick++
+	r.used = c.tick
+	c.raw[r.at] = r
+	if c.cfg.Loaded != nil {
+		c.cfg.Loaded.Inc()
+	}
+	if over := len(c.raw) - c.cfg.MaxRawHours; over > 0 {
+		ts := make([]time.Time, 0, len(c.raw))
+		for t := range c.raw {
+			ts = append(ts, t)
+		}
+		sort.Slice(ts, func(i, j int) bool { return c.raw[ts[i]].used < c.raw[ts[j]].used })
+		for _, t := range ts[:over] {
+			delete(c.raw, t)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,59 @@
+package query
+
+import (
+	"time"
+)
+
+// VehicleCollector groups the rows of a per-vehicle question on one shard — whole hours and
+// the window's part of its edge hours, read by the statement or from memory — into
+// VehicleRows: the vehicle's own DC by hour and meter, and for the hours of each meter span
+// the meter's AC and the DC of every vehicle attributed to it.
+type VehicleCollector struct {
+	vehicleID string
+	meters    []MeterSpan
+	out       VehicleRows
+	dcs       map[collectKey]int // index in out.DC
+}
+
+type collectKey struct {
+	meter string
+	hour  time.Time
+}
+
+// NewVehicleCollector collects vehicleID's rows for the meter spans on one shard.
+func NewVehicleCollector(vehicleID string, meters []MeterSpan) *VehicleCollector {
+	return &VehicleCollector{vehicleID: vehicleID, meters: meters, dcs: map[collectKey]int{}}
+}
+
+// VehicleRow adds a vehicle's DC attributed to meter ("" for none) in hour (the window's
+// part of it). Every (vehicle, meter, hour) is added once.
+func (c *VehicleCollector) VehicleRow(vehicle, meter string, hour time.Time, dc, tempSum float64, readings int) {
+	if vehicle == c.vehicleID {
+		c.out.Own = append(c.out.Own, HourDC{MeterID: meter, VehicleID: vehicle, Hour: hour, DC: dc, TempSum: tempSum, Readings: readings})
+	}
+	if meter == "" || !inSpan(c.meters, meter, hour) {
+		return
+	}
+	k := collectKey{meter, hour}
+	i, ok := c.dcs[k]
+	if !ok {
+		i = len(c.out.DC)
+		c.dcs[k] = i
+		c.out.DC = append(c.out.DC, MeterDC{MeterID: meter, Hour: hour})
+	}
+	d := &c.out.DC[i]
+	d.Total += dc
+	d.Vehicles++
+	d.Includes = d.Includes || vehicle == c.vehicleID
+}
+
+// MeterRow adds a meter's AC in hour (the window's part of it); rows outside the meter's
+// spans are left out.
+func (c *VehicleCollector) MeterRow(meter string, hour time.Time, ac, voltageSum float64, readings int) {
+	if inSpan(c.meters, meter, hour) {
+		c.out.AC = append(c.out.AC, MeterHour{MeterID: meter, Hour: hour, AC: ac, VoltageSum: voltageSum, Readings: readings})
+	}
+}
+
+// Rows is what was collected.
+func (c *VehicleCollector) Rows() VehicleRows { return c.out }
