@@ -65,6 +65,7 @@ type fixture struct {
 	slots    *placement.SlotMap
 	reg      *registry.Registry
 	mappings map[string]registry.Mapping
+	prom     *prometheus.Registry
 	url      string
 	http     *http.Client
 	connect  analyticsv1connect.AnalyticsServiceClient
@@ -130,12 +131,13 @@ func newFixture(t *testing.T) *fixture {
 	f.loadReadings(t, ctx)
 	f.clk.Set(f.end.Add(2 * time.Hour))
 
+	f.prom = prometheus.NewRegistry()
 	svc, err := analytics.New(analytics.Config{
 		Shards:     shards.Config{DSNs: f.dsns, MaxConns: 8, MinConns: 1, QueryTimeout: 3 * time.Second, ConnectTimeout: time.Second},
 		SlotMap:    f.slots,
 		Registry:   reg,
 		Now:        f.clk.Now,
-		Registerer: prometheus.NewRegistry(),
+		Registerer: f.prom,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -322,4 +324,29 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// vehicleReads reads the service's count of per-vehicle shard reads answered from memory and
+// from Postgres.
+func (f *fixture) vehicleReads(t *testing.T) (memory, postgres int) {
+	t.Helper()
+	mfs, err := f.prom.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "fleetingest_analytics_vehicle_reads_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source" && l.GetValue() == "memory" {
+					memory = int(m.GetCounter().GetValue())
+				} else if l.GetName() == "source" && l.GetValue() == "postgres" {
+					postgres = int(m.GetCounter().GetValue())
+				}
+			}
+		}
+	}
+	return memory, postgres
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetingest/fleetingest/analytics/hourcache"
+	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
@@ -39,10 +41,14 @@ type Config struct {
 	RequestTimeout time.Duration
 	// DefaultThreshold is the alert threshold when a request gives none. Default 0.85.
 	DefaultThreshold float64
-	// AlertCacheHours is how many whole hours of each shard's rollups the alert question
-	// keeps in memory (checked against the hours' versions on every request). A window of
-	// more hours is summed by Postgres on every request. Default hourcache.DefaultMaxHours.
-	AlertCacheHours int
+	// CacheHours is how many hours of each shard's rollups are kept in memory for alerts and
+	// per-vehicle questions (checked against the hours' versions on every request). Longer
+	// windows are read from Postgres on every request. Default hourcache.DefaultMaxHours.
+	CacheHours int
+	// CacheRawHours is how many hours of each shard's raw history are kept in memory for the
+	// partial first and last hours of per-vehicle windows. Default
+	// hourcache.DefaultMaxRawHours.
+	CacheRawHours int
 	// Now is the clock for windows that end "now". Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -64,8 +70,11 @@ func (c Config) withDefaults() Config {
 	if c.DefaultThreshold == 0 {
 		c.DefaultThreshold = DefaultThreshold
 	}
-	if c.AlertCacheHours == 0 {
-		c.AlertCacheHours = hourcache.DefaultMaxHours
+	if c.CacheHours == 0 {
+		c.CacheHours = hourcache.DefaultMaxHours
+	}
+	if c.CacheRawHours == 0 {
+		c.CacheRawHours = hourcache.DefaultMaxRawHours
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -86,8 +95,8 @@ func (c Config) validate() error {
 	if c.Registry == nil {
 		return errors.New("no mapping registry")
 	}
-	if c.AlertCacheHours < 0 {
-		return fmt.Errorf("alert cache hours %d is negative", c.AlertCacheHours)
+	if c.CacheHours < 0 || c.CacheRawHours < 0 {
+		return fmt.Errorf("cache hours %d and raw hours %d must not be negative", c.CacheHours, c.CacheRawHours)
 	}
 	if n := len(c.Shards.DSNs); n != c.SlotMap.Shards {
 		return fmt.Errorf("%d shard DSNs for a slot map of %d shards", n, c.SlotMap.Shards)
@@ -102,8 +111,10 @@ type Service struct {
 	reg     *registry.Registry
 	metrics *metrics
 	handler http.Handler
-	// hours holds each shard's whole rollup hours for the alert question, by shard.
+	// hours holds each shard's hours in memory, by shard; stop ends their loaders.
 	hours []*hourcache.Cache
+	stop  context.CancelFunc
+	done  sync.WaitGroup
 }
 
 // New opens the shard pools (connections are made lazily) and builds the handler.
@@ -122,12 +133,6 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, shards: set, reg: cfg.Registry, metrics: m}
-	for i := range set.Len() {
-		s.hours = append(s.hours, hourcache.New(hourcache.Config{
-			MaxHours: cfg.AlertCacheHours,
-			Loaded:   m.hoursLoaded.WithLabelValues(strconv.Itoa(i)),
-		}))
-	}
 	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
 		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)),
 		// Answers are a few hundred bytes: compressing them costs more than it saves.
@@ -144,7 +149,28 @@ func New(cfg Config) (*Service, error) {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/", tc)
 	s.handler = mux
+	s.startCaches()
 	return s, nil
+}
+
+// startCaches keeps each shard's hours in memory, with a loader per shard until Close.
+func (s *Service) startCaches() {
+	ctx, stop := context.WithCancel(context.Background())
+	s.stop = stop
+	for i := range s.shards.Len() {
+		c := hourcache.New(hourcache.Config{
+			MaxHours:    s.cfg.CacheHours,
+			MaxRawHours: s.cfg.CacheRawHours,
+			Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+				return s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, db) })
+			},
+			Now:    s.cfg.Now,
+			Loaded: s.metrics.hoursLoaded.WithLabelValues(strconv.Itoa(i)),
+			Logger: s.cfg.Logger.With("shard", i),
+		})
+		s.hours = append(s.hours, c)
+		s.done.Go(func() { c.Run(ctx) })
+	}
 }
 
 // Handler serves Connect, gRPC and gRPC-Web on the service's path and the REST paths of its
@@ -162,8 +188,12 @@ func (s *Service) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the shard pools.
-func (s *Service) Close() { s.shards.Close() }
+// Close stops the cache loaders and closes the shard pools.
+func (s *Service) Close() {
+	s.stop()
+	s.done.Wait()
+	s.shards.Close()
+}
 
 func timeoutInterceptor(d time.Duration) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {

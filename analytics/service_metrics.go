@@ -13,8 +13,10 @@ import (
 type metrics struct {
 	requests *prometheus.HistogramVec
 	missing  prometheus.Counter
-	// hoursLoaded counts rollup hours read into the alert cache, by shard.
+	// hoursLoaded counts hours read into memory, by shard.
 	hoursLoaded *prometheus.CounterVec
+	// vehicleReads counts per-vehicle shard reads by source: memory or postgres.
+	vehicleReads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,11 +31,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Shard queries that failed or timed out.",
 		}),
 		hoursLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "fleetingest", Subsystem: "analytics", Name: "alert_hours_loaded_total",
-			Help: "Whole hours of rollups read into the alert cache (new hours, and hours whose rollups changed).",
+			Namespace: "fleetingest", Subsystem: "analytics", Name: "cache_hours_loaded_total",
+			Help: "Hours of rollups or raw history read into memory (new hours, and hours whose data changed).",
 		}, []string{"shard"}),
+		vehicleReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "fleetingest", Subsystem: "analytics", Name: "vehicle_reads_total",
+			Help: "Per-vehicle reads of one shard's part of a window, by source: memory (every hour held at its current version) or postgres.",
+		}, []string{"source"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.missing, m.hoursLoaded} {
+	for _, c := range []prometheus.Collector{m.requests, m.missing, m.hoursLoaded, m.vehicleReads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering analytics metrics: %w", err)
 		}

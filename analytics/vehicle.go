@@ -64,7 +64,7 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 	if len(plans) == 1 {
 		errs[0] = s.shards.Do(ctx, plans[0].shard, func(ctx context.Context, db shards.DBTX) error {
 			var err error
-			results[0], err = query.Vehicle(ctx, db, vehicleID, w, plans[0].meters)
+			results[0], err = s.vehicleRows(ctx, plans[0].shard, db, vehicleID, w, plans[0].meters)
 			return err
 		})
 	} else {
@@ -73,7 +73,7 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 			wg.Go(func() {
 				errs[i] = s.shards.Do(ctx, p.shard, func(ctx context.Context, db shards.DBTX) error {
 					var err error
-					results[i], err = query.Vehicle(ctx, db, vehicleID, w, p.meters)
+					results[i], err = s.vehicleRows(ctx, p.shard, db, vehicleID, w, p.meters)
 					return err
 				})
 			})

@@ -34,7 +34,8 @@ type analyticsOptions struct {
 	maxConns       int32
 	queryTimeout   time.Duration
 	requestTimeout time.Duration
-	alertHours     int
+	cacheHours     int
+	cacheRawHours  int
 }
 
 func newAnalyticsCommand() *cobra.Command {
@@ -59,7 +60,8 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.Int32Var(&o.maxConns, "max-conns", shards.DefaultMaxConns, "database connections per shard")
 	fs.DurationVar(&o.queryTimeout, "query-timeout", shards.DefaultQueryTimeout, "deadline of every shard query")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
-	fs.IntVar(&o.alertHours, "alert-cache-hours", hourcache.DefaultMaxHours, "whole hours of each shard's rollups the alert question keeps in memory (longer windows are summed by Postgres)")
+	fs.IntVar(&o.cacheHours, "cache-hours", hourcache.DefaultMaxHours, "hours of each shard's rollups kept in memory for alerts and per-vehicle questions (longer windows are read from Postgres)")
+	fs.IntVar(&o.cacheRawHours, "cache-raw-hours", hourcache.DefaultMaxRawHours, "hours of each shard's raw history kept in memory for the partial first and last hours of per-vehicle windows")
 	return cmd
 }
 
@@ -113,13 +115,14 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	defer nc.Close()
 	prom := newMetricsRegistry()
 	svc, err := analytics.New(analytics.Config{
-		Shards:          shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
-		SlotMap:         sm,
-		Registry:        reg,
-		RequestTimeout:  o.requestTimeout,
-		AlertCacheHours: o.alertHours,
-		Logger:          log,
-		Registerer:      prom,
+		Shards:         shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
+		SlotMap:        sm,
+		Registry:       reg,
+		RequestTimeout: o.requestTimeout,
+		CacheHours:     o.cacheHours,
+		CacheRawHours:  o.cacheRawHours,
+		Logger:         log,
+		Registerer:     prom,
 	})
 	if err != nil {
 		return err
