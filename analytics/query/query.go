@@ -81,41 +81,57 @@ func edgeArrays(edges []window.Range) (from, to []time.Time) {
 }
 
 // vehicleSQL reads, in one round trip, every row the per-vehicle answer needs from one shard
-// and leaves the grouping to Vehicle: the vehicle_hourly rows of the window's whole hours
-// that belong to the vehicle or to one of the meters (one bitmap heap pass serves both: with
-// one vehicle per meter they are the same rows), the edge hours' raw readings of the vehicle
-// and of the vehicles attributed to those meters in those hours, and the meters' AC (whole
-// hours from meter_hourly, edges from raw history). Rows of a meter outside the hours the
-// vehicle was mapped to it are dropped by Vehicle.
+// and leaves the grouping to Vehicle. The window is [$3, $6): the whole hours [$4, $5) come
+// from the rollups, the start edge [$3, $4) and the end edge [$5, $6) (each inside one hour,
+// either possibly empty) from raw history. Every branch is a plain range scan on external
+// parameters, so under a generic plan each history branch is pruned to its one partition when
+// the executor starts (a LATERAL over the edges would prune per loop and initialise a scan of
+// every partition on every call). The branches:
+//   - the vehicle_hourly rows of the whole hours that belong to the vehicle or to one of the
+//     meters $2 (one bitmap heap pass serves both: with one vehicle per meter they are the
+//     same rows);
+//   - per edge, the raw DC of the vehicle and of the vehicles attributed to the meters in the
+//     edge's hour (found in vehicle_hourly), summed per (vehicle, meter);
+//   - the meters' AC: whole hours from meter_hourly, each edge from raw history.
+//
+// Rows of a meter outside the hours the vehicle was mapped to it are dropped by Vehicle.
 const vehicleSQL = `
-WITH e AS (SELECT * FROM unnest($4::timestamptz[], $5::timestamptz[]) AS e(f, t))
 SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
   FROM vehicle_hourly vh
- WHERE vh.hour >= $2 AND vh.hour < $3 AND (vh.vehicle_id = $1 OR vh.meter_id = ANY($6::text[]))
+ WHERE vh.hour >= $4::timestamptz AND vh.hour < $5::timestamptz
+   AND (vh.vehicle_id = $1::text OR vh.meter_id = ANY($2::text[]))
 UNION ALL
-SELECT 0, x.vehicle_id, x.meter_id, date_bin('1 hour', e.f, 'epoch'), sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
-  FROM e CROSS JOIN LATERAL (
-       SELECT $1::text AS vehicle_id
-        UNION
+SELECT 0, x.vehicle_id, x.meter_id, date_bin('1 hour', $3::timestamptz, 'epoch'), sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
+  FROM vehicle_telemetry_history x
+ WHERE x.ts >= $3 AND x.ts < $4 AND $3 < $4
+   AND x.vehicle_id = ANY(ARRAY(
        SELECT ids.vehicle_id FROM vehicle_hourly ids
-        WHERE ids.meter_id = ANY($6::text[]) AND ids.hour = date_bin('1 hour', e.f, 'epoch')) v
- CROSS JOIN LATERAL (
-       SELECT * FROM vehicle_telemetry_history x
-        WHERE x.vehicle_id = v.vehicle_id AND x.ts >= e.f AND x.ts < e.t
-          AND (x.vehicle_id = $1 OR x.meter_id = ANY($6::text[])) OFFSET 0) x
- GROUP BY 2, 3, 4
+        WHERE ids.meter_id = ANY($2) AND ids.hour = date_bin('1 hour', $3, 'epoch')) || $1)
+   AND (x.vehicle_id = $1 OR x.meter_id = ANY($2))
+ GROUP BY 2, 3
+UNION ALL
+SELECT 0, x.vehicle_id, x.meter_id, $5, sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
+  FROM vehicle_telemetry_history x
+ WHERE x.ts >= $5 AND x.ts < $6::timestamptz AND $5 < $6
+   AND x.vehicle_id = ANY(ARRAY(
+       SELECT ids.vehicle_id FROM vehicle_hourly ids
+        WHERE ids.meter_id = ANY($2) AND ids.hour = $5) || $1)
+   AND (x.vehicle_id = $1 OR x.meter_id = ANY($2))
+ GROUP BY 2, 3
 UNION ALL
 SELECT 1, '', mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
   FROM meter_hourly mh
- WHERE mh.meter_id = ANY($6::text[]) AND mh.hour >= $2 AND mh.hour < $3
+ WHERE mh.meter_id = ANY($2) AND mh.hour >= $4 AND mh.hour < $5
 UNION ALL
-SELECT 1, '', m.meter_id, date_bin('1 hour', e.f, 'epoch'), a.ac, a.v, a.n
-  FROM unnest($6::text[]) AS m(meter_id) CROSS JOIN e
- CROSS JOIN LATERAL (
-       SELECT sum(x.kwh_consumed_ac) AS ac, sum(x.voltage) AS v, count(*)::int AS n
-         FROM meter_telemetry_history x
-        WHERE x.meter_id = m.meter_id AND x.ts >= e.f AND x.ts < e.t) a
- WHERE a.n > 0`
+SELECT 1, '', x.meter_id, date_bin('1 hour', $3, 'epoch'), sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
+  FROM meter_telemetry_history x
+ WHERE x.meter_id = ANY($2) AND x.ts >= $3 AND x.ts < $4 AND $3 < $4
+ GROUP BY 3
+UNION ALL
+SELECT 1, '', x.meter_id, $5, sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
+  FROM meter_telemetry_history x
+ WHERE x.meter_id = ANY($2) AND x.ts >= $5 AND x.ts < $6 AND $5 < $6
+ GROUP BY 3`
 
 // inSpan reports whether hour h of meter m lies in one of the meter's spans.
 func inSpan(meters []MeterSpan, m string, h time.Time) bool {
@@ -127,17 +143,21 @@ func inSpan(meters []MeterSpan, m string, h time.Time) bool {
 	return false
 }
 
-// vehicleArgs are the per-vehicle statement's parameters.
+// vehicleArgs are the per-vehicle statement's parameters: the vehicle, the meters, and the
+// window as start, whole hours and end. A window inside one hour has no whole hours: they are
+// the empty range at its end, so that [start, end) is all start edge.
 func vehicleArgs(vehicleID string, w window.Window, meters []MeterSpan) []any {
-	whole, edges := w.Split()
-	ef, et := edgeArrays(edges)
+	whole, _ := w.Split()
+	if whole.From.After(w.End) {
+		whole = window.Range{From: w.End, To: w.End}
+	}
 	ids := make([]string, 0, len(meters))
 	for _, m := range meters {
 		if !slices.Contains(ids, m.MeterID) {
 			ids = append(ids, m.MeterID)
 		}
 	}
-	return []any{vehicleID, whole.From, whole.To, ef, et, ids}
+	return []any{vehicleID, ids, w.Start, whole.From, whole.To, w.End}
 }
 
 // Vehicle reads, from one shard, the vehicle's own DC in the window (whole hours from
