@@ -75,8 +75,9 @@ func (c Config) withDefaults() Config {
 // Cache holds one shard's hours. It is safe for concurrent use; Run does its background
 // loads.
 type Cache struct {
-	cfg   Config
-	wants chan want
+	cfg      Config
+	wants    chan want
+	versions versionReads
 
 	mu      sync.Mutex
 	hours   map[time.Time]*hour
@@ -100,10 +101,15 @@ type hour struct {
 	rows []row
 	// unshared are the meters with AC but no DC attributed.
 	unshared []meterAC
-	// byVehicle locates each vehicle's rows; byMeter each meter's in attributed, the
-	// positions in rows of the rows attributed to it.
-	byVehicle, byMeter []span
-	attributed         []int32
+	// byVehicle locates each vehicle's rows.
+	byVehicle []span
+	// dc is, by meter (in index order), the DC attributed to it and by how many vehicles.
+	dc []meterDC
+}
+
+type meterDC struct {
+	meter, vehicles int32
+	total           float64
 }
 
 type meterAC struct {
@@ -292,21 +298,17 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		i = j
 	}
 	slices.SortFunc(h.byVehicle, func(a, b span) int { return int(a.id) - int(b.id) })
-	h.attributed = make([]int32, 0, len(h.rows))
-	for i, rw := range h.rows {
-		if rw.meter != 0 {
-			h.attributed = append(h.attributed, int32(i))
+	// The meters' DC, summed in (vehicle, meter) order as the shares above.
+	for _, rw := range h.rows {
+		if rw.meter == 0 {
+			continue
 		}
-	}
-	slices.SortStableFunc(h.attributed, func(a, b int32) int { return int(h.rows[a].meter) - int(h.rows[b].meter) })
-	for i := 0; i < len(h.attributed); {
-		m := h.rows[h.attributed[i]].meter
-		j := i
-		for j < len(h.attributed) && h.rows[h.attributed[j]].meter == m {
-			j++
+		i, ok := slices.BinarySearchFunc(h.dc, rw.meter, func(d meterDC, m int32) int { return int(d.meter) - int(m) })
+		if !ok {
+			h.dc = slices.Insert(h.dc, i, meterDC{meter: rw.meter})
 		}
-		h.byMeter = append(h.byMeter, span{id: m, from: int32(i), to: int32(j)})
-		i = j
+		h.dc[i].total += rw.dc
+		h.dc[i].vehicles++
 	}
 	return h
 }

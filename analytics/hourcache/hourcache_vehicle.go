@@ -30,7 +30,7 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 	if int(to.Sub(from)/time.Hour) > c.cfg.MaxHours {
 		return query.VehicleRows{}, false, nil
 	}
-	versions, err := query.HourVersions(ctx, db, from, to)
+	versions, err := c.versions.get(ctx, db, from, to)
 	if err != nil {
 		return query.VehicleRows{}, false, err
 	}
@@ -107,24 +107,22 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 	return col.Rows(), true, nil
 }
 
-// wholeHour adds a whole hour's rollup rows: the vehicle's, those of every vehicle attributed
-// to one of the meters, and the meters' AC.
+// wholeHour adds a whole hour's rollup rows: the vehicle's own, and for each of the meters
+// the DC of every vehicle attributed to it and its AC.
 func wholeHour(col *query.VehicleCollector, h *hour, vid int32, mids []int32, names []string) {
+	own := h.rows[:0]
 	if sp, ok := find(h.byVehicle, vid); ok {
-		for _, r := range h.rows[sp.from:sp.to] {
-			col.VehicleRow(names[r.vehicle], names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
+		own = h.rows[sp.from:sp.to]
+		for _, r := range own {
+			col.Own(names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
 		}
 	}
 	for _, m := range mids {
-		if sp, ok := find(h.byMeter, m); ok {
-			for _, pos := range h.attributed[sp.from:sp.to] {
-				if r := h.rows[pos]; r.vehicle != vid {
-					col.VehicleRow(names[r.vehicle], names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
-				}
-			}
+		if i, ok := slices.BinarySearchFunc(h.dc, m, func(d meterDC, m int32) int { return int(d.meter) - int(m) }); ok {
+			includes := slices.ContainsFunc(own, func(r row) bool { return r.meter == m })
+			col.MeterDC(names[m], h.at, h.dc[i].total, int(h.dc[i].vehicles), includes)
 		}
-		i := sort.Search(len(h.meters), func(i int) bool { return h.meters[i].meter >= m })
-		if i < len(h.meters) && h.meters[i].meter == m {
+		if i, ok := slices.BinarySearchFunc(h.meters, m, func(r meterRow, m int32) int { return int(r.meter) - int(m) }); ok {
 			mr := h.meters[i]
 			col.MeterRow(names[m], h.at, mr.ac, mr.voltageSum, int(mr.readings))
 		}

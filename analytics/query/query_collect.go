@@ -34,6 +34,33 @@ func (c *VehicleCollector) VehicleRow(vehicle, meter string, hour time.Time, dc,
 	if meter == "" || !inSpan(c.meters, meter, hour) {
 		return
 	}
+	d := c.meterDC(meter, hour)
+	d.Total += dc
+	d.Vehicles++
+	d.Includes = d.Includes || vehicle == c.vehicleID
+}
+
+// Own adds a row of the vehicle's own DC in hour (the window's part of it) attributed to
+// meter, without adding it to the meter's DC (see MeterDC).
+func (c *VehicleCollector) Own(meter string, hour time.Time, dc, tempSum float64, readings int) {
+	c.out.Own = append(c.out.Own, HourDC{MeterID: meter, VehicleID: c.vehicleID, Hour: hour, DC: dc, TempSum: tempSum, Readings: readings})
+}
+
+// MeterDC adds the DC attributed to meter in hour by all its vehicles, summed already: total
+// over vehicles (the number of vehicles), includes telling whether the asked vehicle is one.
+// It is left out outside the meter's spans.
+func (c *VehicleCollector) MeterDC(meter string, hour time.Time, total float64, vehicles int, includes bool) {
+	if !inSpan(c.meters, meter, hour) {
+		return
+	}
+	d := c.meterDC(meter, hour)
+	d.Total += total
+	d.Vehicles += vehicles
+	d.Includes = d.Includes || includes
+}
+
+// meterDC is the DC entry of (meter, hour), added on first use.
+func (c *VehicleCollector) meterDC(meter string, hour time.Time) *MeterDC {
 	k := collectKey{meter, hour}
 	i, ok := c.dcs[k]
 	if !ok {
@@ -41,10 +68,7 @@ func (c *VehicleCollector) VehicleRow(vehicle, meter string, hour time.Time, dc,
 		c.dcs[k] = i
 		c.out.DC = append(c.out.DC, MeterDC{MeterID: meter, Hour: hour})
 	}
-	d := &c.out.DC[i]
-	d.Total += dc
-	d.Vehicles++
-	d.Includes = d.Includes || vehicle == c.vehicleID
+	return &c.out.DC[i]
 }
 
 // MeterRow adds a meter's AC in hour (the window's part of it); rows outside the meter's
