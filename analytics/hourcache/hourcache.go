@@ -29,8 +29,8 @@ type Config struct {
 	// Default 192 (8 days: a 7-day window and the hour it moves into).
 	MaxHours int
 	// MaxRawHours is how many hours of raw history the cache holds for the partial first and
-	// last hours of per-vehicle windows. Default 4 (both edges of a window, and of the window
-	// an hour later).
+	// last hours of per-vehicle windows; at least 2. Default 4 (both edges of a window, and of
+	// the window an hour later).
 	MaxRawHours int
 	// Settle is how long after its end an hour's raw history may be read into memory: until
 	// then its readings still arrive with every batch. Default 2m.
@@ -60,6 +60,8 @@ func (c Config) withDefaults() Config {
 	if c.MaxRawHours <= 0 {
 		c.MaxRawHours = DefaultMaxRawHours
 	}
+	// A window's two edges must fit, or loading one would drop the other.
+	c.MaxRawHours = max(c.MaxRawHours, 2)
 	if c.Settle <= 0 {
 		c.Settle = DefaultSettle
 	}
