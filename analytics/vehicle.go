@@ -3,7 +3,9 @@ package analytics
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,7 +86,11 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		return vehicleAnswer{}, s.shardError("reading vehicle "+vehicleID, err)
 	}
 
-	ans := vehicleAnswer{hours: map[time.Time]*hourTotals{}}
+	n := 0
+	for _, rows := range results {
+		n += len(rows.Own) + len(rows.AC) + len(rows.DC)
+	}
+	ans := vehicleAnswer{hours: make(map[time.Time]*hourTotals, n/2+2)}
 	hour := func(h time.Time) *hourTotals {
 		t, ok := ans.hours[h]
 		if !ok {
@@ -93,9 +99,9 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		}
 		return t
 	}
-	mine := map[segKey]float64{}
-	acs := map[segKey]query.MeterHour{}
-	dcs := map[segKey]query.MeterDC{}
+	mine := make(map[segKey]float64, n/3+1)
+	acs := make(map[segKey]query.MeterHour, n/3+1)
+	dcs := make(map[segKey]query.MeterDC, n/3+1)
 	for _, rows := range results {
 		for _, o := range rows.Own {
 			t := hour(o.Hour)
@@ -133,26 +139,23 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		}
 		return nil
 	}
-	keys := map[segKey]bool{}
+	ordered := make([]segKey, 0, len(acs)+len(dcs)+len(mine))
 	for k := range acs {
-		keys[k] = true
-	}
-	for k := range dcs {
-		keys[k] = true
-	}
-	for k := range mine {
-		keys[k] = true
-	}
-	ordered := make([]segKey, 0, len(keys))
-	for k := range keys {
 		ordered = append(ordered, k)
 	}
-	sort.Slice(ordered, func(i, j int) bool {
-		if !ordered[i].hour.Equal(ordered[j].hour) {
-			return ordered[i].hour.Before(ordered[j].hour)
+	for k := range dcs {
+		ordered = append(ordered, k)
+	}
+	for k := range mine {
+		ordered = append(ordered, k)
+	}
+	slices.SortFunc(ordered, func(a, b segKey) int {
+		if c := a.hour.Compare(b.hour); c != 0 {
+			return c
 		}
-		return ordered[i].meterID < ordered[j].meterID
+		return strings.Compare(a.meterID, b.meterID)
 	})
+	ordered = slices.CompactFunc(ordered, func(a, b segKey) bool { return a.hour.Equal(b.hour) && a.meterID == b.meterID })
 	var idx *mappedIndex
 	for _, k := range ordered {
 		a := pieceOf(k)

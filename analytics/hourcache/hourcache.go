@@ -103,11 +103,15 @@ type hour struct {
 	rows []row
 	// unshared are the meters with AC but no DC attributed.
 	unshared []meterAC
-	// byVehicle locates each vehicle's rows.
-	byVehicle []span
-	// dc is, by meter (in index order), the DC attributed to it and by how many vehicles.
+	// dc is the DC attributed to each meter and by how many vehicles.
 	dc []meterDC
+	// index locates each device's entries.
+	index map[int32]where
 }
+
+// where locates a device's entries in an hour: its rows (a vehicle: rows[from:to]), its
+// meter_hourly row and its attributed DC (a meter: meters[meter], dc[dc]; -1 for none).
+type where struct{ from, to, meter, dc int32 }
 
 type meterDC struct {
 	meter, vehicles int32
@@ -164,6 +168,7 @@ func (c *Cache) Len() int {
 // AlertSums sums the shard's rollups over the whole hours, as query.AlertTotals does in
 // Postgres. ok is false, with nothing read, when the hours are more than the cache holds.
 func (c *Cache) AlertSums(ctx context.Context, db query.DBTX, hours window.Range) (sums query.AlertSums, ok bool, err error) {
+	hours = window.Range{From: hours.From.UTC(), To: hours.To.UTC()} // hours are map keys
 	n := int(hours.To.Sub(hours.From) / time.Hour)
 	if n > c.cfg.MaxHours {
 		return query.AlertSums{}, false, nil
@@ -280,7 +285,6 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 			h.unshared = append(h.unshared, meterAC{meter: id, ac: m.AC})
 		}
 	}
-	slices.SortFunc(h.meters, func(a, b meterRow) int { return int(a.meter) - int(b.meter) })
 	h.rows = make([]row, len(vs))
 	for i, v := range vs {
 		rw := row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), readings: int32(v.Readings), dc: v.DC, tempSum: v.TempSum}
@@ -289,28 +293,42 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		}
 		h.rows[i] = rw
 	}
-	// Rows are grouped by vehicle already (ordered by its id's string); the spans are
-	// ordered by the interned index for lookups.
+	h.index = make(map[int32]where, len(h.meters)+len(h.rows))
+	get := func(id int32) where {
+		if w, ok := h.index[id]; ok {
+			return w
+		}
+		return where{meter: -1, dc: -1}
+	}
+	for i, m := range h.meters {
+		w := get(m.meter)
+		w.meter = int32(i)
+		h.index[m.meter] = w
+	}
+	// Rows are grouped by vehicle (ordered by its id's string). The meters' DC is summed in
+	// that order, as the shares above.
 	for i := 0; i < len(h.rows); {
 		j := i
 		for j < len(h.rows) && h.rows[j].vehicle == h.rows[i].vehicle {
 			j++
 		}
-		h.byVehicle = append(h.byVehicle, span{id: h.rows[i].vehicle, from: int32(i), to: int32(j)})
+		w := get(h.rows[i].vehicle)
+		w.from, w.to = int32(i), int32(j)
+		h.index[h.rows[i].vehicle] = w
 		i = j
 	}
-	slices.SortFunc(h.byVehicle, func(a, b span) int { return int(a.id) - int(b.id) })
-	// The meters' DC, summed in (vehicle, meter) order as the shares above.
 	for _, rw := range h.rows {
 		if rw.meter == 0 {
 			continue
 		}
-		i, ok := slices.BinarySearchFunc(h.dc, rw.meter, func(d meterDC, m int32) int { return int(d.meter) - int(m) })
-		if !ok {
-			h.dc = slices.Insert(h.dc, i, meterDC{meter: rw.meter})
+		w := get(rw.meter)
+		if w.dc < 0 {
+			w.dc = int32(len(h.dc))
+			h.index[rw.meter] = w
+			h.dc = append(h.dc, meterDC{meter: rw.meter})
 		}
-		h.dc[i].total += rw.dc
-		h.dc[i].vehicles++
+		h.dc[w.dc].total += rw.dc
+		h.dc[w.dc].vehicles++
 	}
 	return h
 }

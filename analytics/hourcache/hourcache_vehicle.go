@@ -26,6 +26,8 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 	if c.cfg.Do == nil {
 		return query.VehicleRows{}, false, nil
 	}
+	// Hours are map keys: one location for all.
+	w.Start, w.End = w.Start.UTC(), w.End.UTC()
 	from, to := window.FloorHour(w.Start), window.CeilHour(w.End)
 	if int(to.Sub(from)/time.Hour) > c.cfg.MaxHours {
 		return query.VehicleRows{}, false, nil
@@ -95,7 +97,7 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 		return query.VehicleRows{}, false, nil
 	}
 
-	col := query.NewVehicleCollector(vehicleID, meters)
+	col := query.NewVehicleCollector(vehicleID, meters, int(to.Sub(from)/time.Hour))
 	for _, h := range hours {
 		wholeHour(col, h, vid, mids, names)
 	}
@@ -110,20 +112,24 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 // wholeHour adds a whole hour's rollup rows: the vehicle's own, and for each of the meters
 // the DC of every vehicle attributed to it and its AC.
 func wholeHour(col *query.VehicleCollector, h *hour, vid int32, mids []int32, names []string) {
-	own := h.rows[:0]
-	if sp, ok := find(h.byVehicle, vid); ok {
-		own = h.rows[sp.from:sp.to]
+	var own []row
+	if w, ok := h.index[vid]; ok {
+		own = h.rows[w.from:w.to]
 		for _, r := range own {
 			col.Own(names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
 		}
 	}
 	for _, m := range mids {
-		if i, ok := slices.BinarySearchFunc(h.dc, m, func(d meterDC, m int32) int { return int(d.meter) - int(m) }); ok {
-			includes := slices.ContainsFunc(own, func(r row) bool { return r.meter == m })
-			col.MeterDC(names[m], h.at, h.dc[i].total, int(h.dc[i].vehicles), includes)
+		w, ok := h.index[m]
+		if !ok {
+			continue
 		}
-		if i, ok := slices.BinarySearchFunc(h.meters, m, func(r meterRow, m int32) int { return int(r.meter) - int(m) }); ok {
-			mr := h.meters[i]
+		if w.dc >= 0 {
+			includes := slices.ContainsFunc(own, func(r row) bool { return r.meter == m })
+			col.MeterDC(names[m], h.at, h.dc[w.dc].total, int(h.dc[w.dc].vehicles), includes)
+		}
+		if w.meter >= 0 {
+			mr := h.meters[w.meter]
 			col.MeterRow(names[m], h.at, mr.ac, mr.voltageSum, int(mr.readings))
 		}
 	}

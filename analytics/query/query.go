@@ -169,12 +169,7 @@ func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, me
 		return VehicleRows{}, err
 	}
 	defer rows.Close()
-	var out VehicleRows
-	type meterHour struct {
-		meter string
-		hour  time.Time
-	}
-	dcs := map[meterHour]int{} // index in out.DC
+	col := NewVehicleCollector(vehicleID, meters, int(window.CeilHour(w.End).Sub(window.FloorHour(w.Start))/time.Hour))
 	var (
 		kind           int
 		vehicle, meter string
@@ -190,33 +185,14 @@ func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, me
 		hour = hour.UTC()
 		switch kind {
 		case kindMeterAC:
-			if inSpan(meters, meter, hour) {
-				out.AC = append(out.AC, MeterHour{MeterID: meter, Hour: hour, AC: x1, VoltageSum: x2, Readings: n})
-			}
-			continue
+			col.MeterRow(meter, hour, x1, x2, n)
 		case kindVehicleDC:
+			col.VehicleRow(vehicle, meter, hour, x1, x2, n)
 		default:
 			return VehicleRows{}, fmt.Errorf("per-vehicle statement returned row kind %d", kind)
 		}
-		if vehicle == vehicleID {
-			out.Own = append(out.Own, HourDC{MeterID: meter, VehicleID: vehicleID, Hour: hour, DC: x1, TempSum: x2, Readings: n})
-		}
-		if meter == "" || !inSpan(meters, meter, hour) {
-			continue
-		}
-		k := meterHour{meter, hour}
-		i, ok := dcs[k]
-		if !ok {
-			i = len(out.DC)
-			dcs[k] = i
-			out.DC = append(out.DC, MeterDC{MeterID: meter, Hour: hour})
-		}
-		d := &out.DC[i]
-		d.Total += x1
-		d.Vehicles++
-		d.Includes = d.Includes || vehicle == vehicleID
 	}
-	return out, rows.Err()
+	return col.Rows(), rows.Err()
 }
 
 // MeterRows is what the meter's shard holds of its window.

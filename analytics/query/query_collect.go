@@ -20,9 +20,14 @@ type collectKey struct {
 	hour  time.Time
 }
 
-// NewVehicleCollector collects vehicleID's rows for the meter spans on one shard.
-func NewVehicleCollector(vehicleID string, meters []MeterSpan) *VehicleCollector {
-	return &VehicleCollector{vehicleID: vehicleID, meters: meters, dcs: map[collectKey]int{}}
+// NewVehicleCollector collects vehicleID's rows for the meter spans on one shard; hours is
+// how many hours the window touches (a capacity hint).
+func NewVehicleCollector(vehicleID string, meters []MeterSpan, hours int) *VehicleCollector {
+	c := &VehicleCollector{vehicleID: vehicleID, meters: meters, dcs: map[collectKey]int{}}
+	c.out.Own = make([]HourDC, 0, hours)
+	c.out.AC = make([]MeterHour, 0, hours*len(meters))
+	c.out.DC = make([]MeterDC, 0, hours*len(meters))
+	return c
 }
 
 // VehicleRow adds a vehicle's DC attributed to meter ("" for none) in hour (the window's
@@ -48,15 +53,12 @@ func (c *VehicleCollector) Own(meter string, hour time.Time, dc, tempSum float64
 
 // MeterDC adds the DC attributed to meter in hour by all its vehicles, summed already: total
 // over vehicles (the number of vehicles), includes telling whether the asked vehicle is one.
-// It is left out outside the meter's spans.
+// It is left out outside the meter's spans. A (meter, hour) given here is given once, and
+// never in VehicleRow.
 func (c *VehicleCollector) MeterDC(meter string, hour time.Time, total float64, vehicles int, includes bool) {
-	if !inSpan(c.meters, meter, hour) {
-		return
+	if inSpan(c.meters, meter, hour) {
+		c.out.DC = append(c.out.DC, MeterDC{MeterID: meter, Hour: hour, Total: total, Vehicles: vehicles, Includes: includes})
 	}
-	d := c.meterDC(meter, hour)
-	d.Total += total
-	d.Vehicles += vehicles
-	d.Includes = d.Includes || includes
 }
 
 // meterDC is the DC entry of (meter, hour), added on first use.
