@@ -126,7 +126,6 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 		}
 		return v
 	}
-	var idx *mappedIndex
 	for _, p := range parts {
 		for _, st := range p.Sites {
 			sites = append(sites, &analyticsv1.SiteAlert{
@@ -143,10 +142,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 			}
 		}
 		for _, u := range p.Unshared {
-			if idx == nil {
-				idx = newMappedIndex(h.s.reg)
-			}
-			mapped := idx.vehicles(u.MeterID, window.Range{From: u.Hour, To: u.Hour.Add(time.Hour)})
+			mapped := h.s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
 			for _, id := range mapped {
 				v := get(id)
 				v.ac += u.AC / float64(len(mapped))

@@ -79,7 +79,6 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		v.readings += d.Readings
 	}
 	sort.Slice(rows.AC, func(i, j int) bool { return rows.AC[i].Hour.Before(rows.AC[j].Hour) })
-	var idx *mappedIndex
 	for _, a := range rows.AC {
 		t := hour(a.Hour)
 		t.ac += a.AC
@@ -94,10 +93,8 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 			}
 			continue
 		}
-		if idx == nil {
-			idx = newMappedIndex(s.reg)
-		}
-		mapped := idx.vehicles(meterID, w.Segment(a.Hour))
+		seg := w.Segment(a.Hour)
+		mapped := s.reg.MappedTo(meterID, seg.From, seg.To)
 		if len(mapped) == 0 {
 			ans.unattributed += a.AC
 			continue

@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"sort"
-	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -105,49 +104,5 @@ func mergeRanges(rs []window.Range) []window.Range {
 		}
 		out = append(out, r)
 	}
-	return out
-}
-
-// mappedIndex answers "which vehicles were mapped to meter m at some time in r", from the
-// registry's in-memory copy; it is built on first use within one request (it is needed only
-// for meter hours with AC but no DC, where AC is split equally among the mapped vehicles).
-type mappedIndex struct {
-	list    func() []registry.Mapping
-	byMeter map[string][]meterInterval
-}
-
-type meterInterval struct {
-	vehicleID string
-	from      time.Time
-	to        *time.Time
-}
-
-func newMappedIndex(reg interface {
-	ListCached(after string, limit int) ([]registry.Mapping, bool)
-}) *mappedIndex {
-	return &mappedIndex{list: func() []registry.Mapping {
-		all, _ := reg.ListCached("", 1<<31-1)
-		return all
-	}}
-}
-
-func (x *mappedIndex) vehicles(meterID string, r window.Range) []string {
-	if x.byMeter == nil {
-		x.byMeter = map[string][]meterInterval{}
-		for _, m := range x.list() {
-			for _, iv := range m.Intervals {
-				x.byMeter[iv.MeterID] = append(x.byMeter[iv.MeterID], meterInterval{vehicleID: m.VehicleID, from: iv.From, to: iv.To})
-			}
-		}
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, iv := range x.byMeter[meterID] {
-		if iv.from.Before(r.To) && (iv.to == nil || iv.to.After(r.From)) && !seen[iv.vehicleID] {
-			seen[iv.vehicleID] = true
-			out = append(out, iv.vehicleID)
-		}
-	}
-	sort.Strings(out)
 	return out
 }

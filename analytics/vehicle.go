@@ -99,9 +99,15 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		}
 		return t
 	}
-	mine := make(map[segKey]float64, n/3+1)
-	acs := make(map[segKey]query.MeterHour, n/3+1)
-	dcs := make(map[segKey]query.MeterDC, n/3+1)
+	// Every (meter, hour) the shards returned something for: the vehicle's own DC there, the
+	// meter's AC and the DC of every vehicle attributed to it, merged in (hour, meter) order.
+	type seg struct {
+		segKey
+		mine float64
+		ac   query.MeterHour
+		dc   query.MeterDC
+	}
+	segs := make([]seg, 0, n)
 	for _, rows := range results {
 		for _, o := range rows.Own {
 			t := hour(o.Hour)
@@ -109,15 +115,36 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 			t.tempSum += o.TempSum
 			t.readings += o.Readings
 			if o.MeterID != "" {
-				mine[segKey{o.MeterID, o.Hour}] += o.DC
+				segs = append(segs, seg{segKey: segKey{o.MeterID, o.Hour}, mine: o.DC})
 			}
 		}
 		for _, a := range rows.AC {
-			acs[segKey{a.MeterID, a.Hour}] = a
+			segs = append(segs, seg{segKey: segKey{a.MeterID, a.Hour}, ac: a})
 		}
 		for _, d := range rows.DC {
-			dcs[segKey{d.MeterID, d.Hour}] = d
+			segs = append(segs, seg{segKey: segKey{d.MeterID, d.Hour}, dc: d})
 		}
+	}
+	slices.SortStableFunc(segs, func(a, b seg) int {
+		if c := a.hour.Compare(b.hour); c != 0 {
+			return c
+		}
+		return strings.Compare(a.meterID, b.meterID)
+	})
+	merged := segs[:0]
+	for _, x := range segs {
+		if k := len(merged) - 1; k >= 0 && merged[k].meterID == x.meterID && merged[k].hour.Equal(x.hour) {
+			m := &merged[k]
+			m.mine += x.mine
+			if x.ac.MeterID != "" {
+				m.ac = x.ac
+			}
+			if x.dc.MeterID != "" {
+				m.dc = x.dc
+			}
+			continue
+		}
+		merged = append(merged, x)
 	}
 
 	// One attribution per piece; a (meter, hour) belongs to the first piece of that meter
@@ -139,39 +166,20 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		}
 		return nil
 	}
-	ordered := make([]segKey, 0, len(acs)+len(dcs)+len(mine))
-	for k := range acs {
-		ordered = append(ordered, k)
-	}
-	for k := range dcs {
-		ordered = append(ordered, k)
-	}
-	for k := range mine {
-		ordered = append(ordered, k)
-	}
-	slices.SortFunc(ordered, func(a, b segKey) int {
-		if c := a.hour.Compare(b.hour); c != 0 {
-			return c
-		}
-		return strings.Compare(a.meterID, b.meterID)
-	})
-	ordered = slices.CompactFunc(ordered, func(a, b segKey) bool { return a.hour.Equal(b.hour) && a.meterID == b.meterID })
-	var idx *mappedIndex
-	for _, k := range ordered {
+	for _, sg := range merged {
+		k := sg.segKey
 		a := pieceOf(k)
 		if a == nil {
 			continue // DC attributed to a meter outside the mapped pieces (not expected)
 		}
-		ac, dc, my := acs[k], dcs[k], mine[k]
+		ac, dc, my := sg.ac, sg.dc, sg.mine
 		share, shared := 0.0, dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
 		switch {
 		case dc.Total > 0:
 			share = ac.AC * my / dc.Total
 		case ac.AC > 0:
-			if idx == nil {
-				idx = newMappedIndex(s.reg)
-			}
-			n := len(idx.vehicles(k.meterID, w.Segment(k.hour)))
+			seg := w.Segment(k.hour)
+			n := len(s.reg.MappedTo(k.meterID, seg.From, seg.To))
 			if n < 1 {
 				n = 1
 			}

@@ -51,8 +51,10 @@ type Registry struct {
 	kv  jetstream.KeyValue
 	cfg Config
 
-	mu       sync.RWMutex
-	byID     map[string]*Mapping
+	mu   sync.RWMutex
+	byID map[string]*Mapping
+	// byMeter holds, for each meter, the vehicles with an interval on it.
+	byMeter  map[string]map[string]struct{}
 	caughtUp atomic.Bool
 	ready    chan struct{}
 }
@@ -63,7 +65,7 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string, cfg Config
 	if err != nil {
 		return nil, fmt.Errorf("opening mapping bucket %s: %w", bucket, err)
 	}
-	return &Registry{kv: kv, cfg: cfg.withDefaults(), byID: map[string]*Mapping{}, ready: make(chan struct{})}, nil
+	return &Registry{kv: kv, cfg: cfg.withDefaults(), byID: map[string]*Mapping{}, byMeter: map[string]map[string]struct{}{}, ready: make(chan struct{})}, nil
 }
 
 // Run watches the bucket and keeps the in-memory copy current until ctx ends. The copy is
@@ -112,10 +114,12 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
+		r.index(r.byID[e.Key()], nil)
 		delete(r.byID, e.Key())
 		return
 	}
-	if old, ok := r.byID[e.Key()]; ok && old.Revision >= e.Revision() {
+	old, ok := r.byID[e.Key()]
+	if ok && old.Revision >= e.Revision() {
 		return
 	}
 	m, err := decode(e.Key(), e.Value(), e.Revision())
@@ -123,7 +127,51 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		r.cfg.Logger.Error("ignoring undecodable mapping", "vehicle", e.Key(), "err", err)
 		return
 	}
+	r.index(old, m)
 	r.byID[e.Key()] = m
+}
+
+// index moves a vehicle in byMeter from the meters of its old mapping to those of the new
+// one (either may be nil). r.mu is held.
+func (r *Registry) index(old, m *Mapping) {
+	if old != nil {
+		for _, iv := range old.Intervals {
+			if vs := r.byMeter[iv.MeterID]; vs != nil {
+				delete(vs, old.VehicleID)
+				if len(vs) == 0 {
+					delete(r.byMeter, iv.MeterID)
+				}
+			}
+		}
+	}
+	if m != nil {
+		for _, iv := range m.Intervals {
+			vs := r.byMeter[iv.MeterID]
+			if vs == nil {
+				vs = map[string]struct{}{}
+				r.byMeter[iv.MeterID] = vs
+			}
+			vs[m.VehicleID] = struct{}{}
+		}
+	}
+}
+
+// MappedTo returns, from the in-memory copy and in id order, the vehicles mapped to meterID
+// at some time in [from, to).
+func (r *Registry) MappedTo(meterID string, from, to time.Time) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for id := range r.byMeter[meterID] {
+		for _, iv := range r.byID[id].Intervals {
+			if iv.MeterID == meterID && iv.From.Before(to) && (iv.To == nil || iv.To.After(from)) {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Ready reports whether the in-memory copy has caught up with the bucket.

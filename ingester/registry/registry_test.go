@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -197,5 +198,60 @@ func TestAWriterWithASlowClockKeepsIntervalsOrdered(t *testing.T) {
 	}
 	if len(m.Intervals) != 1 || m.Intervals[0].MeterID != "meter-b" || !m.Intervals[0].From.Equal(t0) {
 		t.Errorf("intervals = %+v, want one meter-b interval from %s", m.Intervals, t0)
+	}
+}
+
+func TestMappedToFollowsSetsMovesAndUnsets(t *testing.T) {
+	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	clk := &clock{t: t0}
+	r, ctx := newRegistry(t, clk)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.WaitReady(wctx); err != nil {
+		t.Fatal(err)
+	}
+	at := func(h int) time.Time { return t0.Add(time.Duration(h) * time.Hour) }
+	// EV-1 and EV-2 share m1 from 8:00; EV-2 moves to m2 at 10:00; EV-1 is unset at 12:00.
+	for _, w := range []struct {
+		h           int
+		vehicle, to string
+	}{{0, "EV-1", "m1"}, {0, "EV-2", "m1"}, {2, "EV-2", "m2"}, {4, "EV-1", ""}} {
+		clk.Set(at(w.h))
+		var err error
+		if w.to == "" {
+			_, err = r.Unset(ctx, w.vehicle)
+		} else {
+			_, err = r.Set(ctx, w.vehicle, w.to)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if m, _ := r.Cached("EV-1"); m.MeterID == "" && len(m.Intervals) == 1 && m.Intervals[0].To != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the in-memory copy did not see the writes within 2s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		meter    string
+		from, to int
+		want     []string
+	}{
+		{"m1", 0, 1, []string{"EV-1", "EV-2"}},
+		{"m1", 2, 3, []string{"EV-1"}}, // EV-2 left at 10:00
+		{"m1", 1, 3, []string{"EV-1", "EV-2"}},
+		{"m1", 4, 5, nil}, // EV-1 unset at 12:00
+		{"m2", 0, 2, nil},
+		{"m2", 2, 9, []string{"EV-2"}},
+		{"m3", 0, 9, nil},
+	} {
+		if got := r.MappedTo(c.meter, at(c.from), at(c.to)); !slices.Equal(got, c.want) {
+			t.Errorf("MappedTo(%s, %d:00, %d:00) = %v, want %v", c.meter, 8+c.from, 8+c.to, got, c.want)
+		}
 	}
 }
