@@ -35,6 +35,9 @@ type Config struct {
 	// Settle is how long after its end an hour's raw history may be read into memory: until
 	// then its readings still arrive with every batch. Default 2m.
 	Settle time.Duration
+	// Recent is how many of the last whole hours are kept in memory from the start, whether
+	// asked for or not (rounded down to hours; at most MaxHours). Default 24h.
+	Recent time.Duration
 	// Do runs fn on the shard; background loads use it. Without it per-vehicle questions
 	// are not answered from memory (the alert sums still are).
 	Do func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error
@@ -51,6 +54,7 @@ const (
 	DefaultMaxHours    = 192
 	DefaultMaxRawHours = 4
 	DefaultSettle      = 2 * time.Minute
+	DefaultRecent      = 24 * time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -62,6 +66,10 @@ func (c Config) withDefaults() Config {
 	}
 	// A window's two edges must fit, or loading one would drop the other.
 	c.MaxRawHours = max(c.MaxRawHours, 2)
+	if c.Recent <= 0 {
+		c.Recent = DefaultRecent
+	}
+	c.Recent = min(c.Recent.Truncate(time.Hour), time.Duration(c.MaxHours)*time.Hour)
 	if c.Settle <= 0 {
 		c.Settle = DefaultSettle
 	}

@@ -356,3 +356,23 @@ func TestRawHistoryOfTheCurrentHourIsNotLoaded(t *testing.T) {
 	w = window.Window{Start: start.Add(time.Hour), End: start.Add(10*time.Hour + 45*time.Minute)}
 	fromMemory(t, c, s.Pool, "v04", w, spans)
 }
+
+func TestTheLastDayIsReadWithoutAQuestion(t *testing.T) {
+	s := shard(t)
+	cfg := hourcache.Config{
+		Do:  func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error { return fn(ctx, s.Pool) },
+		Now: func() time.Time { return start.Add(13*time.Hour + 5*time.Minute) },
+	}
+	c := hourcache.New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	// The last 24 whole hours before 13:05 hold the fixture's 12 hours of readings.
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Len() != 12 {
+		if time.Now().After(deadline) {
+			t.Fatalf("cache holds %d hours, want the 12 of the last day that have rollups", c.Len())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -212,12 +212,19 @@ func (c *Cache) want(w want) {
 	}
 }
 
-// Run loads what questions found missing, one load at a time, until ctx ends.
+// Run loads what questions found missing, one load at a time, until ctx ends. It also keeps
+// the rollups of the last Config.Recent whole hours in memory from the start, read again every
+// minute when they changed, so that windows ending now find them there.
 func (c *Cache) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	c.keepRecent()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			c.keepRecent()
 		case w := <-c.wants:
 			err := c.cfg.Do(ctx, func(ctx context.Context, db query.DBTX) error { return c.load(ctx, db, w) })
 			if err != nil && ctx.Err() == nil {
@@ -228,6 +235,13 @@ func (c *Cache) Run(ctx context.Context) {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// keepRecent asks for the rollups of the last Config.Recent whole hours (only hours not held
+// at their current version are read).
+func (c *Cache) keepRecent() {
+	end := window.FloorHour(c.cfg.Now().UTC())
+	c.want(want{rollups: window.Range{From: end.Add(-c.cfg.Recent), To: end}})
 }
 
 func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {
