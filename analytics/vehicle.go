@@ -101,13 +101,15 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 	}
 	// Every (meter, hour) the shards returned something for: the vehicle's own DC there, the
 	// meter's AC and the DC of every vehicle attributed to it, merged in (hour, meter) order.
-	type seg struct {
+	// A meter lives on one shard, so each of the three comes at most once per (meter, hour).
+	type ref struct {
 		segKey
-		mine float64
-		ac   query.MeterHour
-		dc   query.MeterDC
+		own    float64
+		ac, dc int32 // index in acs and dcs, -1 for none
 	}
-	segs := make([]seg, 0, n)
+	var acs []query.MeterHour
+	var dcs []query.MeterDC
+	refs := make([]ref, 0, n)
 	for _, rows := range results {
 		for _, o := range rows.Own {
 			t := hour(o.Hour)
@@ -115,36 +117,45 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 			t.tempSum += o.TempSum
 			t.readings += o.Readings
 			if o.MeterID != "" {
-				segs = append(segs, seg{segKey: segKey{o.MeterID, o.Hour}, mine: o.DC})
+				refs = append(refs, ref{segKey: segKey{o.MeterID, o.Hour}, own: o.DC, ac: -1, dc: -1})
 			}
 		}
 		for _, a := range rows.AC {
-			segs = append(segs, seg{segKey: segKey{a.MeterID, a.Hour}, ac: a})
+			refs = append(refs, ref{segKey: segKey{a.MeterID, a.Hour}, ac: int32(len(acs)), dc: -1})
+			acs = append(acs, a)
 		}
 		for _, d := range rows.DC {
-			segs = append(segs, seg{segKey: segKey{d.MeterID, d.Hour}, dc: d})
+			refs = append(refs, ref{segKey: segKey{d.MeterID, d.Hour}, ac: -1, dc: int32(len(dcs))})
+			dcs = append(dcs, d)
 		}
 	}
-	slices.SortStableFunc(segs, func(a, b seg) int {
+	slices.SortFunc(refs, func(a, b ref) int {
 		if c := a.hour.Compare(b.hour); c != 0 {
 			return c
 		}
 		return strings.Compare(a.meterID, b.meterID)
 	})
-	merged := segs[:0]
-	for _, x := range segs {
-		if k := len(merged) - 1; k >= 0 && merged[k].meterID == x.meterID && merged[k].hour.Equal(x.hour) {
-			m := &merged[k]
-			m.mine += x.mine
-			if x.ac.MeterID != "" {
-				m.ac = x.ac
-			}
-			if x.dc.MeterID != "" {
-				m.dc = x.dc
-			}
-			continue
+	type seg struct {
+		segKey
+		mine float64
+		ac   query.MeterHour
+		dc   query.MeterDC
+	}
+	merged := make([]seg, 0, len(refs))
+	for _, r := range refs {
+		k := len(merged) - 1
+		if k < 0 || merged[k].meterID != r.meterID || !merged[k].hour.Equal(r.hour) {
+			merged = append(merged, seg{segKey: r.segKey})
+			k++
 		}
-		merged = append(merged, x)
+		m := &merged[k]
+		m.mine += r.own
+		if r.ac >= 0 {
+			m.ac = acs[r.ac]
+		}
+		if r.dc >= 0 {
+			m.dc = dcs[r.dc]
+		}
 	}
 
 	// One attribution per piece; a (meter, hour) belongs to the first piece of that meter

@@ -360,7 +360,9 @@ func TestRawHistoryOfTheCurrentHourIsNotLoaded(t *testing.T) {
 func TestTheLastDayIsReadWithoutAQuestion(t *testing.T) {
 	s := shard(t)
 	cfg := hourcache.Config{
-		Do:  func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error { return fn(ctx, s.Pool) },
+		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+			return fn(ctx, s.Pool)
+		},
 		Now: func() time.Time { return start.Add(13*time.Hour + 5*time.Minute) },
 	}
 	c := hourcache.New(cfg)
