@@ -113,8 +113,18 @@ type hour struct {
 	unshared []meterAC
 	// dc is the DC attributed to each meter and by how many vehicles.
 	dc []meterDC
-	// index locates each device's entries.
-	index map[int32]where
+	// index locates each device's entries, by interned id (ids interned after the hour was
+	// built are past its end).
+	index []where
+}
+
+// locate returns where id's entries are in h.
+func (h *hour) locate(id int32) (where, bool) {
+	if id < 0 || int(id) >= len(h.index) {
+		return where{}, false
+	}
+	w := h.index[id]
+	return w, w.from < w.to || w.meter >= 0 || w.dc >= 0
 }
 
 // where locates a device's entries in an hour: its rows (a vehicle: rows[from:to]), its
@@ -301,17 +311,13 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		}
 		h.rows[i] = rw
 	}
-	h.index = make(map[int32]where, len(h.meters)+len(h.rows))
-	get := func(id int32) where {
-		if w, ok := h.index[id]; ok {
-			return w
-		}
-		return where{meter: -1, dc: -1}
+	// Every id of the hour is interned by now.
+	h.index = make([]where, len(c.names))
+	for i := range h.index {
+		h.index[i] = where{meter: -1, dc: -1}
 	}
 	for i, m := range h.meters {
-		w := get(m.meter)
-		w.meter = int32(i)
-		h.index[m.meter] = w
+		h.index[m.meter].meter = int32(i)
 	}
 	// Rows are grouped by vehicle (ordered by its id's string). The meters' DC is summed in
 	// that order, as the shares above.
@@ -320,19 +326,17 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		for j < len(h.rows) && h.rows[j].vehicle == h.rows[i].vehicle {
 			j++
 		}
-		w := get(h.rows[i].vehicle)
+		w := &h.index[h.rows[i].vehicle]
 		w.from, w.to = int32(i), int32(j)
-		h.index[h.rows[i].vehicle] = w
 		i = j
 	}
 	for _, rw := range h.rows {
 		if rw.meter == 0 {
 			continue
 		}
-		w := get(rw.meter)
+		w := &h.index[rw.meter]
 		if w.dc < 0 {
 			w.dc = int32(len(h.dc))
-			h.index[rw.meter] = w
 			h.dc = append(h.dc, meterDC{meter: rw.meter})
 		}
 		h.dc[w.dc].total += rw.dc

@@ -113,14 +113,14 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 // the DC of every vehicle attributed to it and its AC.
 func wholeHour(col *query.VehicleCollector, h *hour, vid int32, mids []int32, names []string) {
 	var own []row
-	if w, ok := h.index[vid]; ok {
+	if w, ok := h.locate(vid); ok {
 		own = h.rows[w.from:w.to]
 		for _, r := range own {
 			col.Own(names[r.meter], h.at, r.dc, r.tempSum, int(r.readings))
 		}
 	}
 	for _, m := range mids {
-		w, ok := h.index[m]
+		w, ok := h.locate(m)
 		if !ok {
 			continue
 		}
