@@ -183,6 +183,13 @@ func (c *Cache) Len() int {
 	return len(c.hours)
 }
 
+// RawLen is the number of hours of raw history held.
+func (c *Cache) RawLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.raw)
+}
+
 // AlertSums sums the shard's rollups over the whole hours, as query.AlertTotals does in
 // Postgres. ok is false, with nothing read, when the hours are more than the cache holds.
 func (c *Cache) AlertSums(ctx context.Context, db query.DBTX, hours window.Range) (sums query.AlertSums, ok bool, err error) {

@@ -330,31 +330,62 @@ func TestVehicleIsNotAnsweredFromAnHourThatChanged(t *testing.T) {
 	}
 }
 
-func TestRawHistoryOfTheCurrentHourIsNotLoaded(t *testing.T) {
+func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	s := shard(t)
 	cfg := hourcache.Config{
-		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
-			return fn(ctx, s.Pool)
-		},
+		Do:  func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error { return fn(ctx, s.Pool) },
 		Now: func() time.Time { return start.Add(11*time.Hour + 50*time.Minute) },
 	}
 	c := hourcache.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.Run(ctx)
-	// The window ends in the clock's hour: that edge is never read into memory, so the
-	// question is never answered from it.
-	w := window.Window{Start: start.Add(2 * time.Hour), End: start.Add(11*time.Hour + 45*time.Minute)}
+	// The window ends in the clock's hour: that edge is read with the versions on every
+	// question, never kept; the rest is answered from memory, with the statement's numbers.
+	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 45*time.Minute)}
+	for _, vehicle := range []string{"v04", "v07", "v14", "v27"} {
+		spans := spansOf(t, s.Pool, vehicle, w)
+		got := canonical(fromMemory(t, c, s.Pool, vehicle, w, spans))
+		sql, err := query.Vehicle(ctx, s.Pool, vehicle, w, spans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(canonical(sql)) {
+			t.Fatalf("%s:\nmemory:    %v\nstatement: %v", vehicle, got, canonical(sql))
+		}
+	}
+	if n := c.RawLen(); n != 1 {
+		t.Errorf("%d raw hours held, want 1: the window's first hour, not the current one", n)
+	}
+	// A reading arriving now in the current hour is in the next answer.
 	spans := spansOf(t, s.Pool, "v04", w)
-	for range 50 {
-		if _, ok, err := c.Vehicle(ctx, s.Pool, "v04", w, spans); err != nil || ok {
-			t.Fatalf("answered from memory with the current hour as an edge: %t, %v", ok, err)
+	before := canonical(fromMemory(t, c, s.Pool, "v04", w, spans))
+	if _, err := s.Write(ctx, []fleetload.VehicleReading{{VehicleID: "v04", TS: start.Add(11*time.Hour + 44*time.Minute), SOC: 50, DC: 7, Temp: 25, MeterID: "m04"}}, nil, 10); err != nil {
+		t.Fatal(err)
+	}
+	after := canonical(fromMemory(t, c, s.Pool, "v04", w, spans))
+	sql, err := query.Vehicle(ctx, s.Pool, "v04", w, spans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(after) == fmt.Sprint(before) || fmt.Sprint(after) != fmt.Sprint(canonical(sql)) {
+		t.Fatalf("after a reading in the current hour:\nbefore:    %v\nmemory:    %v\nstatement: %v", before, after, canonical(sql))
+	}
+	// A minute after the hour, the hour before has not settled either: a window with an edge
+	// in each is the statement's, however often it is asked.
+	cfg.Now = func() time.Time { return start.Add(11*time.Hour + time.Minute) }
+	c2 := hourcache.New(cfg)
+	go c2.Run(ctx)
+	w2 := window.Window{Start: start.Add(10*time.Hour + 30*time.Minute), End: start.Add(11*time.Hour + 30*time.Second)}
+	for range 20 {
+		if _, ok, err := c2.Vehicle(ctx, s.Pool, "v04", w2, spansOf(t, s.Pool, "v04", w2)); err != nil || ok {
+			t.Fatalf("two unsettled edges: answered %t, %v; want the statement's", ok, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// The same window an hour earlier has settled edges and is answered.
-	w = window.Window{Start: start.Add(time.Hour), End: start.Add(10*time.Hour + 45*time.Minute)}
-	fromMemory(t, c, s.Pool, "v04", w, spans)
+	if n := c2.RawLen(); n != 0 {
+		t.Errorf("%d raw hours held for unsettled hours", n)
+	}
 }
 
 func TestTheLastDayIsReadWithoutAQuestion(t *testing.T) {

@@ -19,9 +19,11 @@ type want struct {
 // Vehicle answers, from memory, what query.Vehicle reads from the shard for vehicleID's
 // window and meter spans: it reads the versions of the window's hours (one small statement)
 // and answers when it holds every whole hour's rollups and every edge hour's raw history at
-// those versions. Otherwise answered is false and the hours it lacks are loaded in the
-// background for the questions that follow (raw history only for hours that ended
-// Config.Settle ago: the current hour changes with every batch). err is the shard's.
+// those versions. An edge in an hour that ended less than Config.Settle ago (the hour being
+// written now, for a window that ends now) is never held: its rows are read by the
+// per-vehicle statement in the same round trip and snapshot as the versions. Otherwise
+// answered is false and the hours it lacks are loaded in the background for the questions
+// that follow. err is the shard's.
 func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w window.Window, meters []query.MeterSpan) (rows query.VehicleRows, answered bool, err error) {
 	if c.cfg.Do == nil {
 		return query.VehicleRows{}, false, nil
@@ -32,11 +34,29 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 	if int(to.Sub(from)/time.Hour) > c.cfg.MaxHours {
 		return query.VehicleRows{}, false, nil
 	}
-	versions, err := c.versions.get(ctx, db, from, to)
+	whole, edges := w.Split()
+	// An edge whose hour has not settled (the hour being written now) is read from Postgres,
+	// in the same round trip and snapshot as the versions; the rest comes from memory.
+	settled := c.cfg.Now().Add(-c.cfg.Settle)
+	live := -1
+	for i, e := range edges {
+		if window.FloorHour(e.From).Add(time.Hour).After(settled) {
+			if live >= 0 {
+				return query.VehicleRows{}, false, nil // two unsettled edges: the statement's work
+			}
+			live = i
+		}
+	}
+	col := query.NewVehicleCollector(vehicleID, meters, int(to.Sub(from)/time.Hour))
+	var versions map[time.Time]int64
+	if live >= 0 {
+		versions, err = query.VehicleEdge(ctx, db, vehicleID, meters, window.Range{From: from, To: to}, edges[live], col)
+	} else {
+		versions, err = c.versions.get(ctx, db, from, to)
+	}
 	if err != nil {
 		return query.VehicleRows{}, false, err
 	}
-	whole, edges := w.Split()
 
 	c.mu.Lock()
 	c.tick++
@@ -60,8 +80,8 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 	for i, e := range edges {
 		at := window.FloorHour(e.From)
 		v := versions[at]
-		if v == 0 {
-			continue // no readings
+		if v == 0 || i == live {
+			continue // no readings, or read with the versions
 		}
 		r := c.raw[at]
 		if r == nil || r.version != v {
@@ -88,7 +108,6 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 		if stale {
 			c.want(want{rollups: whole})
 		}
-		settled := c.cfg.Now().Add(-c.cfg.Settle)
 		for _, at := range missing {
 			if !at.Add(time.Hour).After(settled) {
 				c.want(want{raw: at})
@@ -97,7 +116,6 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 		return query.VehicleRows{}, false, nil
 	}
 
-	col := query.NewVehicleCollector(vehicleID, meters, int(to.Sub(from)/time.Hour))
 	for _, h := range hours {
 		wholeHour(col, h, vid, mids, names)
 	}

@@ -20,6 +20,7 @@ type DBTX interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Row kinds of the per-vehicle and per-meter statements.
@@ -151,13 +152,18 @@ func vehicleArgs(vehicleID string, w window.Window, meters []MeterSpan) []any {
 	if whole.From.After(w.End) {
 		whole = window.Range{From: w.End, To: w.End}
 	}
+	return []any{vehicleID, meterIDs(meters), w.Start, whole.From, whole.To, w.End}
+}
+
+// meterIDs lists the spans' meters once each.
+func meterIDs(meters []MeterSpan) []string {
 	ids := make([]string, 0, len(meters))
 	for _, m := range meters {
 		if !slices.Contains(ids, m.MeterID) {
 			ids = append(ids, m.MeterID)
 		}
 	}
-	return []any{vehicleID, ids, w.Start, whole.From, whole.To, w.End}
+	return ids
 }
 
 // Vehicle reads, from one shard, the vehicle's own DC in the window (whole hours from
@@ -168,8 +174,16 @@ func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, me
 	if err != nil {
 		return VehicleRows{}, err
 	}
-	defer rows.Close()
 	col := NewVehicleCollector(vehicleID, meters, int(window.CeilHour(w.End).Sub(window.FloorHour(w.Start))/time.Hour))
+	if err := collectVehicleRows(rows, col); err != nil {
+		return VehicleRows{}, err
+	}
+	return col.Rows(), nil
+}
+
+// collectVehicleRows adds the per-vehicle statement's rows to col and closes rows.
+func collectVehicleRows(rows pgx.Rows, col *VehicleCollector) error {
+	defer rows.Close()
 	var (
 		kind           int
 		vehicle, meter string
@@ -180,7 +194,7 @@ func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, me
 	scan := []any{&kind, &vehicle, &meter, &hour, &x1, &x2, &n}
 	for rows.Next() {
 		if err := rows.Scan(scan...); err != nil {
-			return VehicleRows{}, err
+			return err
 		}
 		hour = hour.UTC()
 		switch kind {
@@ -189,10 +203,33 @@ func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, me
 		case kindVehicleDC:
 			col.VehicleRow(vehicle, meter, hour, x1, x2, n)
 		default:
-			return VehicleRows{}, fmt.Errorf("per-vehicle statement returned row kind %d", kind)
+			return fmt.Errorf("per-vehicle statement returned row kind %d", kind)
 		}
 	}
-	return col.Rows(), rows.Err()
+	return rows.Err()
+}
+
+// VehicleEdge reads, in one round trip and from one snapshot (a read-only repeatable-read
+// transaction), the versions of the hours in [hours.From, hours.To) that have one and the
+// per-vehicle statement's rows of one partial hour, edge, which it adds to col.
+func VehicleEdge(ctx context.Context, db DBTX, vehicleID string, meters []MeterSpan, hours, edge window.Range, col *VehicleCollector) (map[time.Time]int64, error) {
+	var versions map[time.Time]int64
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+	b.Queue(hourVersionsSQL, hours.From, hours.To).Query(func(rows pgx.Rows) error {
+		var err error
+		versions, err = scanVersions(rows)
+		return err
+	})
+	// The edge as the statement's start edge; its whole hours and end edge are empty.
+	b.Queue(vehicleSQL, vehicleID, meterIDs(meters), edge.From, edge.To, edge.To, edge.To).Query(func(rows pgx.Rows) error {
+		return collectVehicleRows(rows, col)
+	})
+	b.Queue("COMMIT")
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	return versions, nil
 }
 
 // MeterRows is what the meter's shard holds of its window.
