@@ -333,7 +333,9 @@ func TestVehicleIsNotAnsweredFromAnHourThatChanged(t *testing.T) {
 func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	s := shard(t)
 	cfg := hourcache.Config{
-		Do:  func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error { return fn(ctx, s.Pool) },
+		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+			return fn(ctx, s.Pool)
+		},
 		Now: func() time.Time { return start.Add(11*time.Hour + 50*time.Minute) },
 	}
 	c := hourcache.New(cfg)

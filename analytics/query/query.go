@@ -20,13 +20,13 @@ type DBTX interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Row kinds of the per-vehicle and per-meter statements.
 const (
 	kindVehicleDC = 0 // a vehicle's DC in an hour (the window's part of it), by attributed meter
 	kindMeterAC   = 1 // a meter's AC in an hour (or the window's part of it)
+	kindVersion   = 2 // an hour's version (rollup_hours)
 	kindPerVehDC  = 3 // one vehicle's DC attributed to the meter in an hour
 )
 
@@ -96,43 +96,46 @@ func edgeArrays(edges []window.Range) (from, to []time.Time) {
 //   - the meters' AC: whole hours from meter_hourly, each edge from raw history.
 //
 // Rows of a meter outside the hours the vehicle was mapped to it are dropped by Vehicle.
-const vehicleSQL = `
+var vehicleSQL = `
 SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
   FROM vehicle_hourly vh
  WHERE vh.hour >= $4::timestamptz AND vh.hour < $5::timestamptz
    AND (vh.vehicle_id = $1::text OR vh.meter_id = ANY($2::text[]))
 UNION ALL
-SELECT 0, x.vehicle_id, x.meter_id, date_bin('1 hour', $3::timestamptz, 'epoch'), sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
-  FROM vehicle_telemetry_history x
- WHERE x.ts >= $3 AND x.ts < $4 AND $3 < $4
-   AND x.vehicle_id = ANY(ARRAY(
-       SELECT ids.vehicle_id FROM vehicle_hourly ids
-        WHERE ids.meter_id = ANY($2) AND ids.hour = date_bin('1 hour', $3, 'epoch')) || $1)
-   AND (x.vehicle_id = $1 OR x.meter_id = ANY($2))
- GROUP BY 2, 3
-UNION ALL
-SELECT 0, x.vehicle_id, x.meter_id, $5, sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
-  FROM vehicle_telemetry_history x
- WHERE x.ts >= $5 AND x.ts < $6::timestamptz AND $5 < $6
-   AND x.vehicle_id = ANY(ARRAY(
-       SELECT ids.vehicle_id FROM vehicle_hourly ids
-        WHERE ids.meter_id = ANY($2) AND ids.hour = $5) || $1)
-   AND (x.vehicle_id = $1 OR x.meter_id = ANY($2))
- GROUP BY 2, 3
-UNION ALL
 SELECT 1, '', mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
   FROM meter_hourly mh
  WHERE mh.meter_id = ANY($2) AND mh.hour >= $4 AND mh.hour < $5
+UNION ALL` + edgeSQL("$3::timestamptz", "$4", "date_bin('1 hour', $3, 'epoch')") + `
+UNION ALL` + edgeSQL("$5", "$6::timestamptz", "$5")
+
+// edgeSQL reads the per-vehicle rows of one partial hour [from, to) (nothing when from is not
+// before to) whose hour is hour, for vehicle $1 and meters $2: the raw readings of the vehicle
+// and of the vehicles attributed to the meters in that hour (their ids from vehicle_hourly's
+// (meter, hour) index, then one primary-key scan for all of them), summed per (vehicle,
+// meter), and the meters' raw AC.
+func edgeSQL(from, to, hour string) string {
+	return fmt.Sprintf(`
+SELECT 0, x.vehicle_id, x.meter_id, %[3]s, sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
+  FROM vehicle_telemetry_history x
+ WHERE x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s
+   AND x.vehicle_id = ANY(ARRAY(
+       SELECT ids.vehicle_id FROM vehicle_hourly ids
+        WHERE ids.meter_id = ANY($2::text[]) AND ids.hour = %[3]s) || $1::text)
+   AND (x.vehicle_id = $1::text OR x.meter_id = ANY($2::text[]))
+ GROUP BY 2, 3
 UNION ALL
-SELECT 1, '', x.meter_id, date_bin('1 hour', $3, 'epoch'), sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
+SELECT 1, '', x.meter_id, %[3]s, sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
   FROM meter_telemetry_history x
- WHERE x.meter_id = ANY($2) AND x.ts >= $3 AND x.ts < $4 AND $3 < $4
- GROUP BY 3
-UNION ALL
-SELECT 1, '', x.meter_id, $5, sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
-  FROM meter_telemetry_history x
- WHERE x.meter_id = ANY($2) AND x.ts >= $5 AND x.ts < $6 AND $5 < $6
- GROUP BY 3`
+ WHERE x.meter_id = ANY($2::text[]) AND x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s
+ GROUP BY 3`, from, to, hour)
+}
+
+// vehicleEdgeSQL reads, in one statement and so from one snapshot, the versions of the hours
+// in [$5, $6) that have one (row kind 2, the version in the first number) and the per-vehicle
+// rows of the partial hour [$3, $4).
+var vehicleEdgeSQL = `
+SELECT 2, '', '', hour, version::float8, 0::float8, 0 FROM rollup_hours WHERE hour >= $5::timestamptz AND hour < $6::timestamptz
+UNION ALL` + edgeSQL("$3::timestamptz", "$4::timestamptz", "date_bin('1 hour', $3, 'epoch')")
 
 // inSpan reports whether hour h of meter m lies in one of the meter's spans.
 func inSpan(meters []MeterSpan, m string, h time.Time) bool {
@@ -183,6 +186,11 @@ func Vehicle(ctx context.Context, db DBTX, vehicleID string, w window.Window, me
 
 // collectVehicleRows adds the per-vehicle statement's rows to col and closes rows.
 func collectVehicleRows(rows pgx.Rows, col *VehicleCollector) error {
+	return collectRows(rows, col, nil)
+}
+
+// collectRows adds per-vehicle rows to col, gives version rows to version, and closes rows.
+func collectRows(rows pgx.Rows, col *VehicleCollector, version func(hour time.Time, v float64)) error {
 	defer rows.Close()
 	var (
 		kind           int
@@ -197,11 +205,13 @@ func collectVehicleRows(rows pgx.Rows, col *VehicleCollector) error {
 			return err
 		}
 		hour = hour.UTC()
-		switch kind {
-		case kindMeterAC:
+		switch {
+		case kind == kindMeterAC:
 			col.MeterRow(meter, hour, x1, x2, n)
-		case kindVehicleDC:
+		case kind == kindVehicleDC:
 			col.VehicleRow(vehicle, meter, hour, x1, x2, n)
+		case kind == kindVersion && version != nil:
+			version(hour, x1)
 		default:
 			return fmt.Errorf("per-vehicle statement returned row kind %d", kind)
 		}
@@ -209,27 +219,17 @@ func collectVehicleRows(rows pgx.Rows, col *VehicleCollector) error {
 	return rows.Err()
 }
 
-// VehicleEdge reads, in one round trip and from one snapshot (a read-only repeatable-read
-// transaction), the versions of the hours in [hours.From, hours.To) that have one and the
-// per-vehicle statement's rows of one partial hour, edge, which it adds to col.
+// VehicleEdge reads, in one statement and so from one snapshot, the versions of the hours in
+// [hours.From, hours.To) that have one and the per-vehicle statement's rows of one partial
+// hour, edge, which it adds to col.
 func VehicleEdge(ctx context.Context, db DBTX, vehicleID string, meters []MeterSpan, hours, edge window.Range, col *VehicleCollector) (map[time.Time]int64, error) {
-	var versions map[time.Time]int64
-	b := &pgx.Batch{}
-	b.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-	b.Queue(hourVersionsSQL, hours.From, hours.To).Query(func(rows pgx.Rows) error {
-		var err error
-		versions, err = scanVersions(rows)
-		return err
-	})
-	// The edge as the statement's start edge; its whole hours and end edge are empty.
-	b.Queue(vehicleSQL, vehicleID, meterIDs(meters), edge.From, edge.To, edge.To, edge.To).Query(func(rows pgx.Rows) error {
-		return collectVehicleRows(rows, col)
-	})
-	b.Queue("COMMIT")
-	if err := db.SendBatch(ctx, b).Close(); err != nil {
+	rows, err := db.Query(ctx, vehicleEdgeSQL, vehicleID, meterIDs(meters), edge.From, edge.To, hours.From, hours.To)
+	if err != nil {
 		return nil, err
 	}
-	return versions, nil
+	versions := map[time.Time]int64{}
+	err = collectRows(rows, col, func(hour time.Time, version float64) { versions[hour] = int64(version) })
+	return versions, err
 }
 
 // MeterRows is what the meter's shard holds of its window.

@@ -3,8 +3,6 @@ package query
 import (
 	"context"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // RawReading is one row of raw history: a vehicle's (DC, battery temperature, the meter it
@@ -68,11 +66,6 @@ func HourVersions(ctx context.Context, db DBTX, from, to time.Time) (map[time.Ti
 	if err != nil {
 		return nil, err
 	}
-	return scanVersions(rows)
-}
-
-// scanVersions reads hourVersionsSQL's rows and closes them.
-func scanVersions(rows pgx.Rows) (map[time.Time]int64, error) {
 	defer rows.Close()
 	out := map[time.Time]int64{}
 	var (
