@@ -255,18 +255,21 @@ func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, ch
 }
 
 // evict drops the least recently used hours beyond MaxHours.
-func (c *Cache) evict() {
-	over := len(c.hours) - c.cfg.MaxHours
+func (c *Cache) evict() { evictLRU(c.hours, c.cfg.MaxHours, func(h *hour) uint64 { return h.used }) }
+
+// evictLRU drops the least recently used entries of m beyond max.
+func evictLRU[T any](m map[time.Time]T, max int, used func(T) uint64) {
+	over := len(m) - max
 	if over <= 0 {
 		return
 	}
-	ts := make([]time.Time, 0, len(c.hours))
-	for t := range c.hours {
+	ts := make([]time.Time, 0, len(m))
+	for t := range m {
 		ts = append(ts, t)
 	}
-	sort.Slice(ts, func(i, j int) bool { return c.hours[ts[i]].used < c.hours[ts[j]].used })
+	sort.Slice(ts, func(i, j int) bool { return used(m[ts[i]]) < used(m[ts[j]]) })
 	for _, t := range ts[:over] {
-		delete(c.hours, t)
+		delete(m, t)
 	}
 }
 

@@ -191,13 +191,16 @@ func TestTheCacheHoldsAtMostMaxHours(t *testing.T) {
 	}
 }
 
-// vehicleCache is a cache whose background loads run on pool, with every hour settled.
+// vehicleCache is a running cache whose background loads run on pool, by default with every
+// hour settled.
 func vehicleCache(t *testing.T, pool *pgxpool.Pool, cfg hourcache.Config) *hourcache.Cache {
 	t.Helper()
 	cfg.Do = func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
 		return fn(ctx, pool)
 	}
-	cfg.Now = func() time.Time { return start.Add(30 * 24 * time.Hour) }
+	if cfg.Now == nil {
+		cfg.Now = func() time.Time { return start.Add(30 * 24 * time.Hour) }
+	}
 	c := hourcache.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -332,16 +335,8 @@ func TestVehicleIsNotAnsweredFromAnHourThatChanged(t *testing.T) {
 
 func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	s := shard(t)
-	cfg := hourcache.Config{
-		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
-			return fn(ctx, s.Pool)
-		},
-		Now: func() time.Time { return start.Add(11*time.Hour + 50*time.Minute) },
-	}
-	c := hourcache.New(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go c.Run(ctx)
+	ctx := t.Context()
+	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return start.Add(11*time.Hour + 50*time.Minute) }})
 	// The window ends in the clock's hour: that edge is read with the versions on every
 	// question, never kept; the rest is answered from memory, with the statement's numbers.
 	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 45*time.Minute)}
@@ -375,9 +370,7 @@ func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	}
 	// A minute after the hour, the hour before has not settled either: a window with an edge
 	// in each is the statement's, however often it is asked.
-	cfg.Now = func() time.Time { return start.Add(11*time.Hour + time.Minute) }
-	c2 := hourcache.New(cfg)
-	go c2.Run(ctx)
+	c2 := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return start.Add(11*time.Hour + time.Minute) }})
 	w2 := window.Window{Start: start.Add(10*time.Hour + 30*time.Minute), End: start.Add(11*time.Hour + 30*time.Second)}
 	for range 20 {
 		if _, ok, err := c2.Vehicle(ctx, s.Pool, "v04", w2, spansOf(t, s.Pool, "v04", w2)); err != nil || ok {
@@ -392,16 +385,7 @@ func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 
 func TestTheLastDayIsReadWithoutAQuestion(t *testing.T) {
 	s := shard(t)
-	cfg := hourcache.Config{
-		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
-			return fn(ctx, s.Pool)
-		},
-		Now: func() time.Time { return start.Add(13*time.Hour + 5*time.Minute) },
-	}
-	c := hourcache.New(cfg)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go c.Run(ctx)
+	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return start.Add(13*time.Hour + 5*time.Minute) }})
 	// The last 24 whole hours before 13:05 hold the fixture's 12 hours of readings.
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Len() != 12 {

@@ -3,7 +3,6 @@ package hourcache
 import (
 	"context"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/query"
@@ -288,15 +287,6 @@ func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {
 	if c.cfg.Loaded != nil {
 		c.cfg.Loaded.Inc()
 	}
-	if over := len(c.raw) - c.cfg.MaxRawHours; over > 0 {
-		ts := make([]time.Time, 0, len(c.raw))
-		for t := range c.raw {
-			ts = append(ts, t)
-		}
-		sort.Slice(ts, func(i, j int) bool { return c.raw[ts[i]].used < c.raw[ts[j]].used })
-		for _, t := range ts[:over] {
-			delete(c.raw, t)
-		}
-	}
+	evictLRU(c.raw, c.cfg.MaxRawHours, func(r *rawHour) uint64 { return r.used })
 	return nil
 }

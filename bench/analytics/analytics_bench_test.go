@@ -504,52 +504,15 @@ func BenchmarkAnalytics(b *testing.B) {
 	cold := s.alerts(b, alertsURL) // before any question: every hour is read from Postgres
 	s.warm(b)
 
-	b.Run("performance/conns=1", func(b *testing.B) {
-		for range b.N {
-			lat, elapsed := s.measure(b, 1, requests)
-			b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
-			b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
-			b.ReportMetric(float64(requests)/elapsed.Seconds(), "req/s")
-		}
-	})
-	b.Run("performance/conns=16", func(b *testing.B) {
-		for range b.N {
-			lat, elapsed := s.measure(b, 16, requests*4)
-			b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
-			b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
-			b.ReportMetric(float64(requests*4)/elapsed.Seconds(), "req/s")
-		}
-	})
-	b.Run("performance/wrk-conns=16", func(b *testing.B) {
-		const d = 10 * time.Second
-		for range b.N {
-			n, p50, p99 := s.wrk(b, 16, d)
-			b.ReportMetric(ms(p50), "p50-ms")
-			b.ReportMetric(ms(p99), "p99-ms")
-			b.ReportMetric(float64(n)/d.Seconds(), "req/s")
-		}
-	})
+	b.Run("performance/conns=1", func(b *testing.B) { s.reportClient(b, 1, requests) })
+	b.Run("performance/conns=16", func(b *testing.B) { s.reportClient(b, 16, requests*4) })
+	b.Run("performance/wrk-conns=16", func(b *testing.B) { s.reportWrk(b, 16) })
 	// Windows ending in the hour being written: that hour's rows come from Postgres with the
 	// versions, the rest from memory.
 	live := s.live()
 	live.warm(b)
-	b.Run("performance/ending-now/conns=1", func(b *testing.B) {
-		for range b.N {
-			lat, elapsed := live.measure(b, 1, requests)
-			b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
-			b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
-			b.ReportMetric(float64(requests)/elapsed.Seconds(), "req/s")
-		}
-	})
-	b.Run("performance/ending-now/wrk-conns=16", func(b *testing.B) {
-		const d = 10 * time.Second
-		for range b.N {
-			n, p50, p99 := live.wrk(b, 16, d)
-			b.ReportMetric(ms(p50), "p50-ms")
-			b.ReportMetric(ms(p99), "p99-ms")
-			b.ReportMetric(float64(n)/d.Seconds(), "req/s")
-		}
-	})
+	b.Run("performance/ending-now/conns=1", func(b *testing.B) { live.reportClient(b, 1, requests) })
+	b.Run("performance/ending-now/wrk-conns=16", func(b *testing.B) { live.reportWrk(b, 16) })
 	b.Run("alerts", func(b *testing.B) {
 		for range b.N {
 			var lat []time.Duration
@@ -562,6 +525,29 @@ func BenchmarkAnalytics(b *testing.B) {
 			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 		}
 	})
+}
+
+// reportClient measures requests questions on conns connections with Go's HTTP client and
+// reports p50, p99 and requests per second.
+func (s *stack) reportClient(b *testing.B, conns, requests int) {
+	for range b.N {
+		lat, elapsed := s.measure(b, conns, requests)
+		b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
+		b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
+		b.ReportMetric(float64(requests)/elapsed.Seconds(), "req/s")
+	}
+}
+
+// reportWrk measures 10 s of questions on conns connections with wrk and reports p50, p99 and
+// requests per second.
+func (s *stack) reportWrk(b *testing.B, conns int) {
+	const d = 10 * time.Second
+	for range b.N {
+		n, p50, p99 := s.wrk(b, conns, d)
+		b.ReportMetric(ms(p50), "p50-ms")
+		b.ReportMetric(ms(p99), "p99-ms")
+		b.ReportMetric(float64(n)/d.Seconds(), "req/s")
+	}
 }
 
 // alerts asks the fleet alert question once and returns how long the answer took.

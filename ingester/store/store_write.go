@@ -188,6 +188,17 @@ func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
 	return c
 }
 
+// changedHoursSQL ends both kinds' statements: every hour of an inserted reading gets a new
+// version (rollup_hours), and the statement returns how many readings were inserted.
+const changedHoursSQL = `, changed AS (
+	INSERT INTO rollup_hours AS r (hour, version)
+	SELECT hour, nextval('rollup_version')
+	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
+	ORDER BY hour
+	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
+)
+SELECT count(*)::int FROM inserted`
+
 // writeMetersSQL inserts meter history and feeds exactly the inserted rows (RETURNING) to the
 // hourly rollup, to the current status and to the versions of the hours whose rollups changed. A (meter, ts) repeated inside the batch conflicts
 // with its own first copy and is skipped like any stored duplicate. The status takes each
@@ -218,14 +229,7 @@ WITH inserted AS (
 		voltage              = excluded.voltage,
 		last_updated_at      = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
-), changed AS (
-	INSERT INTO rollup_hours AS r (hour, version)
-	SELECT hour, nextval('rollup_version')
-	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
-	ORDER BY hour
-	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
-)
-SELECT count(*)::int FROM inserted`
+)` + changedHoursSQL
 
 // writeVehiclesSQL is writeMetersSQL for vehicles; the rollup is keyed by the meter each
 // reading was attributed to.
@@ -260,11 +264,4 @@ WITH inserted AS (
 		meter_id              = excluded.meter_id,
 		last_updated_at       = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
-), changed AS (
-	INSERT INTO rollup_hours AS r (hour, version)
-	SELECT hour, nextval('rollup_version')
-	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
-	ORDER BY hour
-	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
-)
-SELECT count(*)::int FROM inserted`
+)` + changedHoursSQL
