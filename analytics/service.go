@@ -49,6 +49,9 @@ type Config struct {
 	// partial first and last hours of per-vehicle windows. Default
 	// hourcache.DefaultMaxRawHours.
 	CacheRawHours int
+	// CacheBytes bounds, per shard, the memory the hours in memory take. Default
+	// hourcache.DefaultMaxBytes.
+	CacheBytes int64
 	// Now is the clock for windows that end "now". Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -95,8 +98,8 @@ func (c Config) validate() error {
 	if c.Registry == nil {
 		return errors.New("no mapping registry")
 	}
-	if c.CacheHours < 0 || c.CacheRawHours < 0 {
-		return fmt.Errorf("cache hours %d and raw hours %d must not be negative", c.CacheHours, c.CacheRawHours)
+	if c.CacheHours < 0 || c.CacheRawHours < 0 || c.CacheBytes < 0 {
+		return fmt.Errorf("cache hours %d, raw hours %d and bytes %d must not be negative", c.CacheHours, c.CacheRawHours, c.CacheBytes)
 	}
 	if n := len(c.Shards.DSNs); n != c.SlotMap.Shards {
 		return fmt.Errorf("%d shard DSNs for a slot map of %d shards", n, c.SlotMap.Shards)
@@ -149,18 +152,22 @@ func New(cfg Config) (*Service, error) {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("/", wholeAnswers(tc))
 	s.handler = mux
-	s.startCaches()
+	if err := s.startCaches(); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
 // startCaches keeps each shard's hours in memory, with a loader per shard until Close.
-func (s *Service) startCaches() {
+func (s *Service) startCaches() error {
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop = stop
 	for i := range s.shards.Len() {
 		c := hourcache.New(hourcache.Config{
 			MaxHours:    s.cfg.CacheHours,
 			MaxRawHours: s.cfg.CacheRawHours,
+			MaxBytes:    s.cfg.CacheBytes,
 			Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
 				return s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, db) })
 			},
@@ -168,9 +175,13 @@ func (s *Service) startCaches() {
 			Loaded: s.metrics.hoursLoaded.WithLabelValues(strconv.Itoa(i)),
 			Logger: s.cfg.Logger.With("shard", i),
 		})
+		if err := s.metrics.cacheBytes(strconv.Itoa(i), c.Bytes); err != nil {
+			return err
+		}
 		s.hours = append(s.hours, c)
 		s.done.Go(func() { c.Run(ctx) })
 	}
+	return nil
 }
 
 // Handler serves Connect, gRPC and gRPC-Web on the service's path and the REST paths of its

@@ -11,6 +11,7 @@ import (
 )
 
 type metrics struct {
+	reg      prometheus.Registerer
 	requests *prometheus.HistogramVec
 	missing  prometheus.Counter
 	// hoursLoaded counts hours read into memory, by shard.
@@ -21,6 +22,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		reg: reg,
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "fleetingest", Subsystem: "analytics", Name: "request_duration_seconds",
 			Help:    "Duration of analytics RPCs by procedure and Connect code.",
@@ -64,4 +66,17 @@ func (m *metrics) interceptor() connect.UnaryInterceptorFunc {
 			return res, err
 		}
 	}
+}
+
+// cacheBytes reports the memory estimate of one shard's hours in memory.
+func (m *metrics) cacheBytes(shard string, bytes func() int64) error {
+	err := m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "fleetingest", Subsystem: "analytics", Name: "cache_bytes",
+		Help:        "Estimated memory of the hours of rollups and raw history held for a shard.",
+		ConstLabels: prometheus.Labels{"shard": shard},
+	}, func() float64 { return float64(bytes()) }))
+	if err != nil {
+		return fmt.Errorf("registering the cache size of shard %s: %w", shard, err)
+	}
+	return nil
 }

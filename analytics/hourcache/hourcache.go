@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,6 +33,9 @@ type Config struct {
 	// last hours of per-vehicle windows; at least 2. Default 4 (both edges of a window, and of
 	// the window an hour later).
 	MaxRawHours int
+	// MaxBytes bounds the memory the hours held take (an estimate from their sizes); the least
+	// recently used hours, of rollups or raw history, are dropped first. Default 512 MiB.
+	MaxBytes int64
 	// Settle is how long after its end an hour's raw history may be read into memory: until
 	// then its readings still arrive with every batch. Default 2m.
 	Settle time.Duration
@@ -55,6 +59,7 @@ const (
 	DefaultMaxRawHours = 4
 	DefaultSettle      = 2 * time.Minute
 	DefaultRecent      = 24 * time.Hour
+	DefaultMaxBytes    = 512 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -66,6 +71,9 @@ func (c Config) withDefaults() Config {
 	}
 	// A window's two edges must fit, or loading one would drop the other.
 	c.MaxRawHours = max(c.MaxRawHours, 2)
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
 	if c.Recent <= 0 {
 		c.Recent = DefaultRecent
 	}
@@ -93,6 +101,7 @@ type Cache struct {
 	hours   map[time.Time]*hour
 	raw     map[time.Time]*rawHour
 	pending map[want]bool
+	bytes   int64 // of the hours and raw hours held
 	tick    uint64
 	ids     map[string]int32
 	names   []string
@@ -104,6 +113,7 @@ type hour struct {
 	at      time.Time
 	version int64
 	used    uint64
+	bytes   int64
 	// meters are the hour's meter_hourly rows, in meter index order.
 	meters []meterRow
 	// rows are the hour's vehicle_hourly rows in (vehicle, meter) order, each with the
@@ -183,6 +193,13 @@ func (c *Cache) Len() int {
 	return len(c.hours)
 }
 
+// Bytes estimates the memory the hours held take.
+func (c *Cache) Bytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
 // RawLen is the number of hours of raw history held.
 func (c *Cache) RawLen() int {
 	c.mu.Lock()
@@ -234,7 +251,7 @@ func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, ch
 	use := make([]*hour, 0, len(versions))
 	for _, v := range versions {
 		if v.Version == 0 {
-			delete(c.hours, v.Hour)
+			c.dropHour(v.Hour)
 			continue
 		}
 		h := held[v.Hour]
@@ -246,7 +263,9 @@ func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, ch
 			}
 			// Another reader may have stored a later version meanwhile; any version read is
 			// exact for its snapshot, and the next read replaces an older one.
+			c.dropHour(v.Hour)
 			c.hours[v.Hour] = h
+			c.bytes += h.bytes
 		}
 		use = append(use, h)
 	}
@@ -254,22 +273,49 @@ func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, ch
 	return use
 }
 
-// evict drops the least recently used hours beyond MaxHours.
-func (c *Cache) evict() { evictLRU(c.hours, c.cfg.MaxHours, func(h *hour) uint64 { return h.used }) }
+// dropHour forgets the rollups of hour t. c.mu is held.
+func (c *Cache) dropHour(t time.Time) {
+	if h, ok := c.hours[t]; ok {
+		c.bytes -= h.bytes
+		delete(c.hours, t)
+	}
+}
 
-// evictLRU drops the least recently used entries of m beyond max.
-func evictLRU[T any](m map[time.Time]T, max int, used func(T) uint64) {
-	over := len(m) - max
-	if over <= 0 {
-		return
+// dropRaw forgets the raw history of hour t. c.mu is held.
+func (c *Cache) dropRaw(t time.Time) {
+	if r, ok := c.raw[t]; ok {
+		c.bytes -= r.bytes
+		delete(c.raw, t)
 	}
-	ts := make([]time.Time, 0, len(m))
-	for t := range m {
-		ts = append(ts, t)
+}
+
+// evict drops the least recently used hours beyond MaxHours and MaxRawHours, then until the
+// hours held take at most MaxBytes. c.mu is held.
+func (c *Cache) evict() {
+	type held struct {
+		raw  bool
+		at   time.Time
+		used uint64
 	}
-	sort.Slice(ts, func(i, j int) bool { return used(m[ts[i]]) < used(m[ts[j]]) })
-	for _, t := range ts[:over] {
-		delete(m, t)
+	all := make([]held, 0, len(c.hours)+len(c.raw))
+	for t, h := range c.hours {
+		all = append(all, held{at: t, used: h.used})
+	}
+	for t, r := range c.raw {
+		all = append(all, held{raw: true, at: t, used: r.used})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].used < all[j].used })
+	for _, x := range all {
+		over := len(c.hours) > c.cfg.MaxHours || len(c.raw) > c.cfg.MaxRawHours || c.bytes > c.cfg.MaxBytes
+		if !over {
+			return
+		}
+		switch {
+		case x.raw && (len(c.raw) > c.cfg.MaxRawHours || c.bytes > c.cfg.MaxBytes):
+			c.dropRaw(x.at)
+		case !x.raw && (len(c.hours) > c.cfg.MaxHours || c.bytes > c.cfg.MaxBytes):
+			c.dropHour(x.at)
+		}
 	}
 }
 
@@ -352,6 +398,9 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		h.dc[w.dc].total += rw.dc
 		h.dc[w.dc].vehicles++
 	}
+	h.bytes = int64(len(h.meters))*int64(unsafe.Sizeof(meterRow{})) + int64(len(h.rows))*int64(unsafe.Sizeof(row{})) +
+		int64(len(h.unshared))*int64(unsafe.Sizeof(meterAC{})) + int64(len(h.dc))*int64(unsafe.Sizeof(meterDC{})) +
+		int64(len(h.index))*int64(unsafe.Sizeof(where{}))
 	return h
 }
 

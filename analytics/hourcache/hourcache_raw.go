@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/fleetingest/fleetingest/analytics/query"
 )
@@ -14,6 +15,7 @@ type rawHour struct {
 	at      time.Time
 	version int64
 	used    uint64
+	bytes   int64
 	// vehicles and meters are the readings by device then time; vspans and mspans locate
 	// each device's.
 	vehicles       []rawVehicle
@@ -106,6 +108,8 @@ func (c *Cache) loadRaw(ctx context.Context, db query.DBTX, at time.Time) (*rawH
 		h.attributed[i] = p.vehicle
 	}
 	h.aspans = spansOf(len(pairs), func(i int) int32 { return pairs[i].meter })
+	h.bytes = int64(len(h.vehicles))*int64(unsafe.Sizeof(rawVehicle{})) + int64(len(h.meters))*int64(unsafe.Sizeof(rawMeter{})) +
+		int64(len(h.vspans)+len(h.mspans)+len(h.aspans))*int64(unsafe.Sizeof(span{})) + int64(len(h.attributed))*4
 	return h, nil
 }
 

@@ -395,3 +395,23 @@ func TestTheLastDayIsReadWithoutAQuestion(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestTheCacheKeepsWithinMaxBytes(t *testing.T) {
+	s := shard(t)
+	one := hourcache.New(hourcache.Config{})
+	checkSums(t, one, s.Pool, window.Range{From: start, To: start.Add(time.Hour)})
+	hourBytes := one.Bytes()
+	if hourBytes <= 0 {
+		t.Fatalf("an hour of rollups is estimated at %d bytes", hourBytes)
+	}
+	c := hourcache.New(hourcache.Config{MaxBytes: hourBytes*7/2 + 1})
+	for h := range 10 {
+		checkSums(t, c, s.Pool, window.Range{From: start.Add(time.Duration(h) * time.Hour), To: start.Add(time.Duration(h+2) * time.Hour)})
+		if b := c.Bytes(); b > hourBytes*7/2+1 {
+			t.Fatalf("cache holds %d bytes, at most %d allowed", b, hourBytes*7/2+1)
+		}
+	}
+	if n := c.Len(); n < 2 || n > 3 {
+		t.Errorf("cache holds %d hours, want the 2 or 3 that fit", n)
+	}
+}

@@ -283,10 +283,12 @@ func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {
 	defer c.mu.Unlock()
 	c.tick++
 	r.used = c.tick
+	c.dropRaw(r.at)
 	c.raw[r.at] = r
+	c.bytes += r.bytes
 	if c.cfg.Loaded != nil {
 		c.cfg.Loaded.Inc()
 	}
-	evictLRU(c.raw, c.cfg.MaxRawHours, func(r *rawHour) uint64 { return r.used })
+	c.evict()
 	return nil
 }
