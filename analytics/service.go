@@ -49,8 +49,8 @@ type Config struct {
 	// partial first and last hours of per-vehicle windows. Default
 	// hourcache.DefaultMaxRawHours.
 	CacheRawHours int
-	// CacheBytes bounds, per shard, the memory the hours in memory take. Default
-	// hourcache.DefaultMaxBytes.
+	// CacheBytes bounds the memory the hours in memory take, shared equally by the shards.
+	// Default DefaultCacheBytes.
 	CacheBytes int64
 	// Now is the clock for windows that end "now". Default time.Now.
 	Now func() time.Time
@@ -64,6 +64,7 @@ type Config struct {
 const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultThreshold      = 0.85
+	DefaultCacheBytes     = 256 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -78,6 +79,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CacheRawHours == 0 {
 		c.CacheRawHours = hourcache.DefaultMaxRawHours
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = DefaultCacheBytes
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -167,7 +171,7 @@ func (s *Service) startCaches() error {
 		c := hourcache.New(hourcache.Config{
 			MaxHours:    s.cfg.CacheHours,
 			MaxRawHours: s.cfg.CacheRawHours,
-			MaxBytes:    s.cfg.CacheBytes,
+			MaxBytes:    s.cfg.CacheBytes / int64(s.shards.Len()),
 			Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
 				return s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, db) })
 			},

@@ -62,7 +62,7 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.DurationVar(&o.queryTimeout, "query-timeout", shards.DefaultQueryTimeout, "deadline of every shard query")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
 	fs.IntVar(&o.cacheHours, "cache-hours", hourcache.DefaultMaxHours, "hours of each shard's rollups kept in memory for alerts and per-vehicle questions (longer windows are read from Postgres)")
-	fs.Int64Var(&o.cacheBytes, "cache-bytes", hourcache.DefaultMaxBytes, "memory, per shard, the hours kept in memory may take (least recently used dropped first)")
+	fs.Int64Var(&o.cacheBytes, "cache-bytes", analytics.DefaultCacheBytes, "memory the hours kept in memory may take, shared by the shards (least recently used dropped first)")
 	fs.IntVar(&o.cacheRawHours, "cache-raw-hours", hourcache.DefaultMaxRawHours, "hours of each shard's raw history kept in memory for the partial first and last hours of per-vehicle windows")
 	return cmd
 }
