@@ -102,59 +102,51 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 	// Every (meter, hour) the shards returned something for: the vehicle's own DC there, the
 	// meter's AC and the DC of every vehicle attributed to it, merged in (hour, meter) order.
 	// A meter lives on one shard, so each of the three comes at most once per (meter, hour).
-	type ref struct {
+	type seg struct {
 		segKey
-		own    float64
-		ac, dc int32 // index in acs and dcs, -1 for none
+		mine float64
+		ac   *query.MeterHour
+		dc   *query.MeterDC
 	}
-	var acs []query.MeterHour
-	var dcs []query.MeterDC
-	refs := make([]ref, 0, n)
-	for _, rows := range results {
+	segs := make([]seg, 0, n)
+	for r := range results {
+		rows := &results[r]
 		for _, o := range rows.Own {
 			t := hour(o.Hour)
 			t.dc += o.DC
 			t.tempSum += o.TempSum
 			t.readings += o.Readings
 			if o.MeterID != "" {
-				refs = append(refs, ref{segKey: segKey{o.MeterID, o.Hour}, own: o.DC, ac: -1, dc: -1})
+				segs = append(segs, seg{segKey: segKey{o.MeterID, o.Hour}, mine: o.DC})
 			}
 		}
-		for _, a := range rows.AC {
-			refs = append(refs, ref{segKey: segKey{a.MeterID, a.Hour}, ac: int32(len(acs)), dc: -1})
-			acs = append(acs, a)
+		for i := range rows.AC {
+			segs = append(segs, seg{segKey: segKey{rows.AC[i].MeterID, rows.AC[i].Hour}, ac: &rows.AC[i]})
 		}
-		for _, d := range rows.DC {
-			refs = append(refs, ref{segKey: segKey{d.MeterID, d.Hour}, ac: -1, dc: int32(len(dcs))})
-			dcs = append(dcs, d)
+		for i := range rows.DC {
+			segs = append(segs, seg{segKey: segKey{rows.DC[i].MeterID, rows.DC[i].Hour}, dc: &rows.DC[i]})
 		}
 	}
-	slices.SortFunc(refs, func(a, b ref) int {
+	slices.SortFunc(segs, func(a, b seg) int {
 		if c := a.hour.Compare(b.hour); c != 0 {
 			return c
 		}
 		return strings.Compare(a.meterID, b.meterID)
 	})
-	type seg struct {
-		segKey
-		mine float64
-		ac   query.MeterHour
-		dc   query.MeterDC
-	}
-	merged := make([]seg, 0, len(refs))
-	for _, r := range refs {
+	merged := segs[:0]
+	for _, x := range segs {
 		k := len(merged) - 1
-		if k < 0 || merged[k].meterID != r.meterID || !merged[k].hour.Equal(r.hour) {
-			merged = append(merged, seg{segKey: r.segKey})
-			k++
+		if k < 0 || merged[k].meterID != x.meterID || !merged[k].hour.Equal(x.hour) {
+			merged = append(merged, x)
+			continue
 		}
 		m := &merged[k]
-		m.mine += r.own
-		if r.ac >= 0 {
-			m.ac = acs[r.ac]
+		m.mine += x.mine
+		if x.ac != nil {
+			m.ac = x.ac
 		}
-		if r.dc >= 0 {
-			m.dc = dcs[r.dc]
+		if x.dc != nil {
+			m.dc = x.dc
 		}
 	}
 
@@ -183,7 +175,15 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		if a == nil {
 			continue // DC attributed to a meter outside the mapped pieces (not expected)
 		}
-		ac, dc, my := sg.ac, sg.dc, sg.mine
+		var ac query.MeterHour
+		var dc query.MeterDC
+		if sg.ac != nil {
+			ac = *sg.ac
+		}
+		if sg.dc != nil {
+			dc = *sg.dc
+		}
+		my := sg.mine
 		share, shared := 0.0, dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
 		switch {
 		case dc.Total > 0:

@@ -23,7 +23,7 @@ type collectKey struct {
 // NewVehicleCollector collects vehicleID's rows for the meter spans on one shard; hours is
 // how many hours the window touches (a capacity hint).
 func NewVehicleCollector(vehicleID string, meters []MeterSpan, hours int) *VehicleCollector {
-	c := &VehicleCollector{vehicleID: vehicleID, meters: meters, dcs: map[collectKey]int{}}
+	c := &VehicleCollector{vehicleID: vehicleID, meters: meters}
 	c.out.Own = make([]HourDC, 0, hours)
 	c.out.AC = make([]MeterHour, 0, hours*len(meters))
 	c.out.DC = make([]MeterDC, 0, hours*len(meters))
@@ -63,6 +63,9 @@ func (c *VehicleCollector) MeterDC(meter string, hour time.Time, total float64, 
 
 // meterDC is the DC entry of (meter, hour), added on first use.
 func (c *VehicleCollector) meterDC(meter string, hour time.Time) *MeterDC {
+	if c.dcs == nil {
+		c.dcs = map[collectKey]int{}
+	}
 	k := collectKey{meter, hour}
 	i, ok := c.dcs[k]
 	if !ok {
