@@ -101,14 +101,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	// Indexed by shard, so sums across shards always run in the same order.
 	parts := make([]query.AlertRows, h.s.shards.Len())
 	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
-		var (
-			sums   query.AlertSums
-			cached bool
-			err    error
-		)
-		if c := h.s.hours[shard]; c.Warm(hours) {
-			sums, cached, err = c.AlertSums(ctx, db, hours)
-		}
+		sums, cached, err := h.s.hours[shard].AlertSums(ctx, db, hours)
 		if err == nil && !cached {
 			sums, err = query.AlertTotals(ctx, db, hours)
 		}

@@ -228,30 +228,6 @@ func (c *Cache) AlertSums(ctx context.Context, db query.DBTX, hours window.Range
 	return c.sum(use), true, nil
 }
 
-// Warm reports whether the cache holds most hours of r (at some version). When it does not,
-// it asks the background loader to read them, so that the questions that follow find them:
-// summing a window whose hours are mostly missing is quicker done by Postgres
-// (query.AlertTotals) than by reading every rollup row of it here first.
-func (c *Cache) Warm(r window.Range) bool {
-	r = window.Range{From: r.From.UTC(), To: r.To.UTC()}
-	n, held := 0, 0
-	c.mu.Lock()
-	for t := r.From; t.Before(r.To); t = t.Add(time.Hour) {
-		n++
-		if _, ok := c.hours[t]; ok {
-			held++
-		}
-	}
-	c.mu.Unlock()
-	if held*2 >= n {
-		return true
-	}
-	if n <= c.cfg.MaxHours {
-		c.want(want{rollups: r})
-	}
-	return false
-}
-
 // held returns the hours of r the cache holds, marked as used.
 func (c *Cache) held(r window.Range) map[time.Time]*hour {
 	c.mu.Lock()

@@ -415,20 +415,3 @@ func TestTheCacheKeepsWithinMaxBytes(t *testing.T) {
 		t.Errorf("cache holds %d hours, want the 2 or 3 that fit", n)
 	}
 }
-
-func TestAWindowMostlyMissingIsReadInTheBackground(t *testing.T) {
-	s := shard(t)
-	c := vehicleCache(t, s.Pool, hourcache.Config{})
-	hours := window.Range{From: start, To: start.Add(10 * time.Hour)}
-	if c.Warm(hours) {
-		t.Fatal("an empty cache reports the window warm")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !c.Warm(hours) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the window's hours were not read in the background: %d held", c.Len())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	checkSums(t, c, s.Pool, hours)
-}
