@@ -1,10 +1,12 @@
-// Package hourcache keeps whole hours of one shard's rollups in memory for the fleet alert
-// question. Every read asks the shard for the versions of the hours it needs (the
-// rollup_hours table, which every transaction changing an hour's rollups gives a new
-// version) and, in the same statement and snapshot, for the rows of the hours whose version
-// it does not hold. Its sums are therefore the ones Postgres would compute at that moment,
+// Package hourcache keeps hours of one shard's data in memory for the analytics read path:
+// whole hours of rollups (for the fleet alert question and the whole hours of per-vehicle
+// windows) and hours of raw history (for the partial first and last hours of per-vehicle
+// windows). Every hour is held at the version the shard's rollup_hours table gave it when it
+// was read (every transaction that changes an hour's data gives it a new version), and every
+// question first reads the versions of the hours it needs: an hour is used only at the
+// version the shard has now, so answers are the ones Postgres would compute at that moment,
 // while a question over hours that did not change reads a few dozen version rows instead of
-// every rollup row of the window.
+// every row of its window.
 package hourcache
 
 import (
@@ -107,14 +109,14 @@ type Cache struct {
 	names   []string
 }
 
-// hour is one hour's rollups at one version. It is never changed once built; a new version
-// is a new hour.
+// hour is one hour's rollups at one version. Its data is never changed once built (only its
+// use is recorded); a new version is a new hour.
 type hour struct {
 	at      time.Time
 	version int64
 	used    uint64
 	bytes   int64
-	// meters are the hour's meter_hourly rows, in meter index order.
+	// meters are the hour's meter_hourly rows.
 	meters []meterRow
 	// rows are the hour's vehicle_hourly rows in (vehicle, meter) order, each with the
 	// vehicle's DC-share of the meter's AC.
@@ -406,43 +408,36 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 
 // sum adds the hours up in time order.
 func (c *Cache) sum(hours []*hour) query.AlertSums {
-	type vm struct{ ac, dc float64 }
-	meterAC := map[int32]float64{}
-	pairs := map[uint64]*vm{}
-	var unshared []query.MeterHour
-	var order []uint64
 	c.mu.Lock()
 	names := c.names // only ever appended to: the ids of these hours are all in it
 	c.mu.Unlock()
+	meterAC := map[int32]float64{}
+	pairs := map[uint64]int{} // (vehicle, meter) → index in out.VehicleMeters
+	var out query.AlertSums
 	for _, h := range hours {
 		for _, m := range h.meters {
 			meterAC[m.meter] += m.ac
 		}
 		for _, r := range h.rows {
 			k := uint64(uint32(r.vehicle))<<32 | uint64(uint32(r.meter))
-			p := pairs[k]
-			if p == nil {
-				p = &vm{}
-				pairs[k] = p
-				order = append(order, k)
+			i, ok := pairs[k]
+			if !ok {
+				i = len(out.VehicleMeters)
+				pairs[k] = i
+				out.VehicleMeters = append(out.VehicleMeters, query.VehicleMeter{VehicleID: names[r.vehicle], MeterID: names[r.meter]})
 			}
-			p.ac += r.share
-			p.dc += r.dc
+			out.VehicleMeters[i].AC += r.share
+			out.VehicleMeters[i].DC += r.dc
 		}
 		for _, u := range h.unshared {
-			unshared = append(unshared, query.MeterHour{MeterID: names[u.meter], Hour: h.at, AC: u.ac})
+			out.Unshared = append(out.Unshared, query.MeterHour{MeterID: names[u.meter], Hour: h.at, AC: u.ac})
 		}
 	}
-	out := query.AlertSums{MeterAC: make(map[string]float64, len(meterAC)), Unshared: unshared}
+	out.MeterAC = make(map[string]float64, len(meterAC))
 	for m, ac := range meterAC {
 		if ac > 0 {
 			out.MeterAC[names[m]] = ac
 		}
-	}
-	out.VehicleMeters = make([]query.VehicleMeter, len(order))
-	for i, k := range order {
-		p := pairs[k]
-		out.VehicleMeters[i] = query.VehicleMeter{VehicleID: names[int32(k>>32)], MeterID: names[int32(uint32(k))], AC: p.ac, DC: p.dc}
 	}
 	return out
 }

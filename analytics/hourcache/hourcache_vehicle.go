@@ -107,10 +107,8 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 		if stale {
 			c.want(want{rollups: whole})
 		}
-		for _, at := range missing {
-			if !at.Add(time.Hour).After(settled) {
-				c.want(want{raw: at})
-			}
+		for _, at := range missing { // settled, as every edge but the live one
+			c.want(want{raw: at})
 		}
 		return query.VehicleRows{}, false, nil
 	}
