@@ -415,6 +415,21 @@ func TestAnalytics(t *testing.T) {
 			t.Fatal(err)
 		}
 		answers = append(answers, &rest)
+		// Over HTTP/1.1, the same answer written whole, with its length.
+		res, err := http.Get(f.url + "/v1/analytics/performance/" + vehicleID(12) + "?window=24h&end=" + end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h1, err := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		if err != nil || res.StatusCode != http.StatusOK || res.ProtoMajor != 1 || res.ContentLength != int64(len(h1)) || len(res.TransferEncoding) > 0 {
+			t.Fatalf("HTTP/1.1: %s %d, Content-Length %d for %d bytes, Transfer-Encoding %v, %v", res.Proto, res.StatusCode, res.ContentLength, len(h1), res.TransferEncoding, err)
+		}
+		var restH1 analyticsv1.GetVehiclePerformanceResponse
+		if err := protojson.Unmarshal(h1, &restH1); err != nil {
+			t.Fatal(err)
+		}
+		answers = append(answers, &restH1)
 		for i, a := range answers[1:] {
 			if !proto.Equal(a, answers[0]) {
 				t.Fatalf("answer %d differs:\n%v\n%v", i+1, a, answers[0])
