@@ -154,7 +154,7 @@ func New(cfg Config) (*Service, error) {
 	mux := http.NewServeMux()
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("/", wholeAnswers(tc))
+	mux.Handle("/", tc)
 	s.handler = mux
 	if err := s.startCaches(); err != nil {
 		s.Close()
@@ -209,24 +209,6 @@ func (s *Service) Close() {
 	s.done.Wait()
 	s.shards.Close()
 }
-
-// wholeAnswers lets HTTP/1.x answers be written whole: every RPC of the service is unary, so
-// the flushes the transcoder makes at the end of an answer only split it into a chunked head
-// and tail, two writes where net/http, left to finish the answer itself, makes one with a
-// Content-Length. HTTP/2 (gRPC) requests are served as they are.
-func wholeAnswers(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 1 {
-			w = unflushed{w}
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// unflushed is a ResponseWriter whose Flush leaves the answer to net/http.
-type unflushed struct{ http.ResponseWriter }
-
-func (unflushed) Flush() {}
 
 func timeoutInterceptor(d time.Duration) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {

@@ -415,7 +415,7 @@ func TestAnalytics(t *testing.T) {
 			t.Fatal(err)
 		}
 		answers = append(answers, &rest)
-		// Over HTTP/1.1, the same answer written whole, with its length.
+		// Over HTTP/1.1, the same answer, with its length (not chunked).
 		res, err := http.Get(f.url + "/v1/analytics/performance/" + vehicleID(12) + "?window=24h&end=" + end)
 		if err != nil {
 			t.Fatal(err)
