@@ -87,15 +87,6 @@ type AlertSums struct {
 	Unshared      []MeterHour
 }
 
-// Alerts reads one shard's part of the fleet alert query over the whole hours.
-func Alerts(ctx context.Context, db DBTX, hours window.Range, threshold float64) (AlertRows, error) {
-	sums, err := AlertTotals(ctx, db, hours)
-	if err != nil {
-		return AlertRows{}, err
-	}
-	return sums.Rows(threshold), nil
-}
-
 // AlertTotals sums one shard's rollups over the whole hours for the alert query, in one
 // statement aggregated by Postgres.
 func AlertTotals(ctx context.Context, db DBTX, hours window.Range) (AlertSums, error) {
@@ -173,5 +164,5 @@ func (s AlertSums) Rows(threshold float64) AlertRows {
 	return out
 }
 
-// Time is a helper for callers that scan timestamps.
+// utc is a scanned timestamp in UTC.
 func utc(t time.Time) time.Time { return t.UTC() }
