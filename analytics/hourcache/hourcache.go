@@ -248,6 +248,11 @@ func (c *Cache) held(r window.Range) map[time.Time]*hour {
 // store builds the changed hours, keeps them, and returns the hour of every version read,
 // in time order (hours without rollups are left out).
 func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, changed map[time.Time]*query.HourRollups) []*hour {
+	// Built before taking the lock, so that questions are not held up by it.
+	built := make(map[time.Time]*hour, len(changed))
+	for t, r := range changed {
+		built[t] = c.build(r)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	use := make([]*hour, 0, len(versions))
@@ -257,8 +262,8 @@ func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, ch
 			continue
 		}
 		h := held[v.Hour]
-		if r, ok := changed[v.Hour]; ok {
-			h = c.build(r)
+		if b, ok := built[v.Hour]; ok {
+			h = b
 			h.used = c.tick
 			if c.cfg.Loaded != nil {
 				c.cfg.Loaded.Inc()
@@ -335,7 +340,7 @@ func (c *Cache) id(s string) int32 {
 // build indexes an hour's rollup rows and gives each (vehicle, meter) row its DC-share of the
 // meter's AC (ac × dc / the meter's DC, 0 when that DC is 0 or the meter has no AC row), as
 // the alert statement computes it. The meter's DC is summed in (vehicle, meter) order, so the
-// same rows always give the same floats. c.mu is held.
+// same rows always give the same floats. It takes c.mu only to intern the hour's ids.
 func (c *Cache) build(r *query.HourRollups) *hour {
 	h := &hour{at: r.Hour, version: r.Version}
 	vs := slices.Clone(r.Vehicles)
@@ -345,40 +350,26 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		}
 		return strings.Compare(a.MeterID, b.MeterID)
 	})
-	total := map[string]float64{}
-	for _, v := range vs {
-		if v.MeterID != "" {
-			total[v.MeterID] += v.DC
-		}
-	}
-	ac := make(map[string]float64, len(r.Meters))
-	h.meters = make([]meterRow, 0, len(r.Meters))
-	for _, m := range r.Meters {
-		ac[m.MeterID] = m.AC
-		id := c.id(m.MeterID)
-		h.meters = append(h.meters, meterRow{meter: id, readings: int32(m.Readings), ac: m.AC, voltageSum: m.VoltageSum})
-		if m.AC > 0 && total[m.MeterID] == 0 {
-			h.unshared = append(h.unshared, meterAC{meter: id, ac: m.AC})
-		}
-	}
+	h.meters = make([]meterRow, len(r.Meters))
 	h.rows = make([]row, len(vs))
-	for i, v := range vs {
-		rw := row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), readings: int32(v.Readings), dc: v.DC, tempSum: v.TempSum}
-		if a, ok := ac[v.MeterID]; ok && v.MeterID != "" && total[v.MeterID] > 0 {
-			rw.share = a * v.DC / total[v.MeterID]
-		}
-		h.rows[i] = rw
+	c.mu.Lock()
+	for i, m := range r.Meters {
+		h.meters[i] = meterRow{meter: c.id(m.MeterID), readings: int32(m.Readings), ac: m.AC, voltageSum: m.VoltageSum}
 	}
-	// Every id of the hour is interned by now.
-	h.index = make([]where, len(c.names))
+	for i, v := range vs {
+		h.rows[i] = row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), readings: int32(v.Readings), dc: v.DC, tempSum: v.TempSum}
+	}
+	ids := len(c.names) // every id of the hour is interned now
+	c.mu.Unlock()
+
+	h.index = make([]where, ids)
 	for i := range h.index {
 		h.index[i] = where{meter: -1, dc: -1}
 	}
 	for i, m := range h.meters {
 		h.index[m.meter].meter = int32(i)
 	}
-	// Rows are grouped by vehicle (ordered by its id's string). The meters' DC is summed in
-	// that order, as the shares above.
+	// Rows are grouped by vehicle (ordered by its id's string).
 	for i := 0; i < len(h.rows); {
 		j := i
 		for j < len(h.rows) && h.rows[j].vehicle == h.rows[i].vehicle {
@@ -399,6 +390,20 @@ func (c *Cache) build(r *query.HourRollups) *hour {
 		}
 		h.dc[w.dc].total += rw.dc
 		h.dc[w.dc].vehicles++
+	}
+	for i := range h.rows {
+		rw := &h.rows[i]
+		if rw.meter == 0 {
+			continue
+		}
+		if w := h.index[rw.meter]; w.meter >= 0 && h.dc[w.dc].total > 0 {
+			rw.share = h.meters[w.meter].ac * rw.dc / h.dc[w.dc].total
+		}
+	}
+	for _, m := range h.meters {
+		if w := h.index[m.meter]; m.ac > 0 && (w.dc < 0 || h.dc[w.dc].total == 0) {
+			h.unshared = append(h.unshared, meterAC{meter: m.meter, ac: m.ac})
+		}
 	}
 	h.bytes = int64(len(h.meters))*int64(unsafe.Sizeof(meterRow{})) + int64(len(h.rows))*int64(unsafe.Sizeof(row{})) +
 		int64(len(h.unshared))*int64(unsafe.Sizeof(meterAC{})) + int64(len(h.dc))*int64(unsafe.Sizeof(meterDC{})) +
