@@ -418,3 +418,26 @@ func TestWriteBatchChangesTheVersionOfExactlyTheHoursItChanges(t *testing.T) {
 	}
 	checkRollups(t, pool)
 }
+
+func TestTheRollupHoursMigrationVersionsTheHoursAlreadyStored(t *testing.T) {
+	ctx := t.Context()
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	if _, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", fixedNow.Add(-3*time.Hour), 1, 230), meter("m1", fixedNow.Add(-2*time.Hour), 1, 230)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", fixedNow.Add(-time.Hour), 50, 1, 20, "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	// The database as it was before the migration: rollups without versions.
+	if _, err := pool.Exec(ctx, `DROP TABLE rollup_hours; DROP SEQUENCE rollup_version; DELETE FROM schema_migrations WHERE version = 4`); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := Migrate(ctx, pool)
+	if err != nil || !slices.Equal(applied, []int{4}) {
+		t.Fatalf("Migrate applied %v, %v; want [4]", applied, err)
+	}
+	if n := len(hourVersions(t, pool)); n != 3 {
+		t.Errorf("%d hours have versions after the migration, want the 3 with rollups", n)
+	}
+	checkRollups(t, pool)
+}
