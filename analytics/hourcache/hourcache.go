@@ -10,6 +10,7 @@
 package hourcache
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -222,12 +223,11 @@ func (c *Cache) AlertSums(ctx context.Context, db query.DBTX, hours window.Range
 	for t, h := range held {
 		known[t] = h.version
 	}
-	versions, changed, err := query.ChangedHours(ctx, db, hours, hours, known)
+	rs, err := query.ChangedHours(ctx, db, hours, known)
 	if err != nil {
 		return query.AlertSums{}, true, err
 	}
-	use := c.store(versions, held, changed)
-	return c.sum(use), true, nil
+	return c.sum(c.store(rs, held)), true, nil
 }
 
 // held returns the hours of r the cache holds, marked as used.
@@ -245,18 +245,24 @@ func (c *Cache) held(r window.Range) map[time.Time]*hour {
 	return out
 }
 
-// store builds the changed hours, keeps them, and returns the hour of every version read,
-// in time order (hours without rollups are left out).
-func (c *Cache) store(versions []query.HourRollups, held map[time.Time]*hour, changed map[time.Time]*query.HourRollups) []*hour {
+// store builds the changed hours read, keeps them, and returns the hour of every version
+// read, in time order (hours without rollups are left out).
+func (c *Cache) store(rs *query.Rollups, held map[time.Time]*hour) []*hour {
 	// Built before taking the lock, so that questions are not held up by it.
-	built := make(map[time.Time]*hour, len(changed))
-	for t, r := range changed {
-		built[t] = c.build(r)
+	ids, n := c.intern(rs.Names)
+	// rank orders the interned ids of these rows as their strings.
+	rank := make([]int32, n)
+	for local, r := range rs.Ranks() {
+		rank[ids[local]] = r
+	}
+	built := make(map[time.Time]*hour, len(rs.Changed))
+	for i := range rs.Changed {
+		built[rs.Changed[i].Hour] = build(&rs.Changed[i], ids, rank)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	use := make([]*hour, 0, len(versions))
-	for _, v := range versions {
+	use := make([]*hour, 0, len(rs.Versions))
+	for _, v := range rs.Versions {
 		if v.Version == 0 {
 			c.dropHour(v.Hour)
 			continue
@@ -337,32 +343,59 @@ func (c *Cache) id(s string) int32 {
 	return i
 }
 
+// intern gives each of names its interned id, under one hold of c.mu; n is how many ids are
+// interned then.
+func (c *Cache) intern(names []string) (ids []int32, n int) {
+	ids = make([]int32, len(names))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, s := range names {
+		ids[i] = c.id(s)
+	}
+	return ids, len(c.names)
+}
+
 // build indexes an hour's rollup rows and gives each (vehicle, meter) row its DC-share of the
 // meter's AC (ac × dc / the meter's DC, 0 when that DC is 0 or the meter has no AC row), as
 // the alert statement computes it. The meter's DC is summed in (vehicle, meter) order, so the
-// same rows always give the same floats. It takes c.mu only to intern the hour's ids.
-func (c *Cache) build(r *query.HourRollups) *hour {
+// same rows always give the same floats. The rows name devices by their index in the names
+// read with them: ids maps those to interned ids, rank orders interned ids as their strings
+// (len(rank) is how many ids are interned).
+func build(r *query.HourRollups, ids, rank []int32) *hour {
+	n := len(rank)
 	h := &hour{at: r.Hour, version: r.Version}
-	vs := slices.Clone(r.Vehicles)
-	slices.SortFunc(vs, func(a, b query.VehicleDC) int {
-		if a.VehicleID != b.VehicleID {
-			return strings.Compare(a.VehicleID, b.VehicleID)
+	h.meters = make([]meterRow, r.Meters.Len())
+	for i, m := range r.Meters.All() {
+		h.meters[i] = meterRow{meter: ids[m.Meter], readings: m.Readings, ac: m.AC, voltageSum: m.VoltageSum}
+	}
+	// Rows in vehicle order by a counting sort on the vehicles' ranks, then in meter order
+	// within each vehicle (a vehicle has a row per meter it drew from in the hour: a few).
+	start := make([]int32, n+1)
+	for _, v := range r.Vehicles.All() {
+		start[rank[ids[v.Vehicle]]+1]++
+	}
+	for i := 1; i <= n; i++ {
+		start[i] += start[i-1]
+	}
+	h.rows = make([]row, r.Vehicles.Len())
+	for _, v := range r.Vehicles.All() {
+		id := ids[v.Vehicle]
+		p := &start[rank[id]]
+		h.rows[*p] = row{vehicle: id, meter: ids[v.Meter], readings: v.Readings, dc: v.DC, tempSum: v.TempSum}
+		*p++
+	}
+	for i := 0; i < len(h.rows); {
+		j := i + 1
+		for j < len(h.rows) && h.rows[j].vehicle == h.rows[i].vehicle {
+			j++
 		}
-		return strings.Compare(a.MeterID, b.MeterID)
-	})
-	h.meters = make([]meterRow, len(r.Meters))
-	h.rows = make([]row, len(vs))
-	c.mu.Lock()
-	for i, m := range r.Meters {
-		h.meters[i] = meterRow{meter: c.id(m.MeterID), readings: int32(m.Readings), ac: m.AC, voltageSum: m.VoltageSum}
+		if j-i > 1 {
+			slices.SortFunc(h.rows[i:j], func(a, b row) int { return cmp.Compare(rank[a.meter], rank[b.meter]) })
+		}
+		i = j
 	}
-	for i, v := range vs {
-		h.rows[i] = row{vehicle: c.id(v.VehicleID), meter: c.id(v.MeterID), readings: int32(v.Readings), dc: v.DC, tempSum: v.TempSum}
-	}
-	ids := len(c.names) // every id of the hour is interned now
-	c.mu.Unlock()
 
-	h.index = make([]where, ids)
+	h.index = make([]where, n)
 	for i := range h.index {
 		h.index[i] = where{meter: -1, dc: -1}
 	}

@@ -266,11 +266,11 @@ func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {
 		for t, h := range held {
 			known[t] = h.version
 		}
-		versions, changed, err := query.ChangedHours(ctx, db, w.rollups, w.rollups, known)
+		rs, err := query.ChangedHours(ctx, db, w.rollups, known)
 		if err != nil {
 			return err
 		}
-		c.store(versions, held, changed)
+		c.store(rs, held)
 		return nil
 	}
 	r, err := c.loadRaw(ctx, db, w.raw)

@@ -4,121 +4,218 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
-// HourRollups is one hour's rollup rows at the hour's version (0: the hour has no rollup
-// rows).
+// Rollups is what ChangedHours read. Rows name devices by their index in Names.
+type Rollups struct {
+	// Versions has the version of every hour asked about, in time order (0: the hour has no
+	// rollup rows).
+	Versions []HourVersion
+	// Changed has the rollup rows of every hour whose version is not the one known, in time
+	// order, each at its version.
+	Changed []HourRollups
+	// Names are the device ids the rows refer to; Names[0] is "" (no meter).
+	Names []string
+}
+
+// HourVersion is an hour and its version.
+type HourVersion struct {
+	Hour    time.Time
+	Version int64
+}
+
+// HourRollups is one hour's rollup rows at the hour's version, in the order they were read.
 type HourRollups struct {
 	Hour     time.Time
 	Version  int64
-	Meters   []MeterAC
-	Vehicles []VehicleDC
+	Meters   Blocks[MeterAC]
+	Vehicles Blocks[VehicleDC]
 }
 
 // MeterAC is a meter's row of meter_hourly.
 type MeterAC struct {
-	MeterID    string
+	Meter      int32 // in Rollups.Names
+	Readings   int32
 	AC         float64
 	VoltageSum float64
-	Readings   int
 }
 
-// VehicleDC is a vehicle's row of vehicle_hourly: its DC attributed to a meter ("" for none).
+// VehicleDC is a vehicle's row of vehicle_hourly: its DC attributed to a meter (0 for none).
 type VehicleDC struct {
-	VehicleID, MeterID string
-	DC                 float64
-	TempSum            float64
-	Readings           int
+	Vehicle, Meter int32 // in Rollups.Names
+	Readings       int32
+	DC             float64
+	TempSum        float64
+}
+
+// Ranks gives each name its position among Names in byte order: ordering rows by the ranks
+// of their ids orders them by the ids themselves.
+func (r *Rollups) Ranks() []int32 {
+	order := make([]int32, len(r.Names))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(r.Names[a], r.Names[b]) })
+	ranks := make([]int32, len(r.Names))
+	for pos, i := range order {
+		ranks[i] = int32(pos)
+	}
+	return ranks
 }
 
 // changedHoursSQL reads, in one statement and so from one snapshot, the version of every
-// hour in [$1, $2) and the rollup rows of the hours in [$5, $6) whose version is not the one
-// the caller holds ($3 hours, $4 versions). An hour without a version has no rollup rows.
+// hour in [$1, $2) and the rollup rows of the hours whose version is not the one the caller
+// holds ($3 hours, $4 versions). An hour without a version has no rollup rows. It is sent
+// as a binary COPY with its values written in (see copyOut), and so planned for its hours:
+// the range on hour lets Postgres scan the window's rows (by index, or the whole table when
+// that is most of it) and probe the few changed hours, rather than hash every row of the
+// table to join them to the hours. Columns a row does not use are NULL, which Postgres sends
+// as their length alone.
 const changedHoursSQL = `
+COPY (
 WITH v AS MATERIALIZED (
        SELECT g.hour, coalesce(r.version, 0) AS version
-         FROM generate_series($1::timestamptz, $2::timestamptz - interval '1 hour', interval '1 hour') AS g(hour)
+         FROM generate_series($1, $2 - interval '1 hour', interval '1 hour') AS g(hour)
          LEFT JOIN rollup_hours r ON r.hour = g.hour),
      s AS MATERIALIZED (
        SELECT v.hour FROM v
-         LEFT JOIN unnest($3::timestamptz[], $4::int8[]) AS k(hour, version) ON k.hour = v.hour
-        WHERE v.hour >= $5 AND v.hour < $6 AND v.version <> 0 AND k.version IS DISTINCT FROM v.version)
-SELECT 0 AS kind, hour, version, ''::text, ''::text, 0::float8, 0::float8, 0 FROM v
+         LEFT JOIN unnest($3, $4) AS k(hour, version) ON k.hour = v.hour
+        WHERE v.version <> 0 AND k.version IS DISTINCT FROM v.version)
+SELECT 0 AS kind, hour, version, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4 FROM v
 UNION ALL
-SELECT 1, mh.hour, 0, mh.meter_id, '', mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
-  FROM s JOIN meter_hourly mh ON mh.hour = s.hour
+SELECT 1, mh.hour, NULL::int8, mh.meter_id, NULL::text, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
+  FROM meter_hourly mh
+ WHERE mh.hour >= $1 AND mh.hour < $2 AND mh.hour IN (SELECT hour FROM s)
 UNION ALL
-SELECT 2, vh.hour, 0, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
-  FROM s JOIN vehicle_hourly vh ON vh.hour = s.hour`
+SELECT 2, vh.hour, NULL::int8, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
+  FROM vehicle_hourly vh
+ WHERE vh.hour >= $1 AND vh.hour < $2 AND vh.hour IN (SELECT hour FROM s)
+) TO STDOUT (FORMAT binary)`
 
-// ChangedHours reads the version of every whole hour in hours and, for each hour of load
-// whose version differs from known[hour], its rollup rows. versions lists every hour of hours
-// in order; changed holds the hours read, each with its version. Rows and versions come from
-// one snapshot, so an hour's rows are exactly the ones of its version.
-func ChangedHours(ctx context.Context, db DBTX, hours, load window.Range, known map[time.Time]int64) (versions []HourRollups, changed map[time.Time]*HourRollups, err error) {
+// ChangedHours reads the version of every whole hour in hours and, for each hour whose
+// version differs from known[hour], its rollup rows. Rows and versions come from one
+// snapshot, so an hour's rows are exactly the ones of its version.
+func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[time.Time]int64) (*Rollups, error) {
+	hours = window.Range{From: hours.From.UTC(), To: hours.To.UTC()}
+	n := int(hours.To.Sub(hours.From) / time.Hour)
+	if n <= 0 {
+		return &Rollups{Names: []string{""}}, nil
+	}
 	kh := make([]time.Time, 0, len(known))
 	kv := make([]int64, 0, len(known))
 	for h, v := range known {
 		kh, kv = append(kh, h), append(kv, v)
 	}
-	// Planned for its actual hours on every call, as the alert statement is: how many hours
-	// changed (none, or all of them on a cold cache) decides the plan.
-	rows, err := db.Query(ctx, changedHoursSQL, alertMode, hours.From, hours.To, kh, kv, load.From, load.To)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	changed = map[time.Time]*HourRollups{}
-	hour := func(h time.Time) *HourRollups {
-		r := changed[h]
-		if r == nil {
-			r = &HourRollups{Hour: h}
-			changed[h] = r
+	sql := strings.NewReplacer(
+		"$1", timeLiteral(hours.From), "$2", timeLiteral(hours.To),
+		"$3", timeArrayLiteral(kh), "$4", int64ArrayLiteral(kv),
+	).Replace(changedHoursSQL)
+
+	out := &Rollups{Versions: make([]HourVersion, 0, n), Names: []string{""}}
+	ids := map[string]int32{"": 0}
+	id := func(b []byte) int32 {
+		if i, ok := ids[string(b)]; ok {
+			return i
 		}
-		return r
+		s := string(b)
+		i := int32(len(out.Names))
+		ids[s] = i
+		out.Names = append(out.Names, s)
+		return i
 	}
-	var (
-		kind           int
-		ts             time.Time
-		version        int64
-		meter, vehicle string
-		x1, x2         float64
-		n              int
-	)
-	// The branches may arrive interleaved (a parallel plan): versions and rows are matched
-	// once all are read.
-	for rows.Next() {
-		if err := rows.Scan(&kind, &ts, &version, &meter, &vehicle, &x1, &x2, &n); err != nil {
-			return nil, nil, err
+	// The hour of each row, by its offset from hours.From in the microseconds Postgres sends;
+	// rows of the branches may arrive interleaved (a parallel plan).
+	byHour := make([]*HourRollups, n)
+	fromUS := hours.From.Sub(postgresEpoch).Microseconds()
+	const hourUS = int64(time.Hour / time.Microsecond)
+	hourOf := func(b []byte) (*HourRollups, error) {
+		us, err := copyInt64(b)
+		if err != nil {
+			return nil, err
 		}
-		ts = ts.UTC()
+		d := us - fromUS
+		i := int(d / hourUS)
+		if d < 0 || d%hourUS != 0 || i >= n {
+			t, _ := copyTime(b)
+			return nil, fmt.Errorf("rollup row of hour %s outside %s", t, hours)
+		}
+		if byHour[i] == nil {
+			byHour[i] = &HourRollups{Hour: hours.From.Add(time.Duration(i) * time.Hour)}
+		}
+		return byHour[i], nil
+	}
+	err := copyOut(ctx, db, sql, func(f [][]byte) error {
+		if len(f) != 8 {
+			return fmt.Errorf("rollup row of %d columns", len(f))
+		}
+		kind, err := copyInt32(f[0])
+		if err != nil {
+			return err
+		}
 		switch kind {
 		case 0:
-			versions = append(versions, HourRollups{Hour: ts, Version: version})
-		case 1:
-			h := hour(ts)
-			h.Meters = append(h.Meters, MeterAC{MeterID: meter, AC: x1, VoltageSum: x2, Readings: n})
+			ts, err1 := copyTime(f[1])
+			v, err2 := copyInt64(f[2])
+			if err := firstErr(err1, err2); err != nil {
+				return err
+			}
+			out.Versions = append(out.Versions, HourVersion{Hour: ts, Version: v})
+			return nil
+		case 1, 2:
 		default:
-			h := hour(ts)
-			h.Vehicles = append(h.Vehicles, VehicleDC{VehicleID: vehicle, MeterID: meter, DC: x1, TempSum: x2, Readings: n})
+			return fmt.Errorf("rollup row of kind %d", kind)
+		}
+		h, err := hourOf(f[1])
+		if err != nil {
+			return err
+		}
+		x1, err1 := copyFloat64(f[5])
+		x2, err2 := copyFloat64(f[6])
+		readings, err3 := copyInt32(f[7])
+		if err := firstErr(err1, err2, err3); err != nil {
+			return err
+		}
+		if kind == 1 {
+			h.Meters.Append(MeterAC{Meter: id(f[3]), Readings: readings, AC: x1, VoltageSum: x2})
+		} else {
+			h.Vehicles.Append(VehicleDC{Vehicle: id(f[4]), Meter: id(f[3]), Readings: readings, DC: x1, TempSum: x2})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the rollups of %s: %w", hours, err)
+	}
+	slices.SortFunc(out.Versions, func(a, b HourVersion) int { return a.Hour.Compare(b.Hour) })
+	if len(out.Versions) != n {
+		return nil, fmt.Errorf("reading the rollups of %s: %d hour versions for %d hours", hours, len(out.Versions), n)
+	}
+	for i, v := range out.Versions {
+		h := byHour[i]
+		changed := v.Version != 0 && v.Version != known[v.Hour]
+		switch {
+		case changed && h == nil:
+			// A changed hour whose rows are all gone would have no version.
+			h = &HourRollups{Hour: v.Hour}
+			fallthrough
+		case changed:
+			h.Version = v.Version
+			out.Changed = append(out.Changed, *h)
+		case h != nil:
+			return nil, fmt.Errorf("reading the rollups of %s: rows of hour %s, whose version %d did not change", hours, v.Hour, v.Version)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, err
-	}
-	slices.SortFunc(versions, func(a, b HourRollups) int { return a.Hour.Compare(b.Hour) })
-	for _, v := range versions {
-		if v.Version != 0 && v.Version != known[v.Hour] && !v.Hour.Before(load.From) && v.Hour.Before(load.To) {
-			hour(v.Hour).Version = v.Version
+	return out, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
-	for h, r := range changed {
-		if r.Version == 0 {
-			return nil, nil, fmt.Errorf("rollup rows of hour %s without a changed version", h)
-		}
-	}
-	return versions, changed, nil
+	return nil
 }

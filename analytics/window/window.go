@@ -91,6 +91,11 @@ type Range struct{ From, To time.Time }
 // Empty reports whether the range holds no instant.
 func (r Range) Empty() bool { return !r.From.Before(r.To) }
 
+// String is the range in RFC 3339 as from/to (the ISO 8601 interval form).
+func (r Range) String() string {
+	return r.From.UTC().Format(time.RFC3339) + "/" + r.To.UTC().Format(time.RFC3339)
+}
+
 // Split divides the window into whole hours (possibly empty) and at most two partial edges,
 // each inside one hour.
 func (w Window) Split() (whole Range, edges []Range) {
