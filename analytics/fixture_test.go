@@ -132,12 +132,23 @@ func newFixture(t *testing.T) *fixture {
 	f.clk.Set(f.end.Add(2 * time.Hour))
 
 	f.prom = prometheus.NewRegistry()
+	f.url = f.serve(t, ctx, f.prom)
+	f.http = h2cClient()
+	f.connect = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url)
+	f.grpc = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPC())
+	f.grpcWeb = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPCWeb())
+	return f
+}
+
+// serve starts a service on the fixture's shards and returns its URL once it is ready.
+func (f *fixture) serve(t *testing.T, ctx context.Context, prom *prometheus.Registry) string {
+	t.Helper()
 	svc, err := analytics.New(analytics.Config{
 		Shards:     shards.Config{DSNs: f.dsns, MaxConns: 8, MinConns: 1, QueryTimeout: 3 * time.Second, ConnectTimeout: time.Second},
 		SlotMap:    f.slots,
-		Registry:   reg,
+		Registry:   f.reg,
 		Now:        f.clk.Now,
-		Registerer: f.prom,
+		Registerer: prom,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -150,12 +161,21 @@ func newFixture(t *testing.T) *fixture {
 	go func() {
 		_ = httpserver.ServeListener(ctx, l, httpserver.Config{Handler: svc.Handler(), Ready: []httpserver.ReadyFunc{svc.Ready}})
 	}()
-	f.url = "http://" + l.Addr().String()
-	f.http = h2cClient()
-	f.connect = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url)
-	f.grpc = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPC())
-	f.grpcWeb = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPCWeb())
-	return f
+	url := "http://" + l.Addr().String()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(url + "/readyz")
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service not ready after 30 s: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func h2cClient() *http.Client {

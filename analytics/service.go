@@ -192,13 +192,20 @@ func (s *Service) startCaches() error {
 // google.api.http annotations. Serve it over HTTP/1.1 and unencrypted HTTP/2.
 func (s *Service) Handler() http.Handler { return s.handler }
 
-// Ready reports whether the mapping copy has caught up and every shard answers.
-func (s *Service) Ready(ctx context.Context) error {
+// Ready reports whether the service should take questions: the mapping copy has caught up,
+// and each shard's last day of hours has been read into memory once, so that the alert
+// questions a new replica gets first are answered from memory. A shard that does not answer
+// does not make the service unready: its questions answer Unavailable on every replica alike,
+// while the other shards' questions and the mappings are still answered (the logs and
+// fleetingest_analytics_shard_failures_total tell of it).
+func (s *Service) Ready(context.Context) error {
 	if !s.reg.Ready() {
 		return errors.New("mapping registry has not caught up yet")
 	}
-	if err := s.shards.Ping(ctx); err != nil {
-		return fmt.Errorf("shards: %w", err)
+	for i, c := range s.hours {
+		if !c.Warm() {
+			return fmt.Errorf("shard %d: the last day's hours are still being read into memory", i)
+		}
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -618,6 +619,31 @@ func TestAnalytics(t *testing.T) {
 		}
 		if status, body = f.get(t, "/v1/analytics/meters/"+downMeter+"/performance"); status != 503 {
 			t.Fatalf("meter on the stopped shard: %d %s", status, body)
+		}
+
+		// Readiness does not hang on the stopped shard: a replica taken out of service for it
+		// would take the other shards' answers and the mappings with it. Nor does a replica
+		// that starts while the shard is down wait for it.
+		if status, body = f.get(t, "/readyz"); status != 200 {
+			t.Fatalf("readyz with a shard stopped: %d %s", status, body)
+		}
+		url := f.serve(t, ctx, prometheus.NewRegistry())
+		var upVehicle string
+		for i := 10; i < nVehicles && upVehicle == ""; i++ {
+			if m := f.mappings[vehicleID(i)]; m.MeterID != "" && len(m.Intervals) == 1 && f.slots.ShardOf(m.MeterID) != down {
+				upVehicle = vehicleID(i)
+			}
+		}
+		if upVehicle == "" {
+			t.Fatal("no vehicle mapped to one meter on a running shard")
+		}
+		res, err := http.Get(url + "/v1/analytics/performance/" + upVehicle + "?end=" + end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("%s from a replica started with a shard stopped: %d", upVehicle, res.StatusCode)
 		}
 	})
 }

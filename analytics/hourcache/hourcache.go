@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -99,6 +100,7 @@ type Cache struct {
 	cfg      Config
 	wants    chan want
 	versions versionReads
+	warm     atomic.Bool
 
 	mu      sync.Mutex
 	hours   map[time.Time]*hour

@@ -2,10 +2,13 @@ package hourcache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,16 +386,62 @@ func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	}
 }
 
-func TestTheLastDayIsReadWithoutAQuestion(t *testing.T) {
+func TestTheLastDayIsReadBeforeTheCacheIsWarm(t *testing.T) {
 	s := shard(t)
-	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return start.Add(13*time.Hour + 5*time.Minute) }})
-	// The last 24 whole hours before 13:05 hold the fixture's 12 hours of readings.
+	release := make(chan struct{})
+	var calls atomic.Int32
+	c := hourcache.New(hourcache.Config{
+		// The last 24 whole hours before 13:05 hold the fixture's 12 hours of readings.
+		Now: func() time.Time { return start.Add(13*time.Hour + 5*time.Minute) },
+		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+			if calls.Add(1) == 1 {
+				<-release
+			}
+			return fn(ctx, s.Pool)
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	time.Sleep(50 * time.Millisecond)
+	if c.Warm() || c.Len() != 0 {
+		t.Fatalf("warm %v with %d hours before the first read ended", c.Warm(), c.Len())
+	}
+	close(release)
 	deadline := time.Now().Add(10 * time.Second)
-	for c.Len() != 12 {
+	for !c.Warm() {
 		if time.Now().After(deadline) {
-			t.Fatalf("cache holds %d hours, want the 12 of the last day that have rollups", c.Len())
+			t.Fatal("not warm 10 s after the first read was let through")
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := c.Len(); n != 12 {
+		t.Fatalf("warm with %d hours, want the 12 of the last day that have rollups", n)
+	}
+}
+
+func TestACacheWhoseShardDoesNotAnswerStillWarms(t *testing.T) {
+	c := hourcache.New(hourcache.Config{
+		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+			return errors.New("shard 3: connection refused")
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Warm() {
+		if time.Now().After(deadline) {
+			t.Fatal("a cache whose shard refuses is never warm")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("%d hours held from a shard that refused", c.Len())
 	}
 }
 

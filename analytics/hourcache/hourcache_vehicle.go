@@ -227,24 +227,23 @@ func (c *Cache) want(w want) {
 	}
 }
 
-// Run loads what questions found missing, one load at a time, until ctx ends. It also keeps
-// the rollups of the last Config.Recent whole hours in memory from the start, read again every
-// minute when they changed, so that windows ending now find them there.
+// Run loads what questions found missing, one load at a time, until ctx ends. It first
+// reads the rollups of the last Config.Recent whole hours (Warm reports when that is done)
+// and reads them again every minute when they changed, so that windows ending now find them
+// in memory.
 func (c *Cache) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
-	c.keepRecent()
+	c.run(ctx, c.recent())
+	c.warm.Store(true)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			c.keepRecent()
+			c.want(c.recent())
 		case w := <-c.wants:
-			err := c.cfg.Do(ctx, func(ctx context.Context, db query.DBTX) error { return c.load(ctx, db, w) })
-			if err != nil && ctx.Err() == nil {
-				c.cfg.Logger.Warn("loading hours into the analytics cache", "rollups", w.rollups, "raw", w.raw, "err", err)
-			}
+			c.run(ctx, w)
 			c.mu.Lock()
 			delete(c.pending, w)
 			c.mu.Unlock()
@@ -252,11 +251,23 @@ func (c *Cache) Run(ctx context.Context) {
 	}
 }
 
-// keepRecent asks for the rollups of the last Config.Recent whole hours (only hours not held
-// at their current version are read).
-func (c *Cache) keepRecent() {
+// Warm reports whether Run has made its first read of the last Config.Recent hours (whether
+// or not the shard answered it).
+func (c *Cache) Warm() bool { return c.warm.Load() }
+
+// run does one load on the shard, logging a failure.
+func (c *Cache) run(ctx context.Context, w want) {
+	err := c.cfg.Do(ctx, func(ctx context.Context, db query.DBTX) error { return c.load(ctx, db, w) })
+	if err != nil && ctx.Err() == nil {
+		c.cfg.Logger.Warn("loading hours into the analytics cache", "rollups", w.rollups, "raw", w.raw, "err", err)
+	}
+}
+
+// recent is the load of the rollups of the last Config.Recent whole hours (only hours not
+// held at their current version are read).
+func (c *Cache) recent() want {
 	end := window.FloorHour(c.cfg.Now().UTC())
-	c.want(want{rollups: window.Range{From: end.Add(-c.cfg.Recent), To: end}})
+	return want{rollups: window.Range{From: end.Add(-c.cfg.Recent), To: end}}
 }
 
 func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {

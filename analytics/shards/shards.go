@@ -160,18 +160,6 @@ func (s *Set) Do(ctx context.Context, i int, fn func(ctx context.Context, db DBT
 	return &Error{Shard: i, Err: err}
 }
 
-// Ping checks that every shard answers.
-func (s *Set) Ping(ctx context.Context) error {
-	var errs []error
-	for i := range s.pools {
-		errs = append(errs, s.Do(ctx, i, func(ctx context.Context, db DBTX) error {
-			_, err := db.Exec(ctx, "SELECT 1")
-			return err
-		}))
-	}
-	return errors.Join(errs...)
-}
-
 func isUnavailable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
 		return true
