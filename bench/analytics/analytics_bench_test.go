@@ -536,6 +536,9 @@ func BenchmarkAnalytics(b *testing.B) {
 	// Windows ending in the hour being written: that hour's rows come from Postgres with the
 	// versions, the rest from memory.
 	live := s.live()
+	// The first alert question of a service that just became ready, over the last 24 hours:
+	// what an operator's dashboard asks of a new replica.
+	firstLive := live.alerts(b, live.url+"/v1/analytics/alerts?threshold=0.85&window=24h")
 	live.warm(b)
 	b.Run("performance/ending-now/conns=1", func(b *testing.B) { live.reportClient(b, 1, requests) })
 	b.Run("performance/ending-now/wrk-conns=16", func(b *testing.B) { live.reportWrk(b, 16) })
@@ -548,6 +551,7 @@ func BenchmarkAnalytics(b *testing.B) {
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			b.ReportMetric(ms(cold), "cold-ms")
 			b.ReportMetric(ms(coldStart), "cold-start-ms")
+			b.ReportMetric(ms(firstLive), "new-replica-ms")
 			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 		}
