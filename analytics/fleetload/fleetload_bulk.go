@@ -29,11 +29,11 @@ func BulkCopy(ctx context.Context, db *pgxpool.Pool, vehicles bool, src Source) 
 // into empty tables), with the same aggregates the per-batch upserts keep, then analyzes.
 func BuildRollups(ctx context.Context, db *pgxpool.Pool) error {
 	stmts := []string{
-		`INSERT INTO meter_hourly (meter_id, hour, kwh_consumed_ac, voltage_sum, readings)
-		 SELECT meter_id, date_bin('1 hour', ts, '1970-01-01'), sum(kwh_consumed_ac), sum(voltage), count(*)
+		`INSERT INTO meter_hourly (meter_id, hour, kwh_consumed_ac, voltage_sum, readings, last_ts)
+		 SELECT meter_id, date_bin('1 hour', ts, '1970-01-01'), sum(kwh_consumed_ac), sum(voltage), count(*), max(ts)
 		   FROM meter_telemetry_history GROUP BY 1, 2`,
-		`INSERT INTO vehicle_hourly (vehicle_id, meter_id, hour, kwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings)
-		 SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01'), sum(kwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*)
+		`INSERT INTO vehicle_hourly (vehicle_id, meter_id, hour, kwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings, last_ts)
+		 SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01'), sum(kwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*), max(ts)
 		   FROM vehicle_telemetry_history GROUP BY 1, 2, 3`,
 		`INSERT INTO rollup_hours (hour, version)
 		 SELECT hour, nextval('rollup_version') FROM (SELECT hour FROM meter_hourly UNION SELECT hour FROM vehicle_hourly) h

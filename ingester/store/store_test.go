@@ -72,19 +72,20 @@ func checkRollups(tb testing.TB, pool *pgxpool.Pool) {
 		"meter_hourly": `
 			WITH want AS (
 				SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour,
-					sum(kwh_consumed_ac) AS kwh, sum(voltage) AS volt, count(*)::int AS n
+					sum(kwh_consumed_ac) AS kwh, sum(voltage) AS volt, count(*)::int AS n, max(ts) AS last
 				FROM meter_telemetry_history GROUP BY 1, 2)
 			SELECT count(*) FROM want FULL JOIN meter_hourly h USING (meter_id, hour)
-			WHERE want.n IS DISTINCT FROM h.readings
+			WHERE want.n IS DISTINCT FROM h.readings OR want.last IS DISTINCT FROM h.last_ts
 				OR abs(want.kwh - h.kwh_consumed_ac) > 1e-6 OR abs(want.volt - h.voltage_sum) > 1e-6
 				OR want.n IS NULL OR h.readings IS NULL`,
 		"vehicle_hourly": `
 			WITH want AS (
 				SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour,
-					sum(kwh_delivered_dc) AS kwh, sum(battery_temp) AS temp, min(soc) AS lo, max(soc) AS hi, count(*)::int AS n
+					sum(kwh_delivered_dc) AS kwh, sum(battery_temp) AS temp, min(soc) AS lo, max(soc) AS hi, count(*)::int AS n,
+					max(ts) AS last
 				FROM vehicle_telemetry_history GROUP BY 1, 2, 3)
 			SELECT count(*) FROM want FULL JOIN vehicle_hourly h USING (vehicle_id, meter_id, hour)
-			WHERE want.n IS DISTINCT FROM h.readings
+			WHERE want.n IS DISTINCT FROM h.readings OR want.last IS DISTINCT FROM h.last_ts
 				OR abs(want.kwh - h.kwh_delivered_dc) > 1e-6 OR abs(want.temp - h.battery_temp_sum) > 1e-6
 				OR want.lo IS DISTINCT FROM h.soc_min OR want.hi IS DISTINCT FROM h.soc_max
 				OR want.n IS NULL OR h.readings IS NULL`,
@@ -440,4 +441,52 @@ func TestTheRollupHoursMigrationVersionsTheHoursAlreadyStored(t *testing.T) {
 		t.Errorf("%d hours have versions after the migration, want the 3 with rollups", n)
 	}
 	checkRollups(t, pool)
+}
+
+func TestARollupRowsLatestReadingIsUnknownWhenWrittenBeforeItWasKept(t *testing.T) {
+	ctx := t.Context()
+	pool := migratedPool(t)
+	s := newStore(t, pool, fixedNow)
+	h := fixedNow.Truncate(time.Hour).Add(-2 * time.Hour)
+	if _, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", h.Add(10*time.Minute), 1, 230)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", h.Add(10*time.Minute), 50, 1, 20, "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	// The database as it was before migration 0005.
+	if _, err := pool.Exec(ctx, `ALTER TABLE meter_hourly DROP COLUMN last_ts; ALTER TABLE vehicle_hourly DROP COLUMN last_ts;
+		DELETE FROM schema_migrations WHERE version = 5`); err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := Migrate(ctx, pool); err != nil || !slices.Equal(applied, []int{5}) {
+		t.Fatalf("Migrate applied %v, %v; want [5]", applied, err)
+	}
+	// A later reading of the same hour (an earlier one too) leaves the rows' latest reading
+	// unknown; the rows of a new hour know theirs.
+	if _, err := s.WriteBatch(ctx,
+		[]*telemetrypb.MeterReading{meter("m1", h.Add(20*time.Minute), 1, 230), meter("m1", h.Add(70*time.Minute), 1, 230)},
+		[]*telemetrypb.VehicleReading{vehicle("v1", h.Add(5*time.Minute), 50, 1, 20, "m1"), vehicle("v1", h.Add(75*time.Minute), 50, 1, 20, "m1")}); err != nil {
+		t.Fatal(err)
+	}
+	last := func(table, device string, hour time.Time) *time.Time {
+		t.Helper()
+		var ts *time.Time
+		col := map[string]string{"meter_hourly": "meter_id", "vehicle_hourly": "vehicle_id"}[table]
+		if err := pool.QueryRow(ctx, "SELECT last_ts FROM "+table+" WHERE "+col+" = $1 AND hour = $2", device, hour).Scan(&ts); err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	if ts := last("meter_hourly", "m1", h); ts != nil {
+		t.Errorf("meter row written before the migration: latest reading %v, want unknown", ts)
+	}
+	if ts := last("vehicle_hourly", "v1", h); ts != nil {
+		t.Errorf("vehicle row written before the migration: latest reading %v, want unknown", ts)
+	}
+	if ts := last("meter_hourly", "m1", h.Add(time.Hour)); ts == nil || !ts.Equal(h.Add(70*time.Minute)) {
+		t.Errorf("new meter row: latest reading %v, want %v", ts, h.Add(70*time.Minute))
+	}
+	if ts := last("vehicle_hourly", "v1", h.Add(time.Hour)); ts == nil || !ts.Equal(h.Add(75*time.Minute)) {
+		t.Errorf("new vehicle row: latest reading %v, want %v", ts, h.Add(75*time.Minute))
+	}
 }

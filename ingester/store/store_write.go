@@ -199,6 +199,10 @@ const changedHoursSQL = `, changed AS (
 )
 SELECT count(*)::int FROM inserted`
 
+// lastTS moves a rollup row's latest reading forward; a row whose latest reading is unknown
+// (NULL: written before the column existed) stays unknown, as greatest() alone would not keep it.
+const lastTS = `CASE WHEN h.last_ts IS NULL THEN NULL ELSE greatest(h.last_ts, excluded.last_ts) END`
+
 // writeMetersSQL inserts meter history and feeds exactly the inserted rows (RETURNING) to the
 // hourly rollup, to the current status and to the versions of the hours whose rollups changed. A (meter, ts) repeated inside the batch conflicts
 // with its own first copy and is skipped like any stored duplicate. The status takes each
@@ -210,15 +214,16 @@ WITH inserted AS (
 	ON CONFLICT (meter_id, ts) DO NOTHING
 	RETURNING meter_id, ts, kwh_consumed_ac, voltage
 ), hourly AS (
-	INSERT INTO meter_hourly AS h (meter_id, hour, kwh_consumed_ac, voltage_sum, readings)
-	SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), sum(kwh_consumed_ac), sum(voltage), count(*)
+	INSERT INTO meter_hourly AS h (meter_id, hour, kwh_consumed_ac, voltage_sum, readings, last_ts)
+	SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), sum(kwh_consumed_ac), sum(voltage), count(*), max(ts)
 	FROM inserted
 	GROUP BY 1, 2
 	ORDER BY 1, 2
 	ON CONFLICT (meter_id, hour) DO UPDATE SET
 		kwh_consumed_ac = h.kwh_consumed_ac + excluded.kwh_consumed_ac,
 		voltage_sum     = h.voltage_sum + excluded.voltage_sum,
-		readings        = h.readings + excluded.readings
+		readings        = h.readings + excluded.readings,
+		last_ts         = ` + lastTS + `
 ), status AS (
 	INSERT INTO current_meter_status AS c (meter_id, last_kwh_consumed_ac, voltage, last_updated_at)
 	SELECT DISTINCT ON (meter_id) meter_id, kwh_consumed_ac, voltage, ts
@@ -240,9 +245,9 @@ WITH inserted AS (
 	ON CONFLICT (vehicle_id, ts) DO NOTHING
 	RETURNING vehicle_id, ts, soc, kwh_delivered_dc, battery_temp, meter_id
 ), hourly AS (
-	INSERT INTO vehicle_hourly AS h (vehicle_id, hour, meter_id, kwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings)
+	INSERT INTO vehicle_hourly AS h (vehicle_id, hour, meter_id, kwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings, last_ts)
 	SELECT vehicle_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), meter_id,
-		sum(kwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*)
+		sum(kwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*), max(ts)
 	FROM inserted
 	GROUP BY 1, 2, 3
 	ORDER BY 1, 2, 3
@@ -251,7 +256,8 @@ WITH inserted AS (
 		battery_temp_sum = h.battery_temp_sum + excluded.battery_temp_sum,
 		soc_min          = least(h.soc_min, excluded.soc_min),
 		soc_max          = greatest(h.soc_max, excluded.soc_max),
-		readings         = h.readings + excluded.readings
+		readings         = h.readings + excluded.readings,
+		last_ts          = ` + lastTS + `
 ), status AS (
 	INSERT INTO current_vehicle_status AS c (vehicle_id, soc, last_kwh_delivered_dc, battery_temp, meter_id, last_updated_at)
 	SELECT DISTINCT ON (vehicle_id) vehicle_id, soc, kwh_delivered_dc, battery_temp, meter_id, ts
