@@ -154,7 +154,7 @@ func (s *stack) wrk(b *testing.B, conns int, d time.Duration) (requests int, p50
 		b.Fatalf("wrk is not installed: run the benchmarks with `make bench`, which installs it (%v)", err)
 	}
 	cmd := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--timeout", "10s",
-		"-s", "testdata/performance.lua", s.url, "--", strconv.Itoa(s.size.vehicles), s.end.Format(time.RFC3339))
+		"-s", "testdata/performance.lua", s.url, "--", strconv.Itoa(s.size.vehicles), s.end.Format(time.RFC3339Nano))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
@@ -330,11 +330,12 @@ func startStack(b *testing.B, sz size) *stack {
 		return &fresh
 	}
 	st.live = func() *stack {
-		// A second service whose clock is a minute after the windows' end: for it the last
-		// hour of every window is the hour being written, as for a dashboard asking about
-		// the last 24 hours.
+		// A second service whose clock is just after the data set's last readings (the last at
+		// 11:59:59), asked about the 24 hours ending now: for it the last hour of every window
+		// is the hour being written, as for a dashboard.
 		live := *st
-		live.url, live.prom = serve(func() time.Time { return end.Add(time.Minute) })
+		live.end = dataEnd.Add(-100 * time.Millisecond)
+		live.url, live.prom = serve(func() time.Time { return live.end })
 		return &live
 	}
 	return st
@@ -436,7 +437,7 @@ func (c *copySource) Err() error             { return nil }
 // latencies and the elapsed time.
 func (s *stack) measure(b *testing.B, conns, requests int) ([]time.Duration, time.Duration) {
 	b.Helper()
-	end := s.end.Format(time.RFC3339)
+	end := s.end.Format(time.RFC3339Nano)
 	lat := make([]time.Duration, requests)
 	var next sync.Mutex
 	k := 0
