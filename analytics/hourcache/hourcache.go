@@ -99,7 +99,8 @@ func (c Config) withDefaults() Config {
 type Cache struct {
 	cfg      Config
 	wants    chan want
-	versions versionReads
+	versions *versionReads
+	live     *liveReads
 	warm     atomic.Bool
 
 	mu      sync.Mutex
@@ -181,13 +182,15 @@ func find(spans []span, id int32) (span, bool) {
 // New returns an empty cache.
 func New(cfg Config) *Cache {
 	return &Cache{
-		cfg:     cfg.withDefaults(),
-		wants:   make(chan want, 16),
-		hours:   map[time.Time]*hour{},
-		raw:     map[time.Time]*rawHour{},
-		pending: map[want]bool{},
-		ids:     map[string]int32{"": 0},
-		names:   []string{""},
+		cfg:      cfg.withDefaults(),
+		wants:    make(chan want, 16),
+		versions: newVersionReads(),
+		live:     newLiveReads(),
+		hours:    map[time.Time]*hour{},
+		raw:      map[time.Time]*rawHour{},
+		pending:  map[want]bool{},
+		ids:      map[string]int32{"": 0},
+		names:    []string{""},
 	}
 }
 

@@ -49,9 +49,9 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 	col := query.NewVehicleCollector(vehicleID, meters, int(to.Sub(from)/time.Hour))
 	var versions map[time.Time]int64
 	if live >= 0 {
-		versions, err = query.VehicleEdge(ctx, db, vehicleID, meters, window.Range{From: from, To: to}, edges[live], col)
+		versions, err = c.liveEdge(ctx, db, vehicleID, meters, window.Range{From: from, To: to}, edges[live], col)
 	} else {
-		versions, err = c.versions.get(ctx, db, from, to)
+		versions, err = c.versions.get(ctx, db, hourRange{from, to}, struct{}{})
 	}
 	if err != nil {
 		return query.VehicleRows{}, false, err
@@ -122,6 +122,26 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 		}
 	}
 	return col.Rows(), true, nil
+}
+
+// liveEdge adds the window's part e of the hour being written to col and returns the versions
+// of hours, both from one snapshot. Questions about windows ending now share one read of the
+// versions and of that hour's rollup rows of all their vehicles and meters; a question whose
+// rows do not all end before its window does (or whose part does not start at the hour) reads
+// the hour's raw readings with the versions instead.
+func (c *Cache) liveEdge(ctx context.Context, db query.DBTX, vehicleID string, meters []query.MeterSpan, hours, e window.Range, col *query.VehicleCollector) (map[time.Time]int64, error) {
+	at := window.FloorHour(e.From)
+	ids := query.MeterIDs(meters)
+	if e.From.Equal(at) {
+		lr, err := c.live.get(ctx, db, liveKey{hours.From, hours.To, at}, liveNeed{vehicle: vehicleID, meters: ids})
+		if err != nil {
+			return nil, err
+		}
+		if lr.Edge(col, at, vehicleID, ids, e.To) {
+			return lr.Versions, nil
+		}
+	}
+	return query.VehicleEdge(ctx, db, vehicleID, meters, hours, e, col)
 }
 
 // wholeHour adds a whole hour's rollup rows: the vehicle's own, and for each of the meters

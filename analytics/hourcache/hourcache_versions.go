@@ -2,94 +2,142 @@ package hourcache
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
-// versionReads shares reads of hour versions among concurrent questions over the same hours.
-// A question may use a read only if it was sent after the question arrived, so that the
-// versions it sees include every commit before it: while a read is in flight, the questions
-// that arrive wait for the next read, which one of them sends when the first is done.
-type versionReads struct {
+// sharedReads shares reads among concurrent questions with the same key. A question may use a
+// read only if it was sent after the question arrived, so that what it sees includes every
+// commit before it: while a read is in flight, the questions that arrive add what they need to
+// the next read, which one of them sends when the first is done.
+type sharedReads[K comparable, N, R any] struct {
+	// read reads k for the needs of the questions sharing the read.
+	read func(ctx context.Context, db query.DBTX, k K, needs []N) (R, error)
+
 	mu    sync.Mutex
-	reads map[hourRange]*versionRead
+	reads map[K]*sharedRead[N, R]
+}
+
+// sharedRead is the state of one key: the read in flight and the one to send next.
+type sharedRead[N, R any] struct {
+	cur, next *readFetch[N, R]
+}
+
+type readFetch[N, R any] struct {
+	done  chan struct{} // closed once res and err are set
+	needs []N           // appended to (under the lock) only while it is the next read
+	res   R
+	err   error
+}
+
+// get returns k read for need (and the needs of the questions it shares the read with) at
+// some moment after the call.
+func (sr *sharedReads[K, N, R]) get(ctx context.Context, db query.DBTX, k K, need N) (R, error) {
+	var zero R
+	sr.mu.Lock()
+	if sr.reads == nil {
+		sr.reads = map[K]*sharedRead[N, R]{}
+	}
+	st := sr.reads[k]
+	if st == nil {
+		st = &sharedRead[N, R]{}
+		sr.reads[k] = st
+	}
+	if st.cur == nil {
+		f := &readFetch[N, R]{done: make(chan struct{}), needs: []N{need}}
+		st.cur = f
+		sr.mu.Unlock()
+		return sr.send(ctx, db, k, st, f)
+	}
+	// The read in flight may have been sent before this question arrived: use the next one.
+	if st.next == nil {
+		st.next = &readFetch[N, R]{done: make(chan struct{})}
+	}
+	cur, f := st.cur, st.next
+	f.needs = append(f.needs, need)
+	sr.mu.Unlock()
+	select {
+	case <-cur.done:
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+	sr.mu.Lock()
+	if st.next == f { // nobody has sent it yet: this question does
+		st.next = nil
+		st.cur = f
+		sr.mu.Unlock()
+		return sr.send(ctx, db, k, st, f)
+	}
+	sr.mu.Unlock()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
+	if f.err != nil {
+		// The sender's failure may be its own (its deadline): read for this question.
+		return sr.read(ctx, db, k, []N{need})
+	}
+	return f.res, nil
+}
+
+// send reads for f and everyone waiting on it.
+func (sr *sharedReads[K, N, R]) send(ctx context.Context, db query.DBTX, k K, st *sharedRead[N, R], f *readFetch[N, R]) (R, error) {
+	f.res, f.err = sr.read(ctx, db, k, f.needs)
+	sr.mu.Lock()
+	if st.cur == f {
+		st.cur = nil
+		if st.next == nil && sr.reads[k] == st {
+			delete(sr.reads, k)
+		}
+	}
+	sr.mu.Unlock()
+	close(f.done)
+	return f.res, f.err
 }
 
 type hourRange struct{ from, to time.Time }
 
-// versionRead is the state of one hour range: the read in flight and the one to send next.
-type versionRead struct {
-	cur, next *versionFetch
+// versionReads shares reads of the versions of the hours of a range.
+type versionReads = sharedReads[hourRange, struct{}, map[time.Time]int64]
+
+func newVersionReads() *versionReads {
+	return &versionReads{read: func(ctx context.Context, db query.DBTX, k hourRange, _ []struct{}) (map[time.Time]int64, error) {
+		return query.HourVersions(ctx, db, k.from, k.to)
+	}}
 }
 
-type versionFetch struct {
-	done     chan struct{} // closed once versions and err are set
-	versions map[time.Time]int64
-	err      error
+// liveKey is the versions' hours and the hour being written of questions about windows ending
+// now.
+type liveKey struct{ from, to, hour time.Time }
+
+// liveNeed is what one such question needs of the hour being written.
+type liveNeed struct {
+	vehicle string
+	meters  []string
 }
 
-// get returns the versions of the hours in [from, to) as of some moment after the call.
-func (vr *versionReads) get(ctx context.Context, db query.DBTX, from, to time.Time) (map[time.Time]int64, error) {
-	k := hourRange{from, to}
-	vr.mu.Lock()
-	if vr.reads == nil {
-		vr.reads = map[hourRange]*versionRead{}
-	}
-	st := vr.reads[k]
-	if st == nil {
-		st = &versionRead{}
-		vr.reads[k] = st
-	}
-	if st.cur == nil {
-		f := &versionFetch{done: make(chan struct{})}
-		st.cur = f
-		vr.mu.Unlock()
-		return vr.send(ctx, db, k, st, f)
-	}
-	// The read in flight may have been sent before this question arrived: use the next one.
-	if st.next == nil {
-		st.next = &versionFetch{done: make(chan struct{})}
-	}
-	cur, f := st.cur, st.next
-	vr.mu.Unlock()
-	select {
-	case <-cur.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	vr.mu.Lock()
-	if st.next == f { // nobody has sent it yet: this question does
-		st.next = nil
-		st.cur = f
-		vr.mu.Unlock()
-		return vr.send(ctx, db, k, st, f)
-	}
-	vr.mu.Unlock()
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if f.err != nil {
-		// The sender's failure may be its own (its deadline): read for this question.
-		return query.HourVersions(ctx, db, from, to)
-	}
-	return f.versions, nil
-}
+// liveReads shares reads of the hour being written (with the versions) among questions about
+// windows that end in it.
+type liveReads = sharedReads[liveKey, liveNeed, *query.LiveRollups]
 
-// send reads the versions for f and everyone waiting on it.
-func (vr *versionReads) send(ctx context.Context, db query.DBTX, k hourRange, st *versionRead, f *versionFetch) (map[time.Time]int64, error) {
-	f.versions, f.err = query.HourVersions(ctx, db, k.from, k.to)
-	vr.mu.Lock()
-	if st.cur == f {
-		st.cur = nil
-		if st.next == nil && vr.reads[k] == st {
-			delete(vr.reads, k)
+func newLiveReads() *liveReads {
+	return &liveReads{read: func(ctx context.Context, db query.DBTX, k liveKey, needs []liveNeed) (*query.LiveRollups, error) {
+		var vehicles, meters []string
+		for _, n := range needs {
+			if !slices.Contains(vehicles, n.vehicle) {
+				vehicles = append(vehicles, n.vehicle)
+			}
+			for _, m := range n.meters {
+				if !slices.Contains(meters, m) {
+					meters = append(meters, m)
+				}
+			}
 		}
-	}
-	vr.mu.Unlock()
-	close(f.done)
-	return f.versions, f.err
+		return query.LiveHour(ctx, db, window.Range{From: k.from, To: k.to}, k.hour, vehicles, meters)
+	}}
 }

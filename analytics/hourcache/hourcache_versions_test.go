@@ -43,7 +43,7 @@ func TestVersionReadsAreSharedAndNeverOlderThanTheQuestion(t *testing.T) {
 	}
 	h := time.Date(2026, 11, 20, 5, 0, 0, 0, time.UTC)
 	db := &countingDB{Pool: pool}
-	var vr versionReads
+	vr := newVersionReads()
 
 	// Readers ask all the time; one writer changes the hour's version and then asks: its
 	// answer must hold the version it wrote (a read sent before its question would not).
@@ -58,7 +58,7 @@ func TestVersionReadsAreSharedAndNeverOlderThanTheQuestion(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := vr.get(ctx, db, h, h.Add(3*time.Hour)); err != nil {
+				if _, err := vr.get(ctx, db, hourRange{h, h.Add(3 * time.Hour)}, struct{}{}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -72,7 +72,7 @@ func TestVersionReadsAreSharedAndNeverOlderThanTheQuestion(t *testing.T) {
 			ON CONFLICT (hour) DO UPDATE SET version = excluded.version RETURNING version`, h.Add(time.Hour)).Scan(&want); err != nil {
 			t.Fatal(err)
 		}
-		got, err := vr.get(ctx, db, h, h.Add(3*time.Hour))
+		got, err := vr.get(ctx, db, hourRange{h, h.Add(3 * time.Hour)}, struct{}{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -175,11 +175,11 @@ func vehicleArgs(vehicleID string, w window.Window, meters []MeterSpan) []any {
 	if whole.From.After(w.End) {
 		whole = window.Range{From: w.End, To: w.End}
 	}
-	return []any{vehicleID, meterIDs(meters), w.Start, whole.From, whole.To, w.End}
+	return []any{vehicleID, MeterIDs(meters), w.Start, whole.From, whole.To, w.End}
 }
 
-// meterIDs lists the spans' meters once each.
-func meterIDs(meters []MeterSpan) []string {
+// MeterIDs lists the spans' meters once each.
+func MeterIDs(meters []MeterSpan) []string {
 	ids := make([]string, 0, len(meters))
 	for _, m := range meters {
 		if !slices.Contains(ids, m.MeterID) {
@@ -243,7 +243,7 @@ func collectRows(rows pgx.Rows, col *VehicleCollector, version func(hour time.Ti
 // [hours.From, hours.To) that have one and the per-vehicle statement's rows of one partial
 // hour, edge, which it adds to col.
 func VehicleEdge(ctx context.Context, db DBTX, vehicleID string, meters []MeterSpan, hours, edge window.Range, col *VehicleCollector) (map[time.Time]int64, error) {
-	rows, err := db.Query(ctx, vehicleEdgeSQL, vehicleID, meterIDs(meters), edge.From, edge.To, hours.From, hours.To)
+	rows, err := db.Query(ctx, vehicleEdgeSQL, vehicleID, MeterIDs(meters), edge.From, edge.To, hours.From, hours.To)
 	if err != nil {
 		return nil, err
 	}

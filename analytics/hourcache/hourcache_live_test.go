@@ -1,0 +1,92 @@
+package hourcache_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fleetingest/fleetingest/analytics/fleetload"
+	"github.com/fleetingest/fleetingest/analytics/hourcache"
+	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/window"
+)
+
+// statements counts the statements sent through it.
+type statements struct {
+	*pgxpool.Pool
+	n atomic.Int64
+}
+
+func (s *statements) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	s.n.Add(1)
+	return s.Pool.Query(ctx, sql, args...)
+}
+
+func TestWindowsEndingNowShareReadsAndSeeEveryEarlierWrite(t *testing.T) {
+	s := shard(t)
+	ctx := t.Context()
+	now := start.Add(11*time.Hour + 58*time.Minute + 30*time.Second)
+	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return now }})
+	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 58*time.Minute)}
+	vehicles := []string{"v01", "v04", "v07", "v09", "v14", "v21", "v24", "v27"}
+	spans := map[string][]query.MeterSpan{}
+	for _, v := range vehicles {
+		spans[v] = spansOf(t, s.Pool, v, w)
+		fromMemory(t, c, s.Pool, v, w, spans[v]) // every settled hour in memory
+	}
+	db := &statements{Pool: s.Pool}
+
+	// Sixteen readers ask all the time; one writer adds a reading of v04 in the hour being
+	// written (before the window's end) and then asks: its answer must hold the reading.
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	var questions atomic.Int64
+	for i := range 16 {
+		readers.Go(func() {
+			for k := i; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				v := vehicles[k%len(vehicles)]
+				if _, ok, err := c.Vehicle(ctx, db, v, w, spans[v]); err != nil || !ok {
+					t.Errorf("%s: answered %t, %v", v, ok, err)
+					return
+				}
+				questions.Add(1)
+			}
+		})
+	}
+	hour := start.Add(11 * time.Hour)
+	for i := range 40 {
+		ts := hour.Add(56*time.Minute + time.Duration(i)*time.Second)
+		if _, err := s.Write(ctx, []fleetload.VehicleReading{{VehicleID: "v04", TS: ts, SOC: 50, DC: 1, Temp: 25, MeterID: "m04"}}, nil, 10); err != nil {
+			t.Fatal(err)
+		}
+		got, ok, err := c.Vehicle(ctx, db, "v04", w, spans["v04"])
+		if err != nil || !ok {
+			t.Fatalf("write %d: answered %t, %v", i, ok, err)
+		}
+		want, err := query.Vehicle(ctx, s.Pool, "v04", w, spans["v04"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, w := fmt.Sprint(canonical(got)), fmt.Sprint(canonical(want)); g != w {
+			t.Fatalf("write %d at %s:\nmemory:    %s\nstatement: %s", i, ts.Format(time.TimeOnly), g, w)
+		}
+	}
+	close(stop)
+	readers.Wait()
+	n, q := questions.Load()+40, db.n.Load()
+	if q >= n {
+		t.Errorf("%d questions sent %d statements: none shared", n, q)
+	}
+	t.Logf("%d questions sent %d statements", n, q)
+}
