@@ -1,46 +1,27 @@
 package hourcache_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/fleetingest/fleetingest/analytics/fleetload"
 	"github.com/fleetingest/fleetingest/analytics/hourcache"
 	"github.com/fleetingest/fleetingest/analytics/query"
-	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
-// statements counts the statements sent through it.
-type statements struct {
-	*pgxpool.Pool
-	n atomic.Int64
-}
-
-func (s *statements) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	s.n.Add(1)
-	return s.Pool.Query(ctx, sql, args...)
-}
-
 func TestWindowsEndingNowShareReadsAndSeeEveryEarlierWrite(t *testing.T) {
-	s := shard(t)
+	s, c, w := endingNow(t)
 	ctx := t.Context()
-	now := start.Add(11*time.Hour + 58*time.Minute + 30*time.Second)
-	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return now }})
-	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 58*time.Minute)}
 	vehicles := []string{"v01", "v04", "v07", "v09", "v14", "v21", "v24", "v27"}
 	spans := map[string][]query.MeterSpan{}
 	for _, v := range vehicles {
 		spans[v] = spansOf(t, s.Pool, v, w)
 		fromMemory(t, c, s.Pool, v, w, spans[v]) // every settled hour in memory
 	}
-	db := &statements{Pool: s.Pool}
+	db := &hourcache.CountingDB{Pool: s.Pool}
 
 	// Sixteen readers ask all the time; one writer adds a reading of v04 in the hour being
 	// written (before the window's end) and then asks: its answer must hold the reading.
@@ -84,7 +65,7 @@ func TestWindowsEndingNowShareReadsAndSeeEveryEarlierWrite(t *testing.T) {
 	}
 	close(stop)
 	readers.Wait()
-	n, q := questions.Load()+40, db.n.Load()
+	n, q := questions.Load()+40, db.Queries()
 	if q >= n {
 		t.Errorf("%d questions sent %d statements: none shared", n, q)
 	}

@@ -231,6 +231,22 @@ func fromMemory(t *testing.T, c *hourcache.Cache, pool *pgxpool.Pool, vehicle st
 	}
 }
 
+// likeStatement asks the cache about vehicle's window until it answers from memory, checks the
+// answer against the per-vehicle statement's, and returns it in canonical form.
+func likeStatement(t *testing.T, c *hourcache.Cache, pool *pgxpool.Pool, vehicle string, w window.Window) []string {
+	t.Helper()
+	spans := spansOf(t, pool, vehicle, w)
+	got := canonical(fromMemory(t, c, pool, vehicle, w, spans))
+	sql, err := query.Vehicle(t.Context(), pool, vehicle, w, spans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(canonical(sql)) {
+		t.Fatalf("%s:\nmemory:    %v\nstatement: %v", vehicle, got, canonical(sql))
+	}
+	return got
+}
+
 // canonical lists a shard's per-vehicle rows in one order with rounded values.
 func canonical(r query.VehicleRows) []string {
 	var out []string
@@ -344,15 +360,7 @@ func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	// question, never kept; the rest is answered from memory, with the statement's numbers.
 	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 45*time.Minute)}
 	for _, vehicle := range []string{"v04", "v07", "v14", "v27"} {
-		spans := spansOf(t, s.Pool, vehicle, w)
-		got := canonical(fromMemory(t, c, s.Pool, vehicle, w, spans))
-		sql, err := query.Vehicle(ctx, s.Pool, vehicle, w, spans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(canonical(sql)) {
-			t.Fatalf("%s:\nmemory:    %v\nstatement: %v", vehicle, got, canonical(sql))
-		}
+		likeStatement(t, c, s.Pool, vehicle, w)
 	}
 	if n := c.RawLen(); n != 1 {
 		t.Errorf("%d raw hours held, want 1: the window's first hour, not the current one", n)
@@ -386,27 +394,24 @@ func TestTheCurrentHourIsReadWithTheVersionsNotKept(t *testing.T) {
 	}
 }
 
-func TestAWindowEndingNowTakesTheHourBeingWrittenFromItsRollupRows(t *testing.T) {
+// endingNow is a shard, a cache whose clock is at 11:58:30, and a window ending at 11:58. Every
+// device's last reading of hour 11 is at 11:55:xx: the window ends after all of them, so the
+// hour's rollup rows are its sums.
+func endingNow(t *testing.T) (*fleetload.Shard, *hourcache.Cache, window.Window) {
+	t.Helper()
 	s := shard(t)
-	ctx := t.Context()
-	// Every device's last reading of hour 11 is at 11:55:xx: a window ending at 11:58 ends
-	// after all of them, so the hour's rollup rows are its sums.
 	now := start.Add(11*time.Hour + 58*time.Minute + 30*time.Second)
 	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return now }})
-	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 58*time.Minute)}
+	return s, c, window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 58*time.Minute)}
+}
+
+func TestAWindowEndingNowTakesTheHourBeingWrittenFromItsRollupRows(t *testing.T) {
+	s, c, w := endingNow(t)
+	ctx := t.Context()
 	vehicles := []string{"v04", "v07", "v09", "v14", "v27"}
 	answers := map[string][]string{}
 	for _, vehicle := range vehicles {
-		spans := spansOf(t, s.Pool, vehicle, w)
-		got := canonical(fromMemory(t, c, s.Pool, vehicle, w, spans))
-		sql, err := query.Vehicle(ctx, s.Pool, vehicle, w, spans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(canonical(sql)) {
-			t.Fatalf("%s:\nmemory:    %v\nstatement: %v", vehicle, got, canonical(sql))
-		}
-		answers[vehicle] = got
+		answers[vehicle] = likeStatement(t, c, s.Pool, vehicle, w)
 	}
 	// Remove the hour's raw readings behind the rollups' back (no version changes): answers
 	// taken from the rollup rows do not change, answers summed from raw readings would.
@@ -424,24 +429,9 @@ func TestAWindowEndingNowTakesTheHourBeingWrittenFromItsRollupRows(t *testing.T)
 }
 
 func TestAReadingAfterTheWindowEndSendsTheHourBeingWrittenToRawReadings(t *testing.T) {
-	s := shard(t)
+	s, c, w := endingNow(t)
 	ctx := t.Context()
-	now := start.Add(11*time.Hour + 58*time.Minute + 30*time.Second)
-	c := vehicleCache(t, s.Pool, hourcache.Config{Now: func() time.Time { return now }})
-	w := window.Window{Start: start.Add(2*time.Hour + 20*time.Minute), End: start.Add(11*time.Hour + 58*time.Minute)}
-	check := func(vehicle string) []string {
-		t.Helper()
-		spans := spansOf(t, s.Pool, vehicle, w)
-		got := canonical(fromMemory(t, c, s.Pool, vehicle, w, spans))
-		sql, err := query.Vehicle(ctx, s.Pool, vehicle, w, spans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(got) != fmt.Sprint(canonical(sql)) {
-			t.Fatalf("%s:\nmemory:    %v\nstatement: %v", vehicle, got, canonical(sql))
-		}
-		return got
-	}
+	check := func(vehicle string) []string { return likeStatement(t, c, s.Pool, vehicle, w) }
 	// A reading of v24 (on m04, with v04 and v14) stamped after the window's end, and a
 	// meter reading of m04 too: m04's and v24's rows now hold more than the window, so v04's
 	// answer must come from the raw readings before the end and stay as it was.
