@@ -12,6 +12,7 @@ package hourcache
 import (
 	"cmp"
 	"context"
+	"maps"
 	"log/slog"
 	"slices"
 	"sort"
@@ -354,6 +355,14 @@ func (c *Cache) intern(names []string) (ids []int32, n int) {
 	ids = make([]int32, len(names))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(names) > len(c.ids) {
+		// A cold read names most of the shard's devices at once: make room for them in one
+		// step rather than growing the table and the list as each arrives.
+		grown := make(map[string]int32, len(c.ids)+len(names))
+		maps.Copy(grown, c.ids)
+		c.ids = grown
+		c.names = slices.Grow(c.names, len(names))
+	}
 	for i, s := range names {
 		ids[i] = c.id(s)
 	}
