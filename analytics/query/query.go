@@ -105,19 +105,19 @@ UNION ALL
 SELECT 1, '', mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
   FROM meter_hourly mh
  WHERE mh.meter_id = ANY($2) AND mh.hour >= $4 AND mh.hour < $5
-UNION ALL` + edgeSQL("$3::timestamptz", "$4", "date_bin('1 hour', $3, 'epoch')", "true") + `
-UNION ALL` + edgeSQL("$5", "$6::timestamptz", "$5", "true")
+UNION ALL` + edgeSQL("$3::timestamptz", "$4", "date_bin('1 hour', $3, 'epoch')") + `
+UNION ALL` + edgeSQL("$5", "$6::timestamptz", "$5")
 
 // edgeSQL reads the per-vehicle rows of one partial hour [from, to) (nothing when from is not
-// before to, or when cond is false) whose hour is hour, for vehicle $1 and meters $2: the raw
-// readings of the vehicle and of the vehicles attributed to the meters in that hour (their ids
-// from vehicle_hourly's (meter, hour) index, then one primary-key scan for all of them),
-// summed per (vehicle, meter), and the meters' raw AC.
-func edgeSQL(from, to, hour, cond string) string {
+// before to) whose hour is hour, for vehicle $1 and meters $2: the raw readings of the vehicle
+// and of the vehicles attributed to the meters in that hour (their ids from vehicle_hourly's
+// (meter, hour) index, then one primary-key scan for all of them), summed per (vehicle,
+// meter), and the meters' raw AC.
+func edgeSQL(from, to, hour string) string {
 	return fmt.Sprintf(`
 SELECT 0, x.vehicle_id, x.meter_id, %[3]s, sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
   FROM vehicle_telemetry_history x
- WHERE x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s AND %[4]s
+ WHERE x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s
    AND x.vehicle_id = ANY(ARRAY(
        SELECT ids.vehicle_id FROM vehicle_hourly ids
         WHERE ids.meter_id = ANY($2::text[]) AND ids.hour = %[3]s) || $1::text)
@@ -126,36 +126,16 @@ SELECT 0, x.vehicle_id, x.meter_id, %[3]s, sum(x.kwh_delivered_dc), sum(x.batter
 UNION ALL
 SELECT 1, '', x.meter_id, %[3]s, sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
   FROM meter_telemetry_history x
- WHERE x.meter_id = ANY($2::text[]) AND x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s AND %[4]s
- GROUP BY 3`, from, to, hour, cond)
+ WHERE x.meter_id = ANY($2::text[]) AND x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s
+ GROUP BY 3`, from, to, hour)
 }
 
 // vehicleEdgeSQL reads, in one statement and so from one snapshot, the versions of the hours
 // in [$5, $6) that have one (row kind 2, the version in the first number) and the per-vehicle
-// rows of the partial hour [$3, $4). When that part starts at its hour's start and every
-// rollup row of the hour the answer needs (the vehicle's, its meters', and those of the
-// vehicles attributed to its meters) has its latest reading before $4, those rows are the sums
-// of the hour's readings before $4: they are the answer, and the raw readings are not read (the
-// raw branches' condition is false before they start). This is the common case of a window
-// ending now, in the hour being written; otherwise the raw readings are summed as edgeSQL does.
+// rows of the partial hour [$3, $4).
 var vehicleEdgeSQL = `
-WITH r AS MATERIALIZED (
-       SELECT 0 AS kind, vh.vehicle_id, vh.meter_id, vh.kwh_delivered_dc AS x1, vh.battery_temp_sum AS x2, vh.readings AS n, vh.last_ts
-         FROM vehicle_hourly vh
-        WHERE vh.hour = date_bin('1 hour', $3::timestamptz, 'epoch')
-          AND (vh.vehicle_id = $1::text OR vh.meter_id = ANY($2::text[]))
-       UNION ALL
-       SELECT 1, '', mh.meter_id, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts
-         FROM meter_hourly mh
-        WHERE mh.meter_id = ANY($2) AND mh.hour = date_bin('1 hour', $3, 'epoch')),
-     whole AS MATERIALIZED (
-       SELECT $3 = date_bin('1 hour', $3, 'epoch') AND $3 < $4::timestamptz
-              AND coalesce(bool_and(last_ts IS NOT NULL AND last_ts < $4), true) AS ok
-         FROM r)
 SELECT 2, '', '', hour, version::float8, 0::float8, 0 FROM rollup_hours WHERE hour >= $5::timestamptz AND hour < $6::timestamptz
-UNION ALL
-SELECT kind, vehicle_id, meter_id, date_bin('1 hour', $3, 'epoch'), x1, x2, n FROM r WHERE (SELECT ok FROM whole)
-UNION ALL` + edgeSQL("$3", "$4", "date_bin('1 hour', $3, 'epoch')", "NOT (SELECT ok FROM whole)")
+UNION ALL` + edgeSQL("$3::timestamptz", "$4::timestamptz", "date_bin('1 hour', $3, 'epoch')")
 
 // inSpan reports whether hour h of meter m lies in one of the meter's spans.
 func inSpan(meters []MeterSpan, m string, h time.Time) bool {
