@@ -12,8 +12,8 @@ package hourcache
 import (
 	"cmp"
 	"context"
-	"maps"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
