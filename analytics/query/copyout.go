@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -27,17 +28,17 @@ func copyOut(ctx context.Context, db DBTX, sql string, row func(fields [][]byte)
 	d := &copyDecoder{row: row}
 	var err error
 	switch c := db.(type) {
-	case *pgxpool.Pool:
+	case interface{ PgConn() *pgconn.PgConn }: // *pgx.Conn
+		_, err = c.PgConn().CopyTo(ctx, d, sql)
+	case interface{ Conn() *pgx.Conn }: // pgx.Tx, *pgxpool.Conn
+		_, err = c.Conn().PgConn().CopyTo(ctx, d, sql)
+	case interface {
+		AcquireFunc(context.Context, func(*pgxpool.Conn) error) error
+	}: // *pgxpool.Pool, and what embeds one
 		err = c.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
 			_, err := c.Conn().PgConn().CopyTo(ctx, d, sql)
 			return err
 		})
-	case *pgxpool.Conn:
-		_, err = c.Conn().PgConn().CopyTo(ctx, d, sql)
-	case *pgx.Conn:
-		_, err = c.PgConn().CopyTo(ctx, d, sql)
-	case pgx.Tx:
-		_, err = c.Conn().PgConn().CopyTo(ctx, d, sql)
 	default:
 		return fmt.Errorf("copy out: %T cannot stream COPY", db)
 	}

@@ -198,6 +198,7 @@ func TestCopyOutReadsWhatPostgresSends(t *testing.T) {
 		}
 	}
 	check("pool", read(pool))
+	check("a type embedding a pool", read(struct{ *pgxpool.Pool }{pool}))
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
