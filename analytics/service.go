@@ -143,7 +143,8 @@ func New(cfg Config) (*Service, error) {
 	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
 		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)),
 		// Answers are a few hundred bytes: compressing them costs more than it saves.
-		connect.WithCompressMinBytes(16<<10))
+		connect.WithCompressMinBytes(16<<10),
+		connect.WithCodec(jsonCodec{name: "json"}), connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}))
 	tc, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(path, h)})
 	if err != nil {
 		set.Close()

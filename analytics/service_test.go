@@ -484,6 +484,10 @@ func TestAnalytics(t *testing.T) {
 		if _, ok := energy["efficiencyRatio"]; ok {
 			t.Fatalf("efficiency present without AC: %s", body)
 		}
+		// Fields that hold their zero value are written out, as REST clients expect.
+		if perf["meterReadings"] != 0.0 || perf["sharedMeter"] != false {
+			t.Fatalf("performance: %s, want meterReadings 0 and sharedMeter false written out", body)
+		}
 
 		// Update (PUT) only for a mapped vehicle, then history is kept through DELETE.
 		f.clk.Set(f.clk.Now().Add(time.Minute))

@@ -1,0 +1,38 @@
+package analytics
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// jsonCodec is the handler's JSON codec: protojson that also writes the fields holding their
+// zero value (`"meterReadings": 0`, `"missingShards": []`), so that REST and JSON clients see
+// every field of an answer. The REST transcoder passes the handler's JSON through as the REST
+// answer, so this is the REST paths' JSON too. It takes both names connect-go gives JSON.
+type jsonCodec struct{ name string }
+
+func (c jsonCodec) Name() string { return c.name }
+
+func (c jsonCodec) Marshal(v any) ([]byte, error) { return c.MarshalAppend(nil, v) }
+
+// MarshalAppend lets connect-go encode into its pooled buffers.
+func (jsonCodec) MarshalAppend(dst []byte, v any) ([]byte, error) {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("encoding %T as JSON: not a proto message", v)
+	}
+	return protojson.MarshalOptions{EmitUnpopulated: true}.MarshalAppend(dst, m)
+}
+
+func (jsonCodec) Unmarshal(data []byte, v any) error {
+	m, ok := v.(proto.Message)
+	if !ok {
+		return fmt.Errorf("decoding JSON into %T: not a proto message", v)
+	}
+	if len(data) == 0 {
+		return nil // an empty body is the empty message, as connect-go's own codec has it
+	}
+	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(data, m)
+}
