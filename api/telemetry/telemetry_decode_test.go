@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 )
 
 var testNow = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -345,4 +347,33 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/reading")
+}
+
+func TestCheckBatchRefusesTimestampsOutsideTheYears1970To9999(t *testing.T) {
+	ok := time.Date(2026, 11, 20, 11, 0, 0, 0, time.UTC).UnixMicro()
+	for _, c := range []struct {
+		name   string
+		micros int64
+		valid  bool
+	}{
+		{"a time of the fleet", ok, true},
+		{"the first instant of 1970", 0, true},
+		{"the last microsecond of 9999", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro() - 1, true},
+		{"before 1970", -1, false},
+		{"the year 10000", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro(), false},
+		{"the smallest int64", math.MinInt64, false},
+		{"the largest int64", math.MaxInt64, false},
+	} {
+		b := &telemetrypb.ReadingBatch{
+			Meters:   []*telemetrypb.MeterReading{{MeterId: "m1", KwhConsumedAc: 1, Voltage: 230, TimestampMicros: ok}},
+			Vehicles: []*telemetrypb.VehicleReading{{VehicleId: "v1", Soc: 50, KwhDeliveredDc: 1, BatteryTemp: 20, TimestampMicros: c.micros}},
+		}
+		err := CheckBatch(b)
+		if c.valid != (err == nil) {
+			t.Errorf("%s: CheckBatch = %v", c.name, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "timestamp") {
+			t.Errorf("%s: %v does not name the timestamp", c.name, err)
+		}
+	}
 }

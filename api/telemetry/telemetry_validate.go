@@ -90,11 +90,23 @@ func (v *violations) between(field string, x, lo, hi float64) {
 	}
 }
 
+// The timestamps any reading may have, whatever the clock: years 1970 to 9999. Besides being
+// implausible, a time outside them may not fit the shard's timestamps or its day partitions,
+// and a reading the database refuses would hold up its shard's ingester.
+var (
+	minTimestamp = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTimestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 func (v *violations) timestamp(micros int64, now time.Time, l Limits) {
+	ts := time.UnixMicro(micros)
+	if ts.Before(minTimestamp) || !ts.Before(maxTimestamp) {
+		v.add("timestamp", "must be in the years 1970 to 9999")
+		return
+	}
 	if l == (Limits{}) {
 		return
 	}
-	ts := time.UnixMicro(micros)
 	switch {
 	case ts.Before(now.Add(-l.MaxLateness)):
 		v.add("timestamp", "is older than the accepted lateness of %s", l.MaxLateness)
@@ -135,7 +147,7 @@ func ValidateVehicle(r *telemetrypb.VehicleReading, now time.Time, l Limits) *Er
 }
 
 // CheckBatch checks what an ingester can check of a stream message without a clock: ids of
-// the right grammar and values in range. It refuses the whole message on the first bad one.
+// the right grammar, values in range and timestamps in the years 1970 to 9999. It refuses the whole message on the first bad one.
 func CheckBatch(b *telemetrypb.ReadingBatch) error {
 	for i, m := range b.GetMeters() {
 		if err := ValidateMeter(m, time.Time{}, Limits{}); err != nil {
