@@ -115,86 +115,118 @@ func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[ti
 		"$3", timeArrayLiteral(kh), "$4", int64ArrayLiteral(kv),
 	).Replace(changedHoursSQL)
 
-	out := &Rollups{Versions: make([]HourVersion, 0, n), Names: []string{""}}
-	ids := map[string]int32{"": 0}
-	id := func(b []byte) int32 {
-		if i, ok := ids[string(b)]; ok {
-			return i
-		}
-		s := string(b)
-		i := int32(len(out.Names))
-		ids[s] = i
-		out.Names = append(out.Names, s)
-		return i
-	}
-	// The hour of each row, by its offset from hours.From in the microseconds Postgres sends;
-	// rows of the branches may arrive interleaved (a parallel plan).
-	byHour := make([]*HourRollups, n)
-	fromUS := hours.From.Sub(postgresEpoch).Microseconds()
-	const hourUS = int64(time.Hour / time.Microsecond)
-	hourOf := func(b []byte) (*HourRollups, error) {
-		us, err := copyInt64(b)
-		if err != nil {
-			return nil, err
-		}
-		d := us - fromUS
-		i := int(d / hourUS)
-		if d < 0 || d%hourUS != 0 || i >= n {
-			t, _ := copyTime(b)
-			return nil, fmt.Errorf("rollup row of hour %s outside %s", t, hours)
-		}
-		if byHour[i] == nil {
-			byHour[i] = &HourRollups{Hour: hours.From.Add(time.Duration(i) * time.Hour)}
-		}
-		return byHour[i], nil
-	}
-	err := copyOut(ctx, db, sql, func(f [][]byte) error {
-		if len(f) != 8 {
-			return fmt.Errorf("rollup row of %d columns", len(f))
-		}
-		kind, err := copyInt32(f[0])
-		if err != nil {
-			return err
-		}
-		switch kind {
-		case 0:
-			ts, err1 := copyTime(f[1])
-			v, err2 := copyInt64(f[2])
-			if err := firstErr(err1, err2); err != nil {
-				return err
-			}
-			out.Versions = append(out.Versions, HourVersion{Hour: ts, Version: v})
-			return nil
-		case 1, 2:
-		default:
-			return fmt.Errorf("rollup row of kind %d", kind)
-		}
-		h, err := hourOf(f[1])
-		if err != nil {
-			return err
-		}
-		x1, err1 := copyFloat64(f[5])
-		x2, err2 := copyFloat64(f[6])
-		readings, err3 := copyInt32(f[7])
-		if err := firstErr(err1, err2, err3); err != nil {
-			return err
-		}
-		if kind == 1 {
-			h.Meters.Append(MeterAC{Meter: id(f[3]), Readings: readings, AC: x1, VoltageSum: x2})
-		} else {
-			h.Vehicles.Append(VehicleDC{Vehicle: id(f[4]), Meter: id(f[3]), Readings: readings, DC: x1, TempSum: x2})
-		}
-		return nil
-	})
-	if err != nil {
+	r := newRollupReader(hours)
+	if err := copyOut(ctx, db, sql, r.row); err != nil {
 		return nil, fmt.Errorf("reading the rollups of %s: %w", hours, err)
 	}
+	return r.result(known)
+}
+
+// rollupReader decodes the rows of changedHoursSQL for the whole hours of hours.
+type rollupReader struct {
+	hours  window.Range
+	fromUS int64 // hours.From in the microseconds Postgres counts from
+	out    *Rollups
+	ids    map[string]int32 // index in out.Names
+	// byHour holds the rows of each hour, by its offset from hours.From; rows of the branches
+	// may arrive interleaved (a parallel plan).
+	byHour []*HourRollups
+}
+
+const hourUS = int64(time.Hour / time.Microsecond)
+
+func newRollupReader(hours window.Range) *rollupReader {
+	n := int(hours.To.Sub(hours.From) / time.Hour)
+	return &rollupReader{
+		hours:  hours,
+		fromUS: hours.From.Sub(postgresEpoch).Microseconds(),
+		out:    &Rollups{Versions: make([]HourVersion, 0, n), Names: []string{""}},
+		ids:    map[string]int32{"": 0},
+		byHour: make([]*HourRollups, n),
+	}
+}
+
+// id is the index of a device id in out.Names, added on first sight.
+func (r *rollupReader) id(b []byte) int32 {
+	if i, ok := r.ids[string(b)]; ok {
+		return i
+	}
+	s := string(b)
+	i := int32(len(r.out.Names))
+	r.ids[s] = i
+	r.out.Names = append(r.out.Names, s)
+	return i
+}
+
+// hourOf is the hour of a row from its binary timestamp.
+func (r *rollupReader) hourOf(b []byte) (*HourRollups, error) {
+	us, err := copyInt64(b)
+	if err != nil {
+		return nil, err
+	}
+	d := us - r.fromUS
+	i := int(d / hourUS)
+	if d < 0 || d%hourUS != 0 || i >= len(r.byHour) {
+		t, _ := copyTime(b)
+		return nil, fmt.Errorf("rollup row of hour %s outside %s", t, r.hours)
+	}
+	if r.byHour[i] == nil {
+		r.byHour[i] = &HourRollups{Hour: r.hours.From.Add(time.Duration(i) * time.Hour)}
+	}
+	return r.byHour[i], nil
+}
+
+// row decodes one row: an hour's version (kind 0), a meter_hourly row (1) or a vehicle_hourly
+// row (2).
+func (r *rollupReader) row(f [][]byte) error {
+	if len(f) != 8 {
+		return fmt.Errorf("rollup row of %d columns", len(f))
+	}
+	kind, err := copyInt32(f[0])
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case 0:
+		ts, err1 := copyTime(f[1])
+		v, err2 := copyInt64(f[2])
+		if err := firstErr(err1, err2); err != nil {
+			return err
+		}
+		r.out.Versions = append(r.out.Versions, HourVersion{Hour: ts, Version: v})
+		return nil
+	case 1, 2:
+	default:
+		return fmt.Errorf("rollup row of kind %d", kind)
+	}
+	h, err := r.hourOf(f[1])
+	if err != nil {
+		return err
+	}
+	x1, err1 := copyFloat64(f[5])
+	x2, err2 := copyFloat64(f[6])
+	readings, err3 := copyInt32(f[7])
+	if err := firstErr(err1, err2, err3); err != nil {
+		return err
+	}
+	if kind == 1 {
+		h.Meters.Append(MeterAC{Meter: r.id(f[3]), Readings: readings, AC: x1, VoltageSum: x2})
+	} else {
+		h.Vehicles.Append(VehicleDC{Vehicle: r.id(f[4]), Meter: r.id(f[3]), Readings: readings, DC: x1, TempSum: x2})
+	}
+	return nil
+}
+
+// result checks what was read against the versions known before and returns it: every
+// hour's version, and the rows of each hour whose version changed.
+func (r *rollupReader) result(known map[time.Time]int64) (*Rollups, error) {
+	out := r.out
 	slices.SortFunc(out.Versions, func(a, b HourVersion) int { return a.Hour.Compare(b.Hour) })
-	if len(out.Versions) != n {
-		return nil, fmt.Errorf("reading the rollups of %s: %d hour versions for %d hours", hours, len(out.Versions), n)
+	if len(out.Versions) != len(r.byHour) {
+		return nil, fmt.Errorf("reading the rollups of %s: %d hour versions for %d hours", r.hours, len(out.Versions), len(r.byHour))
 	}
 	for i, v := range out.Versions {
-		h := byHour[i]
+		h := r.byHour[i]
 		changed := v.Version != 0 && v.Version != known[v.Hour]
 		switch {
 		case changed && h == nil:
@@ -205,7 +237,7 @@ func ChangedHours(ctx context.Context, db DBTX, hours window.Range, known map[ti
 			h.Version = v.Version
 			out.Changed = append(out.Changed, *h)
 		case h != nil:
-			return nil, fmt.Errorf("reading the rollups of %s: rows of hour %s, whose version %d did not change", hours, v.Hour, v.Version)
+			return nil, fmt.Errorf("reading the rollups of %s: rows of hour %s, whose version %d did not change", r.hours, v.Hour, v.Version)
 		}
 	}
 	return out, nil
