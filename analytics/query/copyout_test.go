@@ -3,6 +3,7 @@ package query
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/binary"
 	"math"
 	"slices"
@@ -179,7 +180,7 @@ func TestCopyOutReadsWhatPostgresSends(t *testing.T) {
 				r.ts, err4 = copyTime(f[4])
 			}
 			got = append(got, r)
-			return firstErr(err1, err2, err3, err4)
+			return errors.Join(err1, err2, err3, err4)
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -190,7 +191,7 @@ func (r *rollupReader) row(f [][]byte) error {
 	case 0:
 		ts, err1 := copyTime(f[1])
 		v, err2 := copyInt64(f[2])
-		if err := firstErr(err1, err2); err != nil {
+		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
 		r.out.Versions = append(r.out.Versions, HourVersion{Hour: ts, Version: v})
@@ -206,7 +207,7 @@ func (r *rollupReader) row(f [][]byte) error {
 	x1, err1 := copyFloat64(f[5])
 	x2, err2 := copyFloat64(f[6])
 	readings, err3 := copyInt32(f[7])
-	if err := firstErr(err1, err2, err3); err != nil {
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return err
 	}
 	if kind == 1 {
@@ -241,13 +242,4 @@ func (r *rollupReader) result(known map[time.Time]int64) (*Rollups, error) {
 		}
 	}
 	return out, nil
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
