@@ -3,8 +3,8 @@ package query
 import (
 	"bytes"
 	"context"
-	"errors"
 	"encoding/binary"
+	"errors"
 	"math"
 	"slices"
 	"strings"
