@@ -160,6 +160,27 @@ func TestSumsEqualPostgresAndOnlyChangedHoursAreReadAgain(t *testing.T) {
 	}
 }
 
+func TestPackedHoursGiveTheSumsOfTheirRows(t *testing.T) {
+	s := shard(t)
+	ctx := t.Context()
+	st, err := store.New(ctx, s.Pool, store.Config{Now: func() time.Time { return start.Add(24 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sealed, err := st.SealHours(ctx, start, start.Add(12*time.Hour), 24); err != nil || len(sealed) != 12 {
+		t.Fatalf("packed %d hours, %v; want 12", len(sealed), err)
+	}
+	hours := window.Range{From: start.Add(time.Hour), To: start.Add(11 * time.Hour)}
+	checkSums(t, hourcache.New(hourcache.Config{}), s.Pool, hours)
+
+	// A late reading in hour 3: its pack is stale, and a fresh cache reads that hour's rows.
+	if _, err := s.Write(ctx,
+		[]fleetload.VehicleReading{{VehicleID: "v04", TS: start.Add(3*time.Hour + 7*time.Second), SOC: 50, DC: 3, Temp: 25, MeterID: "m04"}}, nil, 10); err != nil {
+		t.Fatal(err)
+	}
+	checkSums(t, hourcache.New(hourcache.Config{}), s.Pool, hours)
+}
+
 func TestHoursExpiredByRetentionLeaveTheSums(t *testing.T) {
 	s := shard(t)
 	ctx := t.Context()

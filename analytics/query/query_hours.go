@@ -70,12 +70,14 @@ func (r *Rollups) Ranks() []int32 {
 
 // changedHoursSQL reads, in one statement and so from one snapshot, the version of every
 // hour in [$1, $2) and the rollup rows of the hours whose version is not the one the caller
-// holds ($3 hours, $4 versions). An hour without a version has no rollup rows. It is sent
-// as a binary COPY with its values written in (see copyOut), and so planned for its hours:
-// the range on hour lets Postgres scan the window's rows (by index, or the whole table when
-// that is most of it) and probe the few changed hours, rather than hash every row of the
-// table to join them to the hours. Columns a row does not use are NULL, which Postgres sends
-// as their length alone.
+// holds ($3 hours, $4 versions): an hour packed at its current version (rollup_sealed, see
+// its migration) as its two packed values, any other as its rows. An hour without a version
+// has no rollup rows. It is sent as a binary COPY with its values written in (see copyOut),
+// and so planned for its hours: the range on hour lets Postgres scan the window's rows by
+// index for the few hours that need them (the array is known only when the statement runs:
+// none, one or all of the window's hours) rather than hash every row of the table to join
+// them to the hours. Columns a row does not use are NULL, which Postgres sends as their
+// length alone.
 const changedHoursSQL = `
 COPY (
 WITH v AS MATERIALIZED (
@@ -83,18 +85,27 @@ WITH v AS MATERIALIZED (
          FROM generate_series($1, $2 - interval '1 hour', interval '1 hour') AS g(hour)
          LEFT JOIN rollup_hours r ON r.hour = g.hour),
      s AS MATERIALIZED (
-       SELECT v.hour FROM v
+       SELECT v.hour, v.version FROM v
          LEFT JOIN unnest($3, $4) AS k(hour, version) ON k.hour = v.hour
-        WHERE v.version <> 0 AND k.version IS DISTINCT FROM v.version)
-SELECT 0 AS kind, hour, version, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4 FROM v
+        WHERE v.version <> 0 AND k.version IS DISTINCT FROM v.version),
+     p AS MATERIALIZED (
+       SELECT p.hour, p.meters, p.vehicles
+         FROM rollup_sealed p JOIN s ON s.hour = p.hour AND s.version = p.version),
+     u AS MATERIALIZED (
+       SELECT s.hour FROM s WHERE NOT EXISTS (SELECT FROM p WHERE p.hour = s.hour))
+SELECT 0 AS kind, hour, version, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, NULL::bytea FROM v
 UNION ALL
-SELECT 1, mh.hour, NULL::int8, mh.meter_id, NULL::text, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
+SELECT 3, hour, NULL::int8, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, meters FROM p
+UNION ALL
+SELECT 4, hour, NULL::int8, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, vehicles FROM p
+UNION ALL
+SELECT 1, mh.hour, NULL::int8, mh.meter_id, NULL::text, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, NULL::bytea
   FROM meter_hourly mh
- WHERE mh.hour >= $1 AND mh.hour < $2 AND mh.hour IN (SELECT hour FROM s)
+ WHERE mh.hour >= $1 AND mh.hour < $2 AND mh.hour = ANY (ARRAY(SELECT hour FROM u))
 UNION ALL
-SELECT 2, vh.hour, NULL::int8, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
+SELECT 2, vh.hour, NULL::int8, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, NULL::bytea
   FROM vehicle_hourly vh
- WHERE vh.hour >= $1 AND vh.hour < $2 AND vh.hour IN (SELECT hour FROM s)
+ WHERE vh.hour >= $1 AND vh.hour < $2 AND vh.hour = ANY (ARRAY(SELECT hour FROM u))
 ) TO STDOUT (FORMAT binary)`
 
 // ChangedHours reads the version of every whole hour in hours and, for each hour whose
@@ -177,10 +188,10 @@ func (r *rollupReader) hourOf(b []byte) (*HourRollups, error) {
 	return r.byHour[i], nil
 }
 
-// row decodes one row: an hour's version (kind 0), a meter_hourly row (1) or a vehicle_hourly
-// row (2).
+// row decodes one row: an hour's version (kind 0), a meter_hourly row (1), a vehicle_hourly
+// row (2), or an hour's packed meter_hourly (3) or vehicle_hourly (4) rows.
 func (r *rollupReader) row(f [][]byte) error {
-	if len(f) != 8 {
+	if len(f) != 9 {
 		return fmt.Errorf("rollup row of %d columns", len(f))
 	}
 	kind, err := copyInt32(f[0])
@@ -196,13 +207,19 @@ func (r *rollupReader) row(f [][]byte) error {
 		}
 		r.out.Versions = append(r.out.Versions, HourVersion{Hour: ts, Version: v})
 		return nil
-	case 1, 2:
+	case 1, 2, 3, 4:
 	default:
 		return fmt.Errorf("rollup row of kind %d", kind)
 	}
 	h, err := r.hourOf(f[1])
 	if err != nil {
 		return err
+	}
+	switch kind {
+	case 3:
+		return r.packedMeters(h, f[8])
+	case 4:
+		return r.packedVehicles(h, f[8])
 	}
 	x1, err1 := copyFloat64(f[5])
 	x2, err2 := copyFloat64(f[6])
