@@ -103,6 +103,8 @@ type Cache struct {
 	versions *versionReads
 	live     *liveReads
 	warm     atomic.Bool
+	// wholeLive is the hour being written as last read whole.
+	wholeLive atomic.Pointer[liveHour]
 
 	mu      sync.Mutex
 	hours   map[time.Time]*hour
@@ -112,6 +114,10 @@ type Cache struct {
 	tick    uint64
 	ids     map[string]int32
 	names   []string
+	// liveAsked is when the hour being written was last asked to be read whole, liveEvery
+	// how long until it may be asked again.
+	liveAsked time.Time
+	liveEvery time.Duration
 }
 
 // hour is one hour's rollups at one version. Its data is never changed once built (only its
@@ -182,17 +188,19 @@ func find(spans []span, id int32) (span, bool) {
 
 // New returns an empty cache.
 func New(cfg Config) *Cache {
-	return &Cache{
-		cfg:      cfg.withDefaults(),
-		wants:    make(chan want, 16),
-		versions: newVersionReads(),
-		live:     newLiveReads(),
-		hours:    map[time.Time]*hour{},
-		raw:      map[time.Time]*rawHour{},
-		pending:  map[want]bool{},
-		ids:      map[string]int32{"": 0},
-		names:    []string{""},
+	c := &Cache{
+		cfg:       cfg.withDefaults(),
+		wants:     make(chan want, 16),
+		versions:  newVersionReads(),
+		hours:     map[time.Time]*hour{},
+		raw:       map[time.Time]*rawHour{},
+		pending:   map[want]bool{},
+		ids:       map[string]int32{"": 0},
+		names:     []string{""},
+		liveEvery: liveReloadMin,
 	}
+	c.live = newLiveReads(c.wholeLive.Load)
+	return c
 }
 
 // Len is the number of hours of rollups held.

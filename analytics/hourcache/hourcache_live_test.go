@@ -71,3 +71,37 @@ func TestWindowsEndingNowShareReadsAndSeeEveryEarlierWrite(t *testing.T) {
 	}
 	t.Logf("%d questions sent %d statements", n, q)
 }
+
+func TestAWindowEndingNowIsAnsweredFromTheHourHeldWholeWhileItsVersionHolds(t *testing.T) {
+	s, c, w := endingNow(t)
+	ctx := t.Context()
+	vehicles := []string{"v04", "v07", "v09", "v14", "v27"}
+	hour := start.Add(11 * time.Hour)
+	answers := map[string][]string{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, v := range vehicles {
+			answers[v] = likeStatement(t, c, s.Pool, v, w)
+		}
+		if at, _, ok := c.LiveHeld(); ok && at.Equal(hour) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the hour being written was not read whole within 10s of questions")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The hour's rollup rows go behind the versions' back: answers from the hour held do not
+	// change; answers read from Postgres would lose the hour.
+	for _, table := range []string{"vehicle_hourly", "meter_hourly"} {
+		if _, err := s.Pool.Exec(ctx, "DELETE FROM "+table+" WHERE hour = $1", hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range vehicles {
+		got := canonical(fromMemory(t, c, s.Pool, v, w, spansOf(t, s.Pool, v, w)))
+		if fmt.Sprint(got) != fmt.Sprint(answers[v]) {
+			t.Fatalf("%s was not answered from the hour held:\nnow:    %v\nbefore: %v", v, got, answers[v])
+		}
+	}
+}

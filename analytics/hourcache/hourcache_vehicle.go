@@ -9,10 +9,12 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
-// want is a background load: the rollups of the hours of rollups, or the raw hour at raw.
+// want is a background load: the rollups of the hours of rollups, the raw hour at raw, or the
+// hour being written at live read whole.
 type want struct {
 	rollups window.Range
 	raw     time.Time
+	live    time.Time
 }
 
 // Vehicle answers, from memory, what query.Vehicle reads from the shard for vehicleID's
@@ -126,22 +128,75 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 
 // liveEdge adds the window's part e of the hour being written to col and returns the versions
 // of hours, both from one snapshot. Questions about windows ending now share one read of the
-// versions and of that hour's rollup rows of all their vehicles and meters; a question whose
-// rows do not all end before its window does (or whose part does not start at the hour) reads
-// the hour's raw readings with the versions instead.
+// versions and, unless the hour as last read whole (liveHour) is still at its version, of
+// that hour's rollup rows of all their vehicles and meters (the hour is then read whole again
+// in the background). A question whose rows do not all end before its window does (or whose
+// part does not start at the hour) reads the hour's raw readings with the versions instead.
 func (c *Cache) liveEdge(ctx context.Context, db query.DBTX, vehicleID string, meters []query.MeterSpan, hours, e window.Range, col *query.VehicleCollector) (map[time.Time]int64, error) {
 	at := window.FloorHour(e.From)
+	if !e.From.Equal(at) {
+		return query.VehicleEdge(ctx, db, vehicleID, meters, hours, e, col)
+	}
 	ids := query.MeterIDs(meters)
-	if e.From.Equal(at) {
-		lr, err := c.live.get(ctx, db, liveKey{hours.From, hours.To, at}, liveNeed{vehicle: vehicleID, meters: ids})
-		if err != nil {
-			return nil, err
-		}
-		if lr.Edge(col, at, vehicleID, ids, e.To) {
-			return lr.Versions, nil
-		}
+	lr, err := c.live.get(ctx, db, liveKey{hours.From, hours.To, at}, liveNeed{vehicle: vehicleID, meters: ids})
+	if err != nil {
+		return nil, err
+	}
+	versions := lr.rows.Versions
+	rows := lr.rows
+	if lr.base != nil && versions[at] == lr.base.version {
+		lr.base.served.Add(1)
+		rows = lr.base.view(vehicleID, ids)
+	} else {
+		c.reloadLive(at, lr.base)
+	}
+	if rows.Edge(col, at, vehicleID, ids, e.To) {
+		return versions, nil
 	}
 	return query.VehicleEdge(ctx, db, vehicleID, meters, hours, e, col)
+}
+
+// reloadLive asks the loader to read hour at whole again, found changed since stale (nil: not
+// held) was read. Reloads are at least liveEvery apart: from liveReloadMin while each reload
+// goes on to answer questions, doubling up to liveReloadMax while the hour changes faster
+// than that (under a steady ingest its version changes with every batch, and a reload would
+// cost more than it saves).
+func (c *Cache) reloadLive(at time.Time, stale *liveHour) {
+	now := time.Now()
+	c.mu.Lock()
+	due := now.Sub(c.liveAsked) >= c.liveEvery
+	if due {
+		c.liveAsked = now
+		if stale != nil && stale.served.Load() < liveReloadPays {
+			c.liveEvery = min(2*c.liveEvery, liveReloadMax)
+		} else {
+			c.liveEvery = liveReloadMin
+		}
+	}
+	c.mu.Unlock()
+	if due {
+		c.want(want{live: at})
+	}
+}
+
+// loadLive reads hour at whole and keeps it as the hour being written.
+func (c *Cache) loadLive(ctx context.Context, db query.DBTX, at time.Time) error {
+	version, rows, err := query.WholeLiveHour(ctx, db, at, c.internBytes)
+	if err != nil {
+		return err
+	}
+	c.wholeLive.Store(newLiveHour(at, version, rows))
+	return nil
+}
+
+// internBytes returns the interned string of id, interning it when new.
+func (c *Cache) internBytes(id []byte) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i, ok := c.ids[string(id)]; ok {
+		return c.names[i]
+	}
+	return c.names[c.id(string(id))]
 }
 
 // wholeHour adds a whole hour's rollup rows: the vehicle's own, and for each of the meters
@@ -279,7 +334,7 @@ func (c *Cache) Warm() bool { return c.warm.Load() }
 func (c *Cache) run(ctx context.Context, w want) {
 	err := c.cfg.Do(ctx, func(ctx context.Context, db query.DBTX) error { return c.load(ctx, db, w) })
 	if err != nil && ctx.Err() == nil {
-		c.cfg.Logger.Warn("loading hours into the analytics cache", "rollups", w.rollups, "raw", w.raw, "err", err)
+		c.cfg.Logger.Warn("loading hours into the analytics cache", "rollups", w.rollups, "raw", w.raw, "live", w.live, "err", err)
 	}
 }
 
@@ -291,6 +346,9 @@ func (c *Cache) recent() want {
 }
 
 func (c *Cache) load(ctx context.Context, db query.DBTX, w want) error {
+	if !w.live.IsZero() {
+		return c.loadLive(ctx, db, w.live)
+	}
 	if w.raw.IsZero() {
 		held := c.held(w.rollups)
 		known := make(map[time.Time]int64, len(held))

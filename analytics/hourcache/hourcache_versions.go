@@ -121,12 +121,20 @@ type liveNeed struct {
 	meters  []string
 }
 
+// liveRead is what a shared read of the hour being written gives: the versions, and the rows
+// of the questions sharing it unless base (the hour as last read whole, when the read was
+// sent) is at the hour's version.
+type liveRead struct {
+	rows *query.LiveRollups
+	base *liveHour
+}
+
 // liveReads shares reads of the hour being written (with the versions) among questions about
 // windows that end in it.
-type liveReads = sharedReads[liveKey, liveNeed, *query.LiveRollups]
+type liveReads = sharedReads[liveKey, liveNeed, liveRead]
 
-func newLiveReads() *liveReads {
-	return &liveReads{read: func(ctx context.Context, db query.DBTX, k liveKey, needs []liveNeed) (*query.LiveRollups, error) {
+func newLiveReads(whole func() *liveHour) *liveReads {
+	return &liveReads{read: func(ctx context.Context, db query.DBTX, k liveKey, needs []liveNeed) (liveRead, error) {
 		var vehicles, meters []string
 		for _, n := range needs {
 			if !slices.Contains(vehicles, n.vehicle) {
@@ -138,6 +146,14 @@ func newLiveReads() *liveReads {
 				}
 			}
 		}
-		return query.LiveHour(ctx, db, window.Range{From: k.from, To: k.to}, k.hour, vehicles, meters)
+		base := whole()
+		known := int64(-1)
+		if base != nil && base.at.Equal(k.hour) {
+			known = base.version
+		} else {
+			base = nil
+		}
+		rows, err := query.LiveHour(ctx, db, window.Range{From: k.from, To: k.to}, k.hour, known, vehicles, meters)
+		return liveRead{rows: rows, base: base}, err
 	}}
 }

@@ -2,7 +2,10 @@ package query
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -30,8 +33,9 @@ type LiveRow struct {
 	Last time.Time
 }
 
-// liveHourSQL reads the versions of the hours in [$1, $2) that have one, and the rollup rows
-// of hour $3 of the vehicles $4 and the meters $5 with their latest readings.
+// liveHourSQL reads the versions of the hours in [$1, $2) that have one, and, unless the
+// version of hour $3 is $6, the rollup rows of hour $3 of the vehicles $4 and the meters $5
+// with their latest readings.
 const liveHourSQL = `
 SELECT 2, '', '', hour, version, 0::float8, 0::float8, 0, NULL::timestamptz
   FROM rollup_hours WHERE hour >= $1 AND hour < $2
@@ -39,16 +43,19 @@ UNION ALL
 SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, 0, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, vh.last_ts
   FROM vehicle_hourly vh
  WHERE vh.hour = $3::timestamptz AND (vh.vehicle_id = ANY($4::text[]) OR vh.meter_id = ANY($5::text[]))
+   AND (SELECT version FROM rollup_hours WHERE hour = $3) IS DISTINCT FROM $6::int8
 UNION ALL
 SELECT 1, '', mh.meter_id, mh.hour, 0, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts
   FROM meter_hourly mh
- WHERE mh.hour = $3 AND mh.meter_id = ANY($5)`
+ WHERE mh.hour = $3 AND mh.meter_id = ANY($5)
+   AND (SELECT version FROM rollup_hours WHERE hour = $3) IS DISTINCT FROM $6`
 
 // LiveHour reads, in one statement and so from one snapshot, the versions of the hours in
-// hours that have one and the rollup rows of hour for vehicles and meters (see LiveRollups).
+// hours that have one and, unless hour's version is known (the caller holds the hour at that
+// version; -1 for none), the rollup rows of hour for vehicles and meters (see LiveRollups).
 // Many questions about windows ending now share one such read.
-func LiveHour(ctx context.Context, db DBTX, hours window.Range, hour time.Time, vehicles, meters []string) (*LiveRollups, error) {
-	rows, err := db.Query(ctx, liveHourSQL, hours.From, hours.To, hour, vehicles, meters)
+func LiveHour(ctx context.Context, db DBTX, hours window.Range, hour time.Time, known int64, vehicles, meters []string) (*LiveRollups, error) {
+	rows, err := db.Query(ctx, liveHourSQL, hours.From, hours.To, hour, vehicles, meters, known)
 	if err != nil {
 		return nil, err
 	}
@@ -111,4 +118,65 @@ func (l *LiveRollups) Edge(col *VehicleCollector, hour time.Time, vehicle string
 		}
 	}
 	return true
+}
+
+// liveHourAllSQL reads, in one statement, the version of hour $1 and all its rollup rows with
+// their latest readings (a binary COPY with the hour written in; see copyOut).
+const liveHourAllSQL = `
+COPY (
+SELECT 2 AS kind, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, NULL::timestamptz, version
+  FROM rollup_hours WHERE hour = $1
+UNION ALL
+SELECT 0, vh.vehicle_id, vh.meter_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, vh.last_ts, NULL::int8
+  FROM vehicle_hourly vh WHERE vh.hour = $1
+UNION ALL
+SELECT 1, NULL::text, mh.meter_id, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts, NULL::int8
+  FROM meter_hourly mh WHERE mh.hour = $1
+) TO STDOUT (FORMAT binary)`
+
+// WholeLiveHour reads, from one snapshot, hour's version (0 when it has no rollup rows) and
+// all its rollup rows as they stand, each with the time of its latest reading: the hour being
+// written, kept in memory for the questions that find it at the same version. intern turns
+// each device id read into its string (it may return one it already holds).
+func WholeLiveHour(ctx context.Context, db DBTX, hour time.Time, intern func([]byte) string) (version int64, rows *LiveRollups, err error) {
+	rows = &LiveRollups{}
+	sql := strings.ReplaceAll(liveHourAllSQL, "$1", timeLiteral(hour))
+	err = copyOut(ctx, db, sql, func(f [][]byte) error {
+		if len(f) != 8 {
+			return fmt.Errorf("live hour row of %d columns", len(f))
+		}
+		kind, err := copyInt32(f[0])
+		if err != nil {
+			return err
+		}
+		if kind == 2 {
+			version, err = copyInt64(f[7])
+			return err
+		}
+		r := LiveRow{MeterID: intern(f[2])}
+		if kind == 0 {
+			r.VehicleID = intern(f[1])
+		}
+		x1, err1 := copyFloat64(f[3])
+		x2, err2 := copyFloat64(f[4])
+		n, err3 := copyInt32(f[5])
+		var err4 error
+		if f[6] != nil {
+			r.Last, err4 = copyTime(f[6])
+		}
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return err
+		}
+		r.X1, r.X2, r.Readings = x1, x2, int(n)
+		if kind == 0 {
+			rows.Vehicles = append(rows.Vehicles, r)
+		} else {
+			rows.Meters = append(rows.Meters, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading the rollups of hour %s: %w", hour.UTC().Format(time.RFC3339), err)
+	}
+	return version, rows, nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/ingester/store"
@@ -75,7 +76,8 @@ type stack struct {
 	// close stops a service started by fresh or live.
 	close func()
 	// from is the data set's first hour.
-	from time.Time
+	from  time.Time
+	slots *placement.SlotMap
 }
 
 var dataEnd = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -384,7 +386,7 @@ func startStack(b *testing.B, sz size) *stack {
 	}
 	pool.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second}
-	st := &stack{url: url, prom: prom, dsns: dsns, end: end, size: sz, client: client, from: from}
+	st := &stack{url: url, prom: prom, dsns: dsns, end: end, size: sz, client: client, from: from, slots: slots}
 	st.fresh = func() *stack {
 		// Another service on the same shards, with nothing in memory.
 		fresh := *st
@@ -477,6 +479,83 @@ func loadShard(ctx context.Context, pool *pgxpool.Pool, slots *placement.SlotMap
 	})
 	m, err := fleetload.BulkCopy(ctx, pool, false, &copySource{next: msrc})
 	return n + m, err
+}
+
+// ingest writes, until the returned stop is called, what a fleet of the data set's size
+// sends (a reading a minute from every device) the way the ingester writes it: every 100 ms
+// one batch per shard (store.WriteBatch), so the hour being written changes version ten times
+// a second on every shard. The readings are stamped in the data set's last second, before the
+// live windows' end, at random microseconds (a reused data set keeps them; a repeat is a
+// duplicate, skipped). stop returns the batches written.
+func (s *stack) ingest(b *testing.B) (stop func() int) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	batches := 0
+	for shard, dsn := range s.dsns {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := store.New(ctx, pool, store.Config{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var vehicles, meters []int
+		for i := range s.size.vehicles {
+			if s.slots.ShardOf(meterID(i%s.size.meters)) == shard {
+				vehicles = append(vehicles, i)
+			}
+		}
+		for j := range s.size.meters {
+			if s.slots.ShardOf(meterID(j)) == shard {
+				meters = append(meters, j)
+			}
+		}
+		perBatch := max(1, len(vehicles)/600)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer pool.Close()
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(shard)))
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			stamp := func() int64 {
+				return dataEnd.Add(-time.Second + time.Duration(rng.IntN(900_000))*time.Microsecond).UnixMicro()
+			}
+			for n := 0; ; n++ {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				var mb []*telemetrypb.MeterReading
+				var vb []*telemetrypb.VehicleReading
+				for k := range perBatch {
+					i := vehicles[(n*perBatch+k)%len(vehicles)]
+					vb = append(vb, &telemetrypb.VehicleReading{VehicleId: vehicleID(i), TimestampMicros: stamp(), Soc: 50,
+						KwhDeliveredDc: 0.1 + 0.3*rng.Float64(), BatteryTemp: 25, MeterId: meterID(i % s.size.meters)})
+					j := meters[(n*perBatch+k)%len(meters)]
+					mb = append(mb, &telemetrypb.MeterReading{MeterId: meterID(j), TimestampMicros: stamp(), KwhConsumedAc: 0.2 + 0.4*rng.Float64(), Voltage: 230})
+				}
+				if _, err := st.WriteBatch(ctx, mb, vb); err != nil {
+					if ctx.Err() == nil {
+						b.Errorf("writing a batch to shard %d: %v", shard, err)
+					}
+					return
+				}
+				mu.Lock()
+				batches++
+				mu.Unlock()
+			}
+		}()
+	}
+	return func() int {
+		cancel()
+		wg.Wait()
+		return batches
+	}
 }
 
 // copyFunc adapts a row generator to pgx's CopyFromSource.
@@ -648,6 +727,18 @@ func BenchmarkAnalytics(b *testing.B) {
 	live.warm(b)
 	b.Run("performance/ending-now/conns=1", func(b *testing.B) { live.reportClient(b, 1, requests) })
 	b.Run("performance/ending-now/wrk-conns=16", func(b *testing.B) { live.reportWrk(b, 16) })
+	// The same while the fleet's readings are written: the hour being written changes version
+	// with every batch.
+	b.Run("performance/ending-now/ingesting/conns=1", func(b *testing.B) {
+		stop := live.ingest(b)
+		live.reportClient(b, 1, requests)
+		b.ReportMetric(float64(stop()), "batches")
+	})
+	b.Run("performance/ending-now/ingesting/wrk-conns=16", func(b *testing.B) {
+		stop := live.ingest(b)
+		live.reportWrk(b, 16)
+		b.ReportMetric(float64(stop()), "batches")
+	})
 	b.Run("alerts", func(b *testing.B) {
 		for range b.N {
 			var lat []time.Duration
