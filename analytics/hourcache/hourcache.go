@@ -103,8 +103,10 @@ type Cache struct {
 	versions *versionReads
 	live     *liveReads
 	warm     atomic.Bool
-	// wholeLive is the hour being written as last read whole.
-	wholeLive atomic.Pointer[liveHour]
+	// wholeLive is the hour being written as last read whole; liveCurrent whether the last
+	// question to check found it at its current version.
+	wholeLive   atomic.Pointer[liveHour]
+	liveCurrent atomic.Bool
 
 	mu      sync.Mutex
 	hours   map[time.Time]*hour

@@ -10,11 +10,13 @@ import (
 
 // Reloads of the hour being written (see Cache.reloadLive): at least liveReloadMin apart,
 // and up to liveReloadMax while a reload answers fewer than liveReloadPays questions before
-// the hour changes again.
+// the hour changes again. A reload reads every rollup row of the hour (about 10 ms of the
+// machine for 5,000 vehicles and 5,000 meters a shard); a question it answers saves reading
+// its rows with the versions (about 30 µs): it pays from some 350 questions.
 const (
 	liveReloadMin  = 100 * time.Millisecond
 	liveReloadMax  = 5 * time.Second
-	liveReloadPays = 50
+	liveReloadPays = 500
 )
 
 // liveHour is the hour being written as last read whole: all its rollup rows at one version,
@@ -28,6 +30,8 @@ type liveHour struct {
 	// the rows attributed to each meter; meters the index in rows.Meters of each meter's row.
 	vehicles, attributed map[string][]int32
 	meters               map[string]int32
+	// names holds each device id of the rows once.
+	names map[string]string
 	// served counts the questions answered from it.
 	served atomic.Int64
 }
@@ -38,14 +42,18 @@ func newLiveHour(at time.Time, version int64, rows *query.LiveRollups) *liveHour
 		vehicles:   make(map[string][]int32, len(rows.Vehicles)),
 		attributed: make(map[string][]int32, len(rows.Meters)),
 		meters:     make(map[string]int32, len(rows.Meters)),
+		names:      make(map[string]string, len(rows.Vehicles)+len(rows.Meters)),
 	}
 	for i, r := range rows.Vehicles {
+		l.names[r.VehicleID] = r.VehicleID
+		l.names[r.MeterID] = r.MeterID
 		l.vehicles[r.VehicleID] = append(l.vehicles[r.VehicleID], int32(i))
 		if r.MeterID != "" {
 			l.attributed[r.MeterID] = append(l.attributed[r.MeterID], int32(i))
 		}
 	}
 	for i, r := range rows.Meters {
+		l.names[r.MeterID] = r.MeterID
 		l.meters[r.MeterID] = int32(i)
 	}
 	return l

@@ -127,28 +127,46 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 }
 
 // liveEdge adds the window's part e of the hour being written to col and returns the versions
-// of hours, both from one snapshot. Questions about windows ending now share one read of the
-// versions and, unless the hour as last read whole (liveHour) is still at its version, of
-// that hour's rollup rows of all their vehicles and meters (the hour is then read whole again
-// in the background). A question whose rows do not all end before its window does (or whose
-// part does not start at the hour) reads the hour's raw readings with the versions instead.
+// of hours, both from one snapshot. While the hour as last read whole (liveHour) is at its
+// current version, a question reads only the versions (shared with the questions about the
+// same hours) and takes the hour from memory. Otherwise questions about windows ending now
+// share one read of the versions and, unless the hour held is still at its version, of that
+// hour's rollup rows of all their vehicles and meters; the hour is then read whole again in
+// the background. A question whose rows do not all end before its window does (or whose part
+// does not start at the hour) reads the hour's raw readings with the versions instead.
 func (c *Cache) liveEdge(ctx context.Context, db query.DBTX, vehicleID string, meters []query.MeterSpan, hours, e window.Range, col *query.VehicleCollector) (map[time.Time]int64, error) {
 	at := window.FloorHour(e.From)
 	if !e.From.Equal(at) {
 		return query.VehicleEdge(ctx, db, vehicleID, meters, hours, e, col)
 	}
 	ids := query.MeterIDs(meters)
-	lr, err := c.live.get(ctx, db, liveKey{hours.From, hours.To, at}, liveNeed{vehicle: vehicleID, meters: ids})
-	if err != nil {
-		return nil, err
+	var versions map[time.Time]int64
+	var rows *query.LiveRollups
+	if lh := c.wholeLive.Load(); lh != nil && lh.at.Equal(at) && c.liveCurrent.Load() {
+		v, err := c.versions.get(ctx, db, hourRange{hours.From, hours.To}, struct{}{})
+		if err != nil {
+			return nil, err
+		}
+		if v[at] == lh.version {
+			lh.served.Add(1)
+			versions, rows = v, lh.view(vehicleID, ids)
+		} else {
+			c.liveCurrent.Store(false)
+		}
 	}
-	versions := lr.rows.Versions
-	rows := lr.rows
-	if lr.base != nil && versions[at] == lr.base.version {
-		lr.base.served.Add(1)
-		rows = lr.base.view(vehicleID, ids)
-	} else {
-		c.reloadLive(at, lr.base)
+	if rows == nil {
+		lr, err := c.live.get(ctx, db, liveKey{hours.From, hours.To, at}, liveNeed{vehicle: vehicleID, meters: ids})
+		if err != nil {
+			return nil, err
+		}
+		versions, rows = lr.rows.Versions, lr.rows
+		if lr.base != nil && versions[at] == lr.base.version {
+			c.liveCurrent.Store(true)
+			lr.base.served.Add(1)
+			rows = lr.base.view(vehicleID, ids)
+		} else {
+			c.reloadLive(at, lr.base)
+		}
 	}
 	if rows.Edge(col, at, vehicleID, ids, e.To) {
 		return versions, nil
@@ -179,24 +197,27 @@ func (c *Cache) reloadLive(at time.Time, stale *liveHour) {
 	}
 }
 
-// loadLive reads hour at whole and keeps it as the hour being written.
+// loadLive reads hour at whole and keeps it as the hour being written. Device ids are taken
+// from the hour it replaces where they were in it (the hour is read again every time it
+// changes: mostly the same devices), without holding c.mu while the rows arrive.
 func (c *Cache) loadLive(ctx context.Context, db query.DBTX, at time.Time) error {
-	version, rows, err := query.WholeLiveHour(ctx, db, at, c.internBytes)
+	var prev map[string]string
+	if l := c.wholeLive.Load(); l != nil {
+		prev = l.names
+	}
+	intern := func(id []byte) string {
+		if s, ok := prev[string(id)]; ok {
+			return s
+		}
+		return string(id)
+	}
+	version, rows, err := query.WholeLiveHour(ctx, db, at, intern)
 	if err != nil {
 		return err
 	}
 	c.wholeLive.Store(newLiveHour(at, version, rows))
+	c.liveCurrent.Store(true)
 	return nil
-}
-
-// internBytes returns the interned string of id, interning it when new.
-func (c *Cache) internBytes(id []byte) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if i, ok := c.ids[string(id)]; ok {
-		return c.names[i]
-	}
-	return c.names[c.id(string(id))]
 }
 
 // wholeHour adds a whole hour's rollup rows: the vehicle's own, and for each of the meters
