@@ -7,18 +7,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// maintain ensures partitions ahead and drops expired data at start and then every
-// MaintenanceInterval; a failed pass is retried sooner.
-func (in *Ingester) maintain(ctx context.Context) {
+// repeat runs pass at once and then every interval until ctx ends; a failed pass is retried
+// within a minute.
+func repeat(ctx context.Context, interval time.Duration, pass func(context.Context) bool) {
 	for {
-		next := in.cfg.MaintenanceInterval
-		if !in.maintainOnce(ctx) {
+		next := interval
+		if !pass(ctx) {
 			next = min(next, time.Minute)
 		}
 		if !sleep(ctx, next) {
 			return
 		}
 	}
+}
+
+// maintain ensures partitions ahead and drops expired data at start and then every
+// MaintenanceInterval.
+func (in *Ingester) maintain(ctx context.Context) {
+	repeat(ctx, in.cfg.MaintenanceInterval, in.maintainOnce)
 }
 
 func (in *Ingester) maintainOnce(ctx context.Context) bool {
@@ -44,15 +50,7 @@ const sealBatch = 24
 // seal packs the rollups of settled hours within SealHorizon at start and then every
 // SealInterval: the hours not packed yet, newest first, and those changed since they were.
 func (in *Ingester) seal(ctx context.Context) {
-	for {
-		next := in.cfg.SealInterval
-		if !in.sealOnce(ctx) {
-			next = min(next, time.Minute)
-		}
-		if !sleep(ctx, next) {
-			return
-		}
-	}
+	repeat(ctx, in.cfg.SealInterval, in.sealOnce)
 }
 
 func (in *Ingester) sealOnce(ctx context.Context) bool {

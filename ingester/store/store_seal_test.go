@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"maps"
 	"slices"
 	"testing"
@@ -15,24 +14,7 @@ import (
 // sealedVersions is the version of every packed hour.
 func sealedVersions(tb testing.TB, pool *pgxpool.Pool) map[time.Time]int64 {
 	tb.Helper()
-	rows, err := pool.Query(context.Background(), "SELECT hour, version FROM rollup_sealed")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[time.Time]int64{}
-	for rows.Next() {
-		var h time.Time
-		var v int64
-		if err := rows.Scan(&h, &v); err != nil {
-			tb.Fatal(err)
-		}
-		out[h.UTC()] = v
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return out
+	return versionsIn(tb, pool, "rollup_sealed")
 }
 
 func TestSealHoursPacksTheHoursOfItsRangeNewestFirstAndAgainWhenTheyChange(t *testing.T) {

@@ -361,10 +361,17 @@ func TestWriteBatchMatchesAModelOverManyBatches(t *testing.T) {
 // hourVersions reads every hour's rollup version.
 func hourVersions(tb testing.TB, pool *pgxpool.Pool) map[time.Time]int64 {
 	tb.Helper()
-	rows, err := pool.Query(context.Background(), "SELECT hour, version FROM rollup_hours")
+	return versionsIn(tb, pool, "rollup_hours")
+}
+
+// versionsIn reads the (hour, version) rows of table.
+func versionsIn(tb testing.TB, pool *pgxpool.Pool, table string) map[time.Time]int64 {
+	tb.Helper()
+	rows, err := pool.Query(context.Background(), "SELECT hour, version FROM "+table)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	defer rows.Close()
 	out := map[time.Time]int64{}
 	for rows.Next() {
 		var h time.Time
