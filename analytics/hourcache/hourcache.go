@@ -1,7 +1,7 @@
 // Package hourcache keeps hours of one shard's data in memory for the analytics read path:
 // whole hours of rollups (for the fleet alert question and the whole hours of per-vehicle
-// windows) and hours of raw history (for the partial first and last hours of per-vehicle
-// windows). Every hour is held at the version the shard's rollup_hours table gave it when it
+// windows), hours of raw history (for the partial first and last hours of per-vehicle
+// windows), and the rollup rows of the hour being written (for windows ending now). Every hour is held at the version the shard's rollup_hours table gave it when it
 // was read (every transaction that changes an hour's data gives it a new version), and every
 // question first reads the versions of the hours it needs: an hour is used only at the
 // version the shard has now, so answers are the ones Postgres would compute at that moment,

@@ -6,16 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 )
-
-// sealedVersions is the version of every packed hour.
-func sealedVersions(tb testing.TB, pool *pgxpool.Pool) map[time.Time]int64 {
-	tb.Helper()
-	return versionsIn(tb, pool, "rollup_sealed")
-}
 
 func TestSealHoursPacksTheHoursOfItsRangeNewestFirstAndAgainWhenTheyChange(t *testing.T) {
 	ctx := t.Context()
@@ -47,7 +39,7 @@ func TestSealHoursPacksTheHoursOfItsRangeNewestFirstAndAgainWhenTheyChange(t *te
 	}
 	versions := hourVersions(t, pool)
 	want := map[time.Time]int64{hours[1]: versions[hours[1]], hours[2]: versions[hours[2]], hours[3]: versions[hours[3]]}
-	if sealed := sealedVersions(t, pool); !maps.Equal(sealed, want) {
+	if sealed := versionsIn(t, pool, "rollup_sealed"); !maps.Equal(sealed, want) {
 		t.Fatalf("packed versions %v, want the hours' versions %v", sealed, want)
 	}
 
@@ -59,7 +51,7 @@ func TestSealHoursPacksTheHoursOfItsRangeNewestFirstAndAgainWhenTheyChange(t *te
 		t.Fatalf("after a late reading, packed %v, %v; want %v", got, err, hours[2])
 	}
 	want[hours[2]] = hourVersions(t, pool)[hours[2]]
-	if sealed := sealedVersions(t, pool); !maps.Equal(sealed, want) {
+	if sealed := versionsIn(t, pool, "rollup_sealed"); !maps.Equal(sealed, want) {
 		t.Fatalf("packed versions %v, want %v", sealed, want)
 	}
 
@@ -67,7 +59,7 @@ func TestSealHoursPacksTheHoursOfItsRangeNewestFirstAndAgainWhenTheyChange(t *te
 	if got, err = s.SealHours(ctx, hours[3], fixedNow, 10); err != nil || !slices.Equal(got, []time.Time{hours[4]}) {
 		t.Fatalf("moved range packed %v, %v; want %v", got, err, hours[4])
 	}
-	if sealed := sealedVersions(t, pool); len(sealed) != 2 || sealed[hours[3]] == 0 || sealed[hours[4]] == 0 {
+	if sealed := versionsIn(t, pool, "rollup_sealed"); len(sealed) != 2 || sealed[hours[3]] == 0 || sealed[hours[4]] == 0 {
 		t.Errorf("packed hours %v, want only %v and %v", sealed, hours[3], hours[4])
 	}
 }
@@ -118,7 +110,7 @@ func TestExpiredRollupsTakeTheirPackedHoursWithThem(t *testing.T) {
 	if _, err := s.DropExpired(ctx, Retention{History: 90 * 24 * time.Hour, Rollup: 10 * 24 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	sealed := sealedVersions(t, pool)
+	sealed := versionsIn(t, pool, "rollup_sealed")
 	if _, ok := sealed[old.Truncate(time.Hour)]; ok || len(sealed) != 1 {
 		t.Errorf("packed hours after retention %v, want only %v", sealed, recent.Truncate(time.Hour))
 	}
