@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
-	"github.com/fleetingest/fleetingest/ingester/store"
-	"github.com/fleetingest/fleetingest/test/pgtest"
 )
 
 // canonicalRollups is every changed hour's rows as sorted strings, with floats as their
@@ -37,19 +34,8 @@ func canonicalRollups(rs *Rollups) map[time.Time][]string {
 
 func TestPackedHoursReadExactlyAsTheirRowsAndOnlyAtTheirVersion(t *testing.T) {
 	ctx := t.Context()
-	pool, err := store.OpenPool(ctx, pgtest.NewDatabase(t, cluster), store.PoolConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	st, err := store.New(ctx, pool, store.Config{Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, st := shardStore(t, now)
 	// Six hours of 40 vehicles and 20 meters: ids of several bytes per character, vehicles
 	// that change meters within an hour and some without one, a meter nobody charges from,
 	// readings at any microsecond, values over many magnitudes.
