@@ -40,18 +40,18 @@ build: ## Build bin/fleetingest.
 ##@ Test
 
 .PHONY: test
-test: tools protoc ## Run every test (unit, integration against real Postgres/NATS/kube-apiserver).
+test: tools protoc lint ## Lint, then run every test under the race detector (unit, integration against real Postgres/NATS/kube-apiserver).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-binaries.sh)" \
 	FLEETINGEST_TOOLS="$(TOOLS)" HELM="$(HELM)" CONTROLLER_GEN="$(CONTROLLER_GEN)" \
 	PROTOC_GEN_GO="$(PROTOC_GEN_GO)" PROTOC_GEN_CONNECT_GO="$(PROTOC_GEN_CONNECT_GO)" \
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 .PHONY: bench
 bench: wrk ## Run the benchmarks (end-to-end ingest through the dev stack, analytics queries).
 	$(GO) test -run '^$$' -bench . -benchtime $(or $(BENCHTIME),1x) -timeout 60m ./bench/...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run golangci-lint.
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml): go vet's analyzers (govet), staticcheck, errcheck, gofmt/goimports and more.
 	$(GOLANGCI_LINT) run ./...
 
 ##@ Generate

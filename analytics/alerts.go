@@ -112,6 +112,27 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
 	}
 
+	sites, valerts := h.s.mergeAlerts(parts, threshold)
+	res := &analyticsv1.ListAlertsResponse{
+		Threshold:     threshold,
+		HoursStart:    timestamppb.New(hours.From),
+		HoursEnd:      timestamppb.New(hours.To),
+		MissingShards: missing,
+		TotalSites:    int32(len(sites)),
+		TotalVehicles: int32(len(valerts)),
+		Sites:         page(sites, offset, size),
+		Vehicles:      page(valerts, offset, size),
+	}
+	if offset+size < len(sites) || offset+size < len(valerts) {
+		res.NextPageToken = strconv.Itoa(offset + size)
+	}
+	return connect.NewResponse(res), nil
+}
+
+// mergeAlerts lists the sites and vehicles below threshold over every shard's rows, worst
+// first: a vehicle's sums are added over the shards it drew from, and an hour's AC of a meter
+// without DC is split equally among the vehicles mapped to it then.
+func (s *Service) mergeAlerts(parts []query.AlertRows, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	var sites []*analyticsv1.SiteAlert
 	type veh struct {
 		ac, dc float64
@@ -142,7 +163,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 			}
 		}
 		for _, u := range p.Unshared {
-			mapped := h.s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
+			mapped := s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
 			for _, id := range mapped {
 				v := get(id)
 				v.ac += u.AC / float64(len(mapped))
@@ -176,20 +197,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 		}
 		return valerts[i].VehicleId < valerts[j].VehicleId
 	})
-	res := &analyticsv1.ListAlertsResponse{
-		Threshold:     threshold,
-		HoursStart:    timestamppb.New(hours.From),
-		HoursEnd:      timestamppb.New(hours.To),
-		MissingShards: missing,
-		TotalSites:    int32(len(sites)),
-		TotalVehicles: int32(len(valerts)),
-		Sites:         page(sites, offset, size),
-		Vehicles:      page(valerts, offset, size),
-	}
-	if offset+size < len(sites) || offset+size < len(valerts) {
-		res.NextPageToken = strconv.Itoa(offset + size)
-	}
-	return connect.NewResponse(res), nil
+	return sites, valerts
 }
 
 func page[T any](xs []T, offset, size int) []T {

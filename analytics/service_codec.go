@@ -23,7 +23,33 @@ func (jsonCodec) MarshalAppend(dst []byte, v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("encoding %T as JSON: not a proto message", v)
 	}
-	return protojson.MarshalOptions{EmitUnpopulated: true}.MarshalAppend(dst, m)
+	out, err := protojson.MarshalOptions{EmitUnpopulated: true}.MarshalAppend(dst, m)
+	if err != nil {
+		return nil, err
+	}
+	return append(out[:len(dst)], compactJSON(out[len(dst):])...), nil
+}
+
+// compactJSON removes, in place, the spaces protojson puts after some ',' and ':' (it varies
+// them from build to build on purpose), so that answers are compact and the same from every
+// build. Only whitespace outside strings goes.
+func compactJSON(b []byte) []byte {
+	n, inString, escaped := 0, false, false
+	for _, c := range b {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
+			continue
+		}
+		b[n] = c
+		n++
+	}
+	return b[:n]
 }
 
 func (jsonCodec) Unmarshal(data []byte, v any) error {

@@ -60,59 +60,97 @@ func (s *Service) mapping(ctx context.Context, vehicleID string) (registry.Mappi
 // some, and for every (meter, hour) it was mapped in, its share of the meter's AC.
 func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registry.Mapping, w window.Window) (vehicleAnswer, error) {
 	ps, uncovered := pieces(m, w)
-	plans := planVehicle(s.cfg.SlotMap, vehicleID, w, ps, uncovered)
-	results := make([]query.VehicleRows, len(plans))
-	errs := make([]error, len(plans))
-	if len(plans) == 1 {
-		errs[0] = s.shards.Do(ctx, plans[0].shard, func(ctx context.Context, db shards.DBTX) error {
-			var err error
-			results[0], err = s.vehicleRows(ctx, plans[0].shard, db, vehicleID, w, plans[0].meters)
-			return err
-		})
-	} else {
-		var wg sync.WaitGroup
-		for i, p := range plans {
-			wg.Go(func() {
-				errs[i] = s.shards.Do(ctx, p.shard, func(ctx context.Context, db shards.DBTX) error {
-					var err error
-					results[i], err = s.vehicleRows(ctx, p.shard, db, vehicleID, w, p.meters)
-					return err
-				})
-			})
-		}
-		wg.Wait()
+	results, err := s.readVehicle(ctx, vehicleID, w, planVehicle(s.cfg.SlotMap, vehicleID, w, ps, uncovered))
+	if err != nil {
+		return vehicleAnswer{}, err
 	}
-	if err := errors.Join(errs...); err != nil {
-		return vehicleAnswer{}, s.shardError("reading vehicle "+vehicleID, err)
-	}
-
 	n := 0
 	for _, rows := range results {
 		n += len(rows.Own) + len(rows.AC) + len(rows.DC)
 	}
 	ans := vehicleAnswer{hours: make(map[time.Time]*hourTotals, n/2+2)}
-	hour := func(h time.Time) *hourTotals {
-		t, ok := ans.hours[h]
-		if !ok {
-			t = &hourTotals{}
-			ans.hours[h] = t
+	segs := ans.mergeSegments(results, n)
+
+	// One attribution per piece; a (meter, hour) belongs to the first piece of that meter
+	// that touches the hour.
+	ans.meters = make([]attribution, len(ps))
+	for i, p := range ps {
+		ans.meters[i] = attribution{meterID: p.meterID, r: p.r}
+	}
+	for _, sg := range segs {
+		if a := ans.pieceOf(w, sg.segKey); a != nil {
+			s.attribute(&ans, a, w, sg)
+		} // else: DC attributed to a meter outside the mapped pieces (not expected)
+	}
+	for _, h := range sortedHours(ans.hours) {
+		t := ans.hours[h]
+		ans.total.dc += t.dc
+		ans.total.ac += t.ac
+		ans.total.tempSum += t.tempSum
+		ans.total.readings += t.readings
+		ans.total.meterReadings += t.meterReadings
+	}
+	for _, a := range ans.meters {
+		ans.shared = ans.shared || a.shared
+	}
+	return ans, nil
+}
+
+// readVehicle reads each planned shard's rows of the vehicle's window, the shards at once.
+func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Window, plans []shardPlan) ([]query.VehicleRows, error) {
+	results := make([]query.VehicleRows, len(plans))
+	errs := make([]error, len(plans))
+	read := func(i int) {
+		p := plans[i]
+		errs[i] = s.shards.Do(ctx, p.shard, func(ctx context.Context, db shards.DBTX) error {
+			var err error
+			results[i], err = s.vehicleRows(ctx, p.shard, db, vehicleID, w, p.meters)
+			return err
+		})
+	}
+	if len(plans) == 1 {
+		read(0)
+	} else {
+		var wg sync.WaitGroup
+		for i := range plans {
+			wg.Go(func() { read(i) })
 		}
-		return t
+		wg.Wait()
 	}
-	// Every (meter, hour) the shards returned something for: the vehicle's own DC there, the
-	// meter's AC and the DC of every vehicle attributed to it, merged in (hour, meter) order.
-	// A meter lives on one shard, so each of the three comes at most once per (meter, hour).
-	type seg struct {
-		segKey
-		mine float64
-		ac   *query.MeterHour
-		dc   *query.MeterDC
+	if err := errors.Join(errs...); err != nil {
+		return nil, s.shardError("reading vehicle "+vehicleID, err)
 	}
+	return results, nil
+}
+
+// seg is one (meter, hour) the shards returned something for: the vehicle's own DC there,
+// the meter's AC and the DC of every vehicle attributed to it.
+type seg struct {
+	segKey
+	mine float64
+	ac   *query.MeterHour
+	dc   *query.MeterDC
+}
+
+// hour returns the totals of hour h, added on first use.
+func (ans *vehicleAnswer) hour(h time.Time) *hourTotals {
+	t, ok := ans.hours[h]
+	if !ok {
+		t = &hourTotals{}
+		ans.hours[h] = t
+	}
+	return t
+}
+
+// mergeSegments adds the vehicle's own rows to its hours and returns every (meter, hour)
+// the shards returned something for, merged in (hour, meter) order. A meter lives on one
+// shard, so each of the three parts comes at most once per (meter, hour).
+func (ans *vehicleAnswer) mergeSegments(results []query.VehicleRows, n int) []seg {
 	segs := make([]seg, 0, n)
 	for r := range results {
 		rows := &results[r]
 		for _, o := range rows.Own {
-			t := hour(o.Hour)
+			t := ans.hour(o.Hour)
 			t.dc += o.DC
 			t.tempSum += o.TempSum
 			t.readings += o.Readings
@@ -149,75 +187,55 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 			m.dc = x.dc
 		}
 	}
+	return merged
+}
 
-	// One attribution per piece; a (meter, hour) belongs to the first piece of that meter
-	// that touches the hour.
-	ans.meters = make([]attribution, len(ps))
-	for i, p := range ps {
-		ans.meters[i] = attribution{meterID: p.meterID, r: p.r}
-	}
-	pieceOf := func(k segKey) *attribution {
-		for i := range ans.meters {
-			a := &ans.meters[i]
-			if a.meterID != k.meterID {
-				continue
-			}
-			span := w.HourSpan(a.r)
-			if !k.hour.Before(span.From) && k.hour.Before(span.To) {
-				return a
-			}
+// pieceOf returns the attribution of the first piece of meter k.meterID that touches hour
+// k.hour, or nil.
+func (ans *vehicleAnswer) pieceOf(w window.Window, k segKey) *attribution {
+	for i := range ans.meters {
+		a := &ans.meters[i]
+		if a.meterID != k.meterID {
+			continue
 		}
-		return nil
-	}
-	for _, sg := range merged {
-		k := sg.segKey
-		a := pieceOf(k)
-		if a == nil {
-			continue // DC attributed to a meter outside the mapped pieces (not expected)
+		span := w.HourSpan(a.r)
+		if !k.hour.Before(span.From) && k.hour.Before(span.To) {
+			return a
 		}
-		var ac query.MeterHour
-		var dc query.MeterDC
-		if sg.ac != nil {
-			ac = *sg.ac
-		}
-		if sg.dc != nil {
-			dc = *sg.dc
-		}
-		my := sg.mine
-		share, shared := 0.0, dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
-		switch {
-		case dc.Total > 0:
-			share = ac.AC * my / dc.Total
-		case ac.AC > 0:
-			seg := w.Segment(k.hour)
-			n := len(s.reg.MappedTo(k.meterID, seg.From, seg.To))
-			if n < 1 {
-				n = 1
-			}
-			share = ac.AC / float64(n)
-			shared = shared || n > 1
-		}
-		a.ac += share
-		a.dc += my
-		a.meterReadings += ac.Readings
-		a.shared = a.shared || shared
-		t := hour(k.hour)
-		t.ac += share
-		t.meterReadings += ac.Readings
-		t.voltageSum += ac.VoltageSum
 	}
-	for _, h := range sortedHours(ans.hours) {
-		t := ans.hours[h]
-		ans.total.dc += t.dc
-		ans.total.ac += t.ac
-		ans.total.tempSum += t.tempSum
-		ans.total.readings += t.readings
-		ans.total.meterReadings += t.meterReadings
+	return nil
+}
+
+// attribute adds the vehicle's share of one (meter, hour)'s AC to its piece and its hour.
+func (s *Service) attribute(ans *vehicleAnswer, a *attribution, w window.Window, sg seg) {
+	k := sg.segKey
+	var ac query.MeterHour
+	var dc query.MeterDC
+	if sg.ac != nil {
+		ac = *sg.ac
 	}
-	for _, a := range ans.meters {
-		ans.shared = ans.shared || a.shared
+	if sg.dc != nil {
+		dc = *sg.dc
 	}
-	return ans, nil
+	my := sg.mine
+	share, shared := 0.0, dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
+	switch {
+	case dc.Total > 0:
+		share = ac.AC * my / dc.Total
+	case ac.AC > 0:
+		seg := w.Segment(k.hour)
+		n := max(len(s.reg.MappedTo(k.meterID, seg.From, seg.To)), 1)
+		share = ac.AC / float64(n)
+		shared = shared || n > 1
+	}
+	a.ac += share
+	a.dc += my
+	a.meterReadings += ac.Readings
+	a.shared = a.shared || shared
+	t := ans.hour(k.hour)
+	t.ac += share
+	t.meterReadings += ac.Readings
+	t.voltageSum += ac.VoltageSum
 }
 
 // sortedHours lists the hours in time order, so the same data always sums to the same float.

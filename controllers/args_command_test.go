@@ -55,9 +55,9 @@ func TestComponentArgsParseWithTheRealCommand(t *testing.T) {
 	for name, a := range args {
 		sub := a[0]
 		t.Run(name, func(t *testing.T) {
-			cmd, rest, err := app.NewRootCommand().Find(a)
-			if err != nil || cmd.Name() != sub || len(rest) == 0 {
-				t.Fatalf("finding subcommand %s: %v (rest %v)", sub, err, rest)
+			cmd, args, err := app.NewRootCommand().Find(a)
+			if err != nil || cmd.Name() != sub || len(args) == 0 {
+				t.Fatalf("finding subcommand %s: %v (args %v)", sub, err, args)
 			}
 			if err := cmd.ParseFlags(a[1:]); err != nil {
 				t.Fatalf("%s %s: %v", sub, strings.Join(a[1:], " "), err)

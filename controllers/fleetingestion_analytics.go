@@ -36,5 +36,5 @@ func (r *FleetIngestionReconciler) reconcileAnalytics(ctx context.Context, f fle
 	if err := r.apply(ctx, service(f, name, componentAnalytics)); err != nil {
 		return fmt.Errorf("applying service %s: %w", name, err)
 	}
-	return r.applyOrDeletePDB(ctx, f, name, podDisruptionBudget(f, name, pod), obs)
+	return r.applyOrDeletePDB(ctx, name, podDisruptionBudget(f, name, pod), obs)
 }

@@ -19,7 +19,7 @@ func (r *FleetIngestionReconciler) apply(ctx context.Context, ac runtime.ApplyCo
 
 // applyOrDeletePDB applies a PodDisruptionBudget, or deletes the one observed when none is
 // wanted any more (replicas went down to one).
-func (r *FleetIngestionReconciler) applyOrDeletePDB(ctx context.Context, f fleet, name string, want *policyv1ac.PodDisruptionBudgetApplyConfiguration, obs *observed) error {
+func (r *FleetIngestionReconciler) applyOrDeletePDB(ctx context.Context, name string, want *policyv1ac.PodDisruptionBudgetApplyConfiguration, obs *observed) error {
 	if want != nil {
 		if err := r.apply(ctx, want); err != nil {
 			return fmt.Errorf("applying pod disruption budget %s: %w", name, err)
@@ -27,7 +27,7 @@ func (r *FleetIngestionReconciler) applyOrDeletePDB(ctx context.Context, f fleet
 		return nil
 	}
 	if have := obs.pdbs[name]; have != nil {
-		if err := r.Client.Delete(ctx, have); client.IgnoreNotFound(err) != nil {
+		if err := client.IgnoreNotFound(r.Client.Delete(ctx, have)); err != nil {
 			return fmt.Errorf("deleting pod disruption budget %s: %w", name, err)
 		}
 	}

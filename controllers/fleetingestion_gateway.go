@@ -29,5 +29,5 @@ func (r *FleetIngestionReconciler) reconcileGateway(ctx context.Context, f fleet
 	if err := r.apply(ctx, service(f, name, componentGateway)); err != nil {
 		return fmt.Errorf("applying service %s: %w", name, err)
 	}
-	return r.applyOrDeletePDB(ctx, f, name, podDisruptionBudget(f, name, pod), obs)
+	return r.applyOrDeletePDB(ctx, name, podDisruptionBudget(f, name, pod), obs)
 }

@@ -73,7 +73,7 @@ func (r *FleetIngestionReconciler) reconcileIngress(ctx context.Context, f fleet
 		if obs.ingress == nil {
 			return nil
 		}
-		if err := r.Client.Delete(ctx, obs.ingress); client.IgnoreNotFound(err) != nil {
+		if err := client.IgnoreNotFound(r.Client.Delete(ctx, obs.ingress)); err != nil {
 			return fmt.Errorf("deleting ingress %s: %w", obs.ingress.Name, err)
 		}
 		return nil

@@ -61,7 +61,7 @@ func (r *FleetIngestionReconciler) reconcileShards(ctx context.Context, f fleet,
 		if err := r.applyDeployment(ctx, deployment(f, name, pod), obs); err != nil {
 			return err
 		}
-		if err := r.applyOrDeletePDB(ctx, f, name, podDisruptionBudget(f, name, pod), obs); err != nil {
+		if err := r.applyOrDeletePDB(ctx, name, podDisruptionBudget(f, name, pod), obs); err != nil {
 			return err
 		}
 	}

@@ -52,11 +52,11 @@ func TestGeneratedManifestsMatchTheMarkers(t *testing.T) {
 
 func TestTheChartsCRDIsConfigsCRD(t *testing.T) {
 	root := envtest.RepoRoot()
-	a, err := os.ReadFile(filepath.Join(root, "config/crd/bases/fleetingest.io_fleetingestions.yaml"))
+	a, err := os.ReadFile(filepath.Join(root, "config", "crd", "bases", "fleetingest.io_fleetingestions.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(root, "charts/fleetingest/crds/fleetingest.io_fleetingestions.yaml"))
+	b, err := os.ReadFile(filepath.Join(root, "charts", "fleetingest", "crds", "fleetingest.io_fleetingestions.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,16 +92,16 @@ func TestSamplesKindManifestsAndConfigPassServerSideDryRun(t *testing.T) {
 	root := envtest.RepoRoot()
 	ensureNamespaces(t, "fleetingest", "fleetingest-prod", "fleetingest-system")
 	out := run(t, nil, kube.Kubectl, "--kubeconfig", kube.Kubeconfig, "apply", "--dry-run=server",
-		"-f", filepath.Join(root, "config/samples/fleetingest_v1alpha1_fleetingestion_dev.yaml"),
-		"-f", filepath.Join(root, "config/samples/fleetingest_v1alpha1_fleetingestion_production.yaml"),
-		"-f", filepath.Join(root, "hack/kind/"))
+		"-f", filepath.Join(root, "config", "samples", "fleetingest_v1alpha1_fleetingestion_dev.yaml"),
+		"-f", filepath.Join(root, "config", "samples", "fleetingest_v1alpha1_fleetingestion_production.yaml"),
+		"-f", filepath.Join(root, "hack", "kind"))
 	for _, want := range []string{"fleetingestion.fleetingest.io/dev created (server dry run)", "fleetingestion.fleetingest.io/fleet-eu created (server dry run)",
 		"statefulset.apps/nats created (server dry run)", "statefulset.apps/pg-1 created (server dry run)", "secret/pg-0-dsn created (server dry run)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out)
 		}
 	}
-	rendered := run(t, nil, kube.Kubectl, "kustomize", filepath.Join(root, "config/default"))
+	rendered := run(t, nil, kube.Kubectl, "kustomize", filepath.Join(root, "config", "default"))
 	kubectlDryRun(t, rendered)
 }
 

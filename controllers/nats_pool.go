@@ -49,7 +49,7 @@ func NewNATSPool(connectTimeout time.Duration, log *slog.Logger) *NATSPool {
 // JetStream returns a JetStream context on a connected connection to url, dialling one if
 // there is none. While a pooled connection is reconnecting, it fails at once with
 // ErrNATSUnreachable rather than waiting for requests to time out.
-func (p *NATSPool) JetStream(ctx context.Context, url string, creds []byte) (jetstream.JetStream, error) {
+func (p *NATSPool) JetStream(_ context.Context, url string, creds []byte) (jetstream.JetStream, error) {
 	key := poolKey(url, creds)
 	p.mu.Lock()
 	defer p.mu.Unlock()

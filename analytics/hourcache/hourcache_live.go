@@ -10,9 +10,9 @@ import (
 
 // Reloads of the hour being written (see Cache.reloadLive): at least liveReloadMin apart,
 // and up to liveReloadMax while a reload answers fewer than liveReloadPays questions before
-// the hour changes again. A reload reads every rollup row of the hour (for 5,000 vehicles and
-// 5,000 meters a shard, some 20 ms of Postgres and of the service); a question it answers
-// saves reading its rows with the versions (some 50 µs): it pays from a few hundred questions.
+// the hour changes again. A reload reads every rollup row of the hour, hundreds of times the
+// rows one question reads with the versions, so it pays only once it goes on to answer a few
+// hundred questions.
 const (
 	liveReloadMin  = 100 * time.Millisecond
 	liveReloadMax  = 5 * time.Second

@@ -518,7 +518,7 @@ func TestTheLastDayIsReadBeforeTheCacheIsWarm(t *testing.T) {
 
 func TestACacheWhoseShardDoesNotAnswerStillWarms(t *testing.T) {
 	c := hourcache.New(hourcache.Config{
-		Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
+		Do: func(context.Context, func(ctx context.Context, db query.DBTX) error) error {
 			return errors.New("shard 3: connection refused")
 		},
 		Logger: slog.New(slog.DiscardHandler),

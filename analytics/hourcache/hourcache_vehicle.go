@@ -59,10 +59,45 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 		return query.VehicleRows{}, false, err
 	}
 
+	held, stale, missing := c.inMemory(versions, whole, edges, live, vehicleID, meters)
+
+	if stale || len(missing) > 0 {
+		if stale {
+			c.want(want{rollups: whole})
+		}
+		for _, at := range missing { // settled, as every edge but the live one
+			c.want(want{raw: at})
+		}
+		return query.VehicleRows{}, false, nil
+	}
+
+	for _, h := range held.hours {
+		wholeHour(col, h, held.vid, held.mids, held.names)
+	}
+	for i, e := range edges {
+		if held.raws[i] != nil {
+			edgeHour(col, held.raws[i], e, held.vid, held.mids, held.names)
+		}
+	}
+	return col.Rows(), true, nil
+}
+
+// heldHours is what memory holds of one question's window at the hours' versions.
+type heldHours struct {
+	hours []*hour
+	raws  []*rawHour // by edge; nil where not held or not needed
+	vid   int32      // the vehicle's interned id, -1 if unknown
+	mids  []int32    // the meters' interned ids
+	names []string   // only ever appended to: every id of the hours above is in it
+}
+
+// inMemory takes, under the lock, the whole hours and edge hours of a question at versions, and
+// says whether a whole hour is stale and which edge hours are missing. The edge live was
+// read with the versions.
+func (c *Cache) inMemory(versions map[time.Time]int64, whole window.Range, edges []window.Range, live int, vehicleID string, meters []query.MeterSpan) (held heldHours, stale bool, missing []time.Time) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.tick++
-	var hours []*hour
-	stale := false
 	for t := whole.From; t.Before(whole.To); t = t.Add(time.Hour) {
 		v := versions[t]
 		if v == 0 {
@@ -74,10 +109,9 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 			continue
 		}
 		h.used = c.tick
-		hours = append(hours, h)
+		held.hours = append(held.hours, h)
 	}
-	raws := make([]*rawHour, len(edges))
-	var missing []time.Time
+	held.raws = make([]*rawHour, len(edges))
 	for i, e := range edges {
 		at := window.FloorHour(e.From)
 		v := versions[at]
@@ -90,40 +124,20 @@ func (c *Cache) Vehicle(ctx context.Context, db query.DBTX, vehicleID string, w 
 			continue
 		}
 		r.used = c.tick
-		raws[i] = r
+		held.raws[i] = r
 	}
 	vid, known := c.ids[vehicleID]
 	if !known {
 		vid = -1
 	}
-	var mids []int32
+	held.vid = vid
 	for _, m := range meters {
-		if id, ok := c.ids[m.MeterID]; ok && !slices.Contains(mids, id) {
-			mids = append(mids, id)
+		if id, ok := c.ids[m.MeterID]; ok && !slices.Contains(held.mids, id) {
+			held.mids = append(held.mids, id)
 		}
 	}
-	names := c.names // only ever appended to: every id of the hours above is in it
-	c.mu.Unlock()
-
-	if stale || len(missing) > 0 {
-		if stale {
-			c.want(want{rollups: whole})
-		}
-		for _, at := range missing { // settled, as every edge but the live one
-			c.want(want{raw: at})
-		}
-		return query.VehicleRows{}, false, nil
-	}
-
-	for _, h := range hours {
-		wholeHour(col, h, vid, mids, names)
-	}
-	for i, e := range edges {
-		if raws[i] != nil {
-			edgeHour(col, raws[i], e, vid, mids, names)
-		}
-	}
-	return col.Rows(), true, nil
+	held.names = c.names
+	return held, stale, missing
 }
 
 // liveEdge adds the window's part e of the hour being written to col and returns the versions

@@ -64,7 +64,7 @@ func ExplainVehicle(ctx context.Context, db DBTX, vehicleID string, w window.Win
 		Execution float64  `json:"Execution Time"`
 	}
 	if err := json.Unmarshal([]byte(text), &out); err != nil || len(out) == 0 {
-		return Plan{}, fmt.Errorf("decoding the plan: %v", err)
+		return Plan{}, fmt.Errorf("decoding the plan: %w", err)
 	}
 	return Plan{Text: text, Buffers: out[0].Plan.SharedHit + out[0].Plan.SharedRead, Planning: out[0].Planning, Execution: out[0].Execution, root: out[0].Plan}, nil
 }

@@ -21,7 +21,7 @@ func Slot(key string) int {
 // ValidDeviceID reports whether id matches ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$, the grammar
 // every device id must have: ids are used in KV keys, subjects and SQL.
 func ValidDeviceID(id string) bool {
-	if len(id) == 0 || len(id) > MaxDeviceIDLen {
+	if id == "" || len(id) > MaxDeviceIDLen {
 		return false
 	}
 	for i := 0; i < len(id); i++ {

@@ -16,11 +16,11 @@ import (
 type Class uint8
 
 const (
-	// Malformed: not JSON, wrong type, unknown field, both or neither id, bad id.
+	// Malformed is a payload that does not parse: not JSON, wrong type, unknown field, both or neither id, bad id.
 	Malformed Class = iota + 1
-	// Implausible: parses, but a value is out of range or the timestamp too old or too new.
+	// Implausible is a payload that parses, but a value is out of range or the timestamp too old or too new.
 	Implausible
-	// TooLarge: a batch holds more readings than the receiver accepts (413).
+	// TooLarge is a batch that holds more readings than the receiver accepts (413).
 	TooLarge
 )
 

@@ -46,13 +46,13 @@ const (
 	// Finalizer holds a FleetIngestion until its streams are handled per its DeletionPolicy.
 	Finalizer = "fleetingest.io/streams"
 
-	// AnnotationAbandonStreams, set to "true" on a FleetIngestion being deleted with
+	// AnnotationAbandonStreams set to "true" on a FleetIngestion being deleted with
 	// deletionPolicy Delete, lets the operator remove its finalizer without deleting the
 	// streams: for when NATS is gone for good. The streams, if any remain, are left to an
 	// administrator.
 	AnnotationAbandonStreams = "fleetingest.io/abandon-streams"
 )
 
-// ReasonInvalidSpec: the spec passed the API server's validation but cannot be acted on
+// ReasonInvalidSpec says the spec passed the API server's validation but cannot be acted on
 // (the message says why); fix the spec.
 const ReasonInvalidSpec = "InvalidSpec"

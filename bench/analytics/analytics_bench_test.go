@@ -1,7 +1,7 @@
 // Package analytics_test benchmarks the analytics read path on real Postgres shards loaded
 // with COPY: per-vehicle latency and throughput over REST, the fleet alert query, and
 // independence from history size. Sizes come from the environment, small by default so
-// `make bench` stays quick; see README for the full-size command and figures.
+// `make bench` stays quick; see docs/benchmarks.md for the full-size command and figures.
 package analytics_test
 
 import (
@@ -455,7 +455,8 @@ func loadShard(ctx context.Context, pool *pgxpool.Pool, slots *placement.SlotMap
 		i := vehicles[vi]
 		ts := from.Add(time.Duration(vm)*time.Minute + time.Duration(i%60)*time.Second)
 		row := []any{vehicleID(i), ts, 20 + 80*rng.Float64(), 0.1 + 0.3*rng.Float64(), 15 + 25*rng.Float64(), meterID(i % sz.meters)}
-		if vm++; vm == minutes {
+		vm++
+		if vm == minutes {
 			vm, vi = 0, vi+1
 		}
 		return row, true
@@ -472,7 +473,8 @@ func loadShard(ctx context.Context, pool *pgxpool.Pool, slots *placement.SlotMap
 		j := meters[mi]
 		ts := from.Add(time.Duration(mm)*time.Minute + time.Duration((j*7)%60)*time.Second)
 		row := []any{meterID(j), ts, 0.2 + 0.4*rng.Float64(), 220 + 20*rng.Float64()}
-		if mm++; mm == minutes {
+		mm++
+		if mm == minutes {
 			mm, mi = 0, mi+1
 		}
 		return row, true

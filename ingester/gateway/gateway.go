@@ -81,8 +81,7 @@ type Config struct {
 	// Publishers is the number of messages per shard in flight to JetStream at once. Default 1:
 	// JetStream stores a stream's messages one after another, so a second message in flight
 	// only waits behind the first; with one, the next message grows while the current one
-	// waits for its PubAck, and fewer, larger messages need fewer fsyncs (measured with wrk on
-	// the dev stack: 57 readings a message and ~30% more requests/s than with 2).
+	// waits for its PubAck, and fewer, larger messages need fewer fsyncs (docs/benchmarks.md).
 	Publishers int
 	// PublishTimeout bounds one publish and its acknowledgement. Default 5s.
 	PublishTimeout time.Duration

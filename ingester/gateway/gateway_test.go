@@ -80,7 +80,7 @@ func TestGatewayRefusesBadInputWithItsCodeAndPublishesNothing(t *testing.T) {
 			}
 		})
 	}
-	req, _ := http.NewRequest(http.MethodGet, e.http.URL+gateway.PathTelemetry, nil)
+	req, _ := http.NewRequest(http.MethodGet, e.http.URL+gateway.PathTelemetry, http.NoBody)
 	resp, err := e.client.Do(req)
 	if err != nil {
 		t.Fatal(err)

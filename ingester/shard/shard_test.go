@@ -310,7 +310,7 @@ func TestIngesterCountsOnceWhenTheAckIsLostAfterCommit(t *testing.T) {
 	cfg := e.config()
 	cfg.BatchWait = 300 * time.Millisecond
 	committed := make(chan struct{})
-	cfg.AfterCommit = func(ctx context.Context) error {
+	cfg.AfterCommit = func(context.Context) error {
 		close(committed)
 		return fmt.Errorf("simulated crash between commit and ack")
 	}

@@ -26,7 +26,7 @@ type DBTX interface {
 var (
 	_ DBTX = (*pgxpool.Pool)(nil)
 	_ DBTX = (*pgx.Conn)(nil)
-	_ DBTX = (pgx.Tx)(nil)
+	_ DBTX = pgx.Tx(nil)
 )
 
 // Defaults of Config and Retention.

@@ -208,7 +208,7 @@ func TestWriteBatchStatusNeverMovesBackwards(t *testing.T) {
 	s := newStore(t, pool, fixedNow)
 	ctx := t.Context()
 	base := fixedNow.Add(-time.Hour)
-	at := func(min int) time.Time { return base.Add(time.Duration(min) * time.Minute) }
+	at := func(minute int) time.Time { return base.Add(time.Duration(minute) * time.Minute) }
 
 	steps := []struct {
 		name     string

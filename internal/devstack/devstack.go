@@ -278,7 +278,7 @@ func waitReady(ctx context.Context, url string, ready func(context.Context) erro
 	client := &http.Client{Timeout: 2 * time.Second}
 	var last error
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", http.NoBody)
 		resp, err := client.Do(req)
 		if err == nil {
 			_ = resp.Body.Close() // only the status matters; closing frees the connection
@@ -291,7 +291,7 @@ func waitReady(ctx context.Context, url string, ready func(context.Context) erro
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("dev stack not ready: %w (last: %v)", ctx.Err(), last)
+			return fmt.Errorf("dev stack not ready: %w (last: %w)", ctx.Err(), last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -50,34 +50,45 @@ func goStage(parent context.Context, name string, failed func(), fn func(context
 	}
 }
 
+// stages are the running components, stopped in the reverse order of their start.
+type stages struct {
+	base    context.Context
+	failed  func()
+	closers []func() error
+}
+
+// start runs fn as the component name until the stack stops.
+func (st *stages) start(name string, fn func(context.Context) error) {
+	st.closers = append(st.closers, goStage(st.base, name, st.failed, fn))
+}
+
+// onClose adds a closer (a pool, a connection) to run when the stack stops.
+func (st *stages) onClose(fn func()) {
+	st.closers = append(st.closers, func() error { fn(); return nil })
+}
+
+// closeAll stops every component, the last started first.
+func (st *stages) closeAll() error {
+	var errs []error
+	for i := len(st.closers) - 1; i >= 0; i-- {
+		errs = append(errs, st.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
 // run starts the components and the goroutine that stops them, in the reverse order of
 // their start (HTTP first, NATS connection last), when ctx ends. It returns the readiness
 // check of the HTTP surface.
 func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err error) {
-	cfg := s.cfg
-	log := cfg.Logger
 	// Components stop one after another, so their contexts must not all end with ctx.
-	base := context.WithoutCancel(ctx)
-	var closers []func() error
-	closeAll := func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		return errors.Join(errs...)
-	}
+	st := &stages{base: context.WithoutCancel(ctx), failed: func() { s.cancel() }}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, closeAll())
+			err = errors.Join(err, st.closeAll())
 			close(s.done)
 		}
 	}()
-	failed := func() { s.cancel() }
-	start := func(name string, fn func(context.Context) error) {
-		closers = append(closers, goStage(base, name, failed, fn))
-	}
-
-	slotMap, err := placement.NewSlotMap(cfg.Shards)
+	slotMap, err := placement.NewSlotMap(s.cfg.Shards)
 	if err != nil {
 		return nil, err
 	}
@@ -85,51 +96,81 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 	if err != nil {
 		return nil, fmt.Errorf("connecting to embedded NATS: %w", err)
 	}
-	closers = append(closers, func() error { nc.Close(); return nil })
+	st.onClose(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("creating JetStream context: %w", err)
 	}
-	if _, err := ingester.EnsureStreams(ctx, js, s.topology, cfg.Streams); err != nil {
+	if _, err := ingester.EnsureStreams(ctx, js, s.topology, s.cfg.Streams); err != nil {
 		return nil, err
 	}
-
-	stores := make([]*store.Store, cfg.Shards)
-	for i, dsn := range s.dsns {
-		pool, err := store.OpenPool(ctx, dsn, store.PoolConfig{ApplicationName: "fleetingest-ingester"})
-		if err != nil {
-			return nil, fmt.Errorf("shard %d: %w", i, err)
-		}
-		closers = append(closers, func() error { pool.Close(); return nil })
-		if _, err := store.Migrate(ctx, pool); err != nil {
-			return nil, fmt.Errorf("migrating shard %d: %w", i, err)
-		}
-		if stores[i], err = store.New(ctx, pool, store.Config{Logger: log.With("component", "store", "shard", i)}); err != nil {
-			return nil, fmt.Errorf("shard %d store: %w", i, err)
-		}
-	}
-
-	reg, err := registry.Open(ctx, js, s.topology.MappingBucket(), registry.Config{Logger: log.With("component", "registry")})
+	reg, err := registry.Open(ctx, js, s.topology.MappingBucket(), registry.Config{Logger: s.cfg.Logger.With("component", "registry")})
 	if err != nil {
 		return nil, err
 	}
-	start("mapping registry", reg.Run)
+	st.start("mapping registry", reg.Run)
+	if err := s.startIngesters(ctx, st, js); err != nil {
+		return nil, err
+	}
+	mux, ready, err := s.startServices(st, nc, slotMap, reg)
+	if err != nil {
+		return nil, err
+	}
+	st.start("http", func(ctx context.Context) error {
+		return httpserver.ServeListener(ctx, s.listener, httpserver.Config{
+			Handler:  mux,
+			Ready:    []httpserver.ReadyFunc{ready},
+			Gatherer: s.metrics,
+			Logger:   s.cfg.Logger.With("component", "http"),
+		})
+	})
 
-	for i := range cfg.Shards {
+	go func() {
+		defer close(s.done)
+		<-ctx.Done()
+		s.cfg.Logger.Info("stopping dev stack")
+		s.err = errors.Join(st.closeAll(), s.stopServers())
+		s.cfg.Logger.Info("dev stack stopped")
+	}()
+	return ready, nil
+}
+
+// startIngesters migrates every shard and starts its ingester.
+func (s *Stack) startIngesters(ctx context.Context, st *stages, js jetstream.JetStream) error {
+	log := s.cfg.Logger
+	for i, dsn := range s.dsns {
+		pool, err := store.OpenPool(ctx, dsn, store.PoolConfig{ApplicationName: "fleetingest-ingester"})
+		if err != nil {
+			return fmt.Errorf("shard %d: %w", i, err)
+		}
+		st.onClose(pool.Close)
+		if _, err := store.Migrate(ctx, pool); err != nil {
+			return fmt.Errorf("migrating shard %d: %w", i, err)
+		}
+		st0, err := store.New(ctx, pool, store.Config{Logger: log.With("component", "store", "shard", i)})
+		if err != nil {
+			return fmt.Errorf("shard %d store: %w", i, err)
+		}
 		icfg := shard.Config{
 			JS:         js,
 			Topology:   s.topology,
 			Shard:      i,
-			Store:      stores[i],
+			Store:      st0,
 			Registerer: s.metrics,
 			Logger:     log.With("component", "ingester", "shard", i),
 		}
-		if cfg.Tune.Ingester != nil {
-			cfg.Tune.Ingester(&icfg)
+		if s.cfg.Tune.Ingester != nil {
+			s.cfg.Tune.Ingester(&icfg)
 		}
-		start("ingester shard "+strconv.Itoa(i), func(ctx context.Context) error { return shard.Run(ctx, icfg) })
+		st.start("ingester shard "+strconv.Itoa(i), func(ctx context.Context) error { return shard.Run(ctx, icfg) })
 	}
+	return nil
+}
 
+// startServices starts the gateway and the analytics service and returns the HTTP surface
+// that serves both, with its readiness check.
+func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.SlotMap, reg *registry.Registry) (http.Handler, func(context.Context) error, error) {
+	log := s.cfg.Logger
 	gcfg := gateway.Config{
 		Topology:   s.topology,
 		SlotMap:    slotMap,
@@ -137,14 +178,14 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		Registerer: s.metrics,
 		Logger:     log.With("component", "gateway"),
 	}
-	if cfg.Tune.Gateway != nil {
-		cfg.Tune.Gateway(&gcfg)
+	if s.cfg.Tune.Gateway != nil {
+		s.cfg.Tune.Gateway(&gcfg)
 	}
 	gw, err := gateway.New(nc, gcfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	start("gateway", gw.Run)
+	st.start("gateway", gw.Run)
 
 	acfg := analytics.Config{
 		Shards:     shards.Config{DSNs: s.dsns},
@@ -153,20 +194,20 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		Registerer: s.metrics,
 		Logger:     log.With("component", "analytics"),
 	}
-	if cfg.Tune.Analytics != nil {
-		cfg.Tune.Analytics(&acfg)
+	if s.cfg.Tune.Analytics != nil {
+		s.cfg.Tune.Analytics(&acfg)
 	}
 	an, err := analytics.New(acfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	closers = append(closers, func() error { an.Close(); return nil })
+	st.onClose(an.Close)
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/telemetry", gw.Handler())
 	mux.Handle("/v1/telemetry/", gw.Handler())
 	mux.Handle("/", an.Handler())
-	ready = func(ctx context.Context) error {
+	ready := func(ctx context.Context) error {
 		if err := gw.Ready(ctx); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
@@ -175,21 +216,5 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		}
 		return nil
 	}
-	start("http", func(ctx context.Context) error {
-		return httpserver.ServeListener(ctx, s.listener, httpserver.Config{
-			Handler:  mux,
-			Ready:    []httpserver.ReadyFunc{ready},
-			Gatherer: s.metrics,
-			Logger:   log.With("component", "http"),
-		})
-	})
-
-	go func() {
-		defer close(s.done)
-		<-ctx.Done()
-		log.Info("stopping dev stack")
-		s.err = errors.Join(closeAll(), s.stopServers())
-		log.Info("dev stack stopped")
-	}()
-	return ready, nil
+	return mux, ready, nil
 }

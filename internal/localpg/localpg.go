@@ -233,9 +233,9 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-c.proc.done:
-			return fmt.Errorf("postgres exited during start-up (%v): %s", c.proc.waitErr, c.proc.logTail())
+			return fmt.Errorf("postgres exited during start-up (%w): %s", c.proc.waitErr, c.proc.logTail())
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for postgres on port %d to accept connections: %w (last error: %v; log: %s)",
+			return fmt.Errorf("waiting for postgres on port %d to accept connections: %w (last error: %w; log: %s)",
 				c.port, ctx.Err(), err, c.proc.logTail())
 		case <-tick.C:
 		}

@@ -21,8 +21,8 @@ const debianRoot = "/usr/lib/postgresql"
 func FindBinDir() (string, error) {
 	if p, err := exec.LookPath("initdb"); err == nil {
 		// Debian links /usr/local/bin/initdb or pg_wrapper scripts; follow links to the real folder.
-		if real, err := filepath.EvalSymlinks(p); err == nil {
-			p = real
+		if resolved, err := filepath.EvalSymlinks(p); err == nil {
+			p = resolved
 		}
 		dir := filepath.Dir(p)
 		if isExecutable(filepath.Join(dir, "postgres")) {

@@ -24,7 +24,7 @@ func NewRootCommand() *cobra.Command {
 	}
 	var logLevel string
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		var level slog.Level
 		if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 			return fmt.Errorf("--log-level: %w", err)
