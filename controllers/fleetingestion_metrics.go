@@ -48,8 +48,10 @@ func (m *metrics) observeStreams(ns, fleet string, p ingester.Provisioned, first
 			repaired++
 		}
 	}
-	if p.BucketCreated && !firstPass {
-		repaired++
+	for _, b := range p.Buckets {
+		if b.Created && !firstPass {
+			repaired++
+		}
 	}
 	if repaired > 0 {
 		m.streamRepairs.WithLabelValues(ns, fleet).Add(float64(repaired))

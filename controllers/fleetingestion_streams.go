@@ -70,7 +70,7 @@ func (r *FleetIngestionReconciler) jetStream(ctx context.Context, f *v1alpha1.Fl
 	return js, streamsResult{}
 }
 
-// deleteStreams removes the fleet's streams (with their consumers) and its mapping bucket.
+// deleteStreams removes the fleet's streams (with their consumers) and its buckets.
 // Objects already gone are not an error, so a retry after a partial failure finishes the job.
 func deleteStreams(ctx context.Context, js jetstream.JetStream, t ingester.Topology) error {
 	for i := 0; i < t.Shards; i++ {
@@ -78,8 +78,10 @@ func deleteStreams(ctx context.Context, js jetstream.JetStream, t ingester.Topol
 			return fmt.Errorf("deleting stream %s: %w", t.Stream(i), err)
 		}
 	}
-	if err := js.DeleteKeyValue(ctx, t.MappingBucket()); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("deleting bucket %s: %w", t.MappingBucket(), err)
+	for _, b := range t.Buckets() {
+		if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("deleting bucket %s: %w", b, err)
+		}
 	}
 	return nil
 }
@@ -95,8 +97,10 @@ func streamsEvents(p ingester.Provisioned) []string {
 			out = append(out, fmt.Sprintf("repaired stream %s: %v had drifted", s.Name, s.Updated))
 		}
 	}
-	if p.BucketCreated {
-		out = append(out, fmt.Sprintf("created bucket %s", p.Bucket))
+	for _, b := range p.Buckets {
+		if b.Created {
+			out = append(out, fmt.Sprintf("created bucket %s", b.Name))
+		}
 	}
 	return out
 }

@@ -99,6 +99,19 @@ func BucketConfig(t Topology, o StreamOptions) jetstream.KeyValueConfig {
 	}
 }
 
+// RevocationBucketConfig is the desired bucket of revoked device-token ids: one key per
+// token id, whose value holds the token's expiry (internal/auth); gateways watch it.
+func RevocationBucketConfig(t Topology, o StreamOptions) jetstream.KeyValueConfig {
+	o = o.WithDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      t.RevocationBucket(),
+		Description: fmt.Sprintf("fleetingest revoked device tokens of %s/%s", t.Namespace, t.Fleet),
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	}
+}
+
 // StreamDrift lists the fields where a live stream differs from the desired one, in the
 // fields this package owns. Empty means in sync.
 func StreamDrift(live, want jetstream.StreamConfig) []string {
@@ -139,11 +152,17 @@ type StreamState struct {
 	Bytes   uint64
 }
 
+// BucketState is what EnsureStreams observed of one KV bucket.
+type BucketState struct {
+	Name    string
+	Created bool
+}
+
 // Provisioned is what EnsureStreams did and saw.
 type Provisioned struct {
-	Streams       []StreamState
-	Bucket        string
-	BucketCreated bool
+	Streams []StreamState
+	// Buckets are the mapping bucket and the revocation bucket, in that order.
+	Buckets []BucketState
 }
 
 // EnsureStreams creates or repairs every stream, durable consumer and the mapping bucket of a
@@ -164,11 +183,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, o St
 		st.Shard = i
 		p.Streams = append(p.Streams, st)
 	}
-	created, err := ensureBucket(ctx, js, BucketConfig(t, o))
-	if err != nil {
-		return p, err
+	for _, want := range []jetstream.KeyValueConfig{BucketConfig(t, o), RevocationBucketConfig(t, o)} {
+		created, err := ensureBucket(ctx, js, want)
+		if err != nil {
+			return p, err
+		}
+		p.Buckets = append(p.Buckets, BucketState{Name: want.Bucket, Created: created})
 	}
-	p.Bucket, p.BucketCreated = t.MappingBucket(), created
 	return p, nil
 }
 

@@ -3,6 +3,7 @@ package ingester_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,6 +23,9 @@ func TestTopologyNamesAreSanitisedAndDistinct(t *testing.T) {
 	}
 	if got, want := top.MappingBucket(), "fi_prod_fleet_a_mappings"; got != want {
 		t.Errorf("MappingBucket() = %q, want %q", got, want)
+	}
+	if got, want := top.RevocationBucket(), "fi_prod_fleet_a_revocations"; got != want {
+		t.Errorf("RevocationBucket() = %q, want %q", got, want)
 	}
 	if err := (ingester.Topology{Namespace: "", Fleet: "x", Shards: 1}).Validate(); err == nil {
 		t.Error("a topology without namespace validated")
@@ -82,7 +86,8 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Streams) != 2 || !p.Streams[0].Created || !p.Streams[1].Created || !p.BucketCreated {
+	wantBuckets := []ingester.BucketState{{Name: top.MappingBucket(), Created: true}, {Name: top.RevocationBucket(), Created: true}}
+	if len(p.Streams) != 2 || !p.Streams[0].Created || !p.Streams[1].Created || !slices.Equal(p.Buckets, wantBuckets) {
 		t.Fatalf("first pass = %+v, want everything created", p)
 	}
 	for i := 0; i < 2; i++ {
@@ -105,6 +110,11 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 			t.Errorf("second pass touched %s: %+v", st.Name, st)
 		}
 	}
+	for _, b := range p.Buckets {
+		if b.Created {
+			t.Errorf("second pass created bucket %s again", b.Name)
+		}
+	}
 
 	// Drift behind our back: MaxBytes changed, bucket deleted.
 	live := ingester.StreamConfig(top, 1, opts)
@@ -115,6 +125,9 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 	if err := js.DeleteKeyValue(ctx, top.MappingBucket()); err != nil {
 		t.Fatal(err)
 	}
+	if err := js.DeleteKeyValue(ctx, top.RevocationBucket()); err != nil {
+		t.Fatal(err)
+	}
 	p, err = ingester.EnsureStreams(ctx, js, top, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -122,8 +135,8 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 	if got := p.Streams[1].Updated; len(got) != 1 || got[0] != "maxBytes" {
 		t.Errorf("repair of shard 1 = %v, want [maxBytes]", got)
 	}
-	if !p.BucketCreated {
-		t.Error("deleted bucket was not re-created")
+	if !slices.Equal(p.Buckets, wantBuckets) {
+		t.Errorf("deleted buckets were not re-created: %+v", p.Buckets)
 	}
 	s, err := js.Stream(ctx, top.Stream(1))
 	if err != nil {

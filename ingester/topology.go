@@ -58,6 +58,16 @@ func (t Topology) MappingBucket() string {
 	return fmt.Sprintf("fi_%s_%s_mappings", Sanitize(t.Namespace), Sanitize(t.Fleet))
 }
 
+// RevocationBucket returns the name of the KV bucket of revoked device-token ids.
+func (t Topology) RevocationBucket() string {
+	return fmt.Sprintf("fi_%s_%s_revocations", Sanitize(t.Namespace), Sanitize(t.Fleet))
+}
+
+// Buckets returns the names of every KV bucket of the fleet.
+func (t Topology) Buckets() []string {
+	return []string{t.MappingBucket(), t.RevocationBucket()}
+}
+
 // Sanitize maps s onto the characters NATS allows in stream, bucket and subject-token names
 // ([A-Za-z0-9_-]); anything else becomes '_'. Kubernetes names never contain '_', so two
 // distinct namespace/name pairs never collide.
