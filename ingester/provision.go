@@ -183,8 +183,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, o St
 		st.Shard = i
 		p.Streams = append(p.Streams, st)
 	}
-	for _, want := range []jetstream.KeyValueConfig{BucketConfig(t, o), RevocationBucketConfig(t, o)} {
-		created, err := ensureBucket(ctx, js, want)
+	for _, want := range []*jetstream.KeyValueConfig{new(BucketConfig(t, o)), new(RevocationBucketConfig(t, o))} {
+		created, err := ensureBucket(ctx, js, *want)
 		if err != nil {
 			return p, err
 		}
