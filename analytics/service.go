@@ -26,6 +26,7 @@ import (
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/auth"
 )
 
 // Config of the service.
@@ -36,6 +37,10 @@ type Config struct {
 	SlotMap *placement.SlotMap
 	// Registry is the mapping registry; the caller runs it (Registry.Run). Required.
 	Registry *registry.Registry
+	// Users verifies the bearer token of every call (REST, Connect, gRPC, gRPC-Web and server
+	// reflection): viewer reads, admin also writes mappings. Nil serves without
+	// authentication (`--insecure-no-auth`, for experiments only).
+	Users auth.UserVerifier
 	// RequestTimeout bounds every RPC (each shard query is bounded by Shards.QueryTimeout
 	// too). Default 10s.
 	RequestTimeout time.Duration
@@ -140,8 +145,12 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, shards: set, reg: cfg.Registry, metrics: m}
+	interceptors := []connect.Interceptor{m.interceptor()}
+	if cfg.Users != nil {
+		interceptors = append(interceptors, auth.NewConnectInterceptor(cfg.Users, requiredRole))
+	}
 	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
-		connect.WithInterceptors(m.interceptor(), timeoutInterceptor(cfg.RequestTimeout)),
+		connect.WithInterceptors(append(interceptors, timeoutInterceptor(cfg.RequestTimeout))...),
 		// Answers are a few hundred bytes: compressing them costs more than it saves.
 		connect.WithCompressMinBytes(16<<10),
 		connect.WithCodec(jsonCodec{name: "json"}), connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}))
@@ -153,8 +162,8 @@ func New(cfg Config) (*Service, error) {
 	// gRPC server reflection, so `grpcurl -plaintext host:port list` works.
 	reflector := grpcreflect.NewStaticReflector(analyticsv1connect.AnalyticsServiceName)
 	mux := http.NewServeMux()
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(interceptors...)))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(interceptors...)))
 	mux.Handle("/", tc)
 	s.handler = mux
 	if err := s.startCaches(); err != nil {
@@ -199,7 +208,12 @@ func (s *Service) Handler() http.Handler { return s.handler }
 // does not make the service unready: its questions answer Unavailable on every replica alike,
 // while the other shards' questions and the mappings are still answered (the logs and
 // fleetingest_analytics_shard_failures_total tell of it).
-func (s *Service) Ready(context.Context) error {
+func (s *Service) Ready(ctx context.Context) error {
+	if r, ok := s.cfg.Users.(interface{ Ready(context.Context) error }); ok {
+		if err := r.Ready(ctx); err != nil {
+			return fmt.Errorf("user token issuer: %w", err)
+		}
+	}
 	if !s.reg.Ready() {
 		return errors.New("mapping registry has not caught up yet")
 	}
@@ -216,6 +230,17 @@ func (s *Service) Close() {
 	s.stop()
 	s.done.Wait()
 	s.shards.Close()
+}
+
+// requiredRole is the role a procedure needs: admin to change mappings, viewer for the rest.
+func requiredRole(procedure string) auth.Role {
+	switch procedure {
+	case analyticsv1connect.AnalyticsServiceCreateMappingProcedure,
+		analyticsv1connect.AnalyticsServiceUpdateMappingProcedure,
+		analyticsv1connect.AnalyticsServiceDeleteMappingProcedure:
+		return auth.RoleAdmin
+	}
+	return auth.RoleViewer
 }
 
 func timeoutInterceptor(d time.Duration) connect.UnaryInterceptorFunc {

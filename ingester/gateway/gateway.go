@@ -26,6 +26,7 @@ import (
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/internal/auth"
 )
 
 // Placement decides where a vehicle reading goes; *registry.Registry implements it.
@@ -61,6 +62,9 @@ type Config struct {
 	SlotMap *placement.SlotMap
 	// Placement resolves a vehicle's placement key. Required.
 	Placement Placement
+	// Devices verifies the device token every request carries. Nil accepts requests without
+	// one (`--insecure-no-auth`, for experiments only).
+	Devices *auth.DeviceVerifier
 	// Limits bound how old or how far ahead a reading's timestamp may be. The zero value
 	// means telemetry.DefaultLimits() (7 days late, 5 minutes ahead).
 	Limits telemetry.Limits
@@ -254,6 +258,9 @@ func (g *Gateway) Ready(ctx context.Context) error {
 	}
 	if !g.cfg.Placement.Ready() {
 		return errors.New("the mapping registry copy has not caught up")
+	}
+	if g.cfg.Devices != nil && !g.cfg.Devices.Ready() {
+		return errors.New("the revoked-token copy has not caught up")
 	}
 	if !g.streamsFound.Load() {
 		for i := range g.shards {

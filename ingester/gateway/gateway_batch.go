@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
+	"github.com/fleetingest/fleetingest/internal/auth"
 )
 
 // batchResponse is the 202 body of a batch: how many readings were durably queued and why
@@ -21,6 +22,10 @@ type batchRejected struct {
 }
 
 func (g *Gateway) serveBatch(w http.ResponseWriter, r *http.Request) int {
+	claims, answered := g.authenticate(w, r)
+	if answered != 0 {
+		return answered
+	}
 	format, ok := requestFormat(r.Header.Get("Content-Type"), true)
 	if !ok {
 		return writeStatus(w, unsupportedMediaType(r.Header.Get("Content-Type"), "application/json or application/x-ndjson"))
@@ -39,17 +44,48 @@ func (g *Gateway) serveBatch(w http.ResponseWriter, r *http.Request) int {
 		return clientGone(w)
 	}
 
+	t, forbidden := g.queueBatch(items, claims)
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		return clientGone(w)
+	}
+	resp, unavailable := g.batchAnswer(items, t, forbidden)
+	if resp.Accepted == 0 && unavailable != nil {
+		return g.writeUnavailable(w, unavailable)
+	}
+	body, err := json.Marshal(resp)
+	if err != nil {
+		return writeStatus(w, &httpStatus{http: http.StatusInternalServerError, code: codeInternal, message: "encoding the batch answer: " + err.Error()})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(body)
+	return http.StatusAccepted
+}
+
+// queueBatch queues the batch's valid readings that the token covers on their shards, at
+// most MaxReadingsPerMessage a message, and returns their ticket. forbidden answers, by
+// index, the valid readings outside the token's scope (nil claims: no token checked).
+func (g *Gateway) queueBatch(items []telemetry.BatchItem, claims *auth.DeviceClaims) (t *ticket, forbidden map[int]*httpStatus) {
 	perShard := make([][]queued, len(g.shards))
 	valid := 0
 	for _, it := range items {
 		if it.Err != nil {
 			continue
 		}
+		if claims != nil && !claims.Scope.Allows(it.Reading.DeviceID()) {
+			if forbidden == nil {
+				forbidden = map[int]*httpStatus{}
+			}
+			forbidden[it.Index] = outOfScope(claims, it.Reading.DeviceID())
+			continue
+		}
 		s := g.route(it.Reading)
 		perShard[s] = append(perShard[s], queued{idx: int32(it.Index), r: it.Reading})
 		valid++
 	}
-	t := newTicket(len(items), valid)
+	t = newTicket(len(items), valid)
 	now := time.Now()
 	maxN := g.cfg.MaxReadingsPerMessage
 	for s, qs := range perShard {
@@ -62,19 +98,21 @@ func (g *Gateway) serveBatch(w http.ResponseWriter, r *http.Request) int {
 			qs = qs[n:]
 		}
 	}
-	select {
-	case <-t.done:
-	case <-ctx.Done():
-		return clientGone(w)
-	}
+	return t, forbidden
+}
 
-	resp := batchResponse{Rejected: []batchRejected{}}
-	var unavailable error
+// batchAnswer counts what became of each item of a batch whose ticket is done, and returns
+// the last reason a reading could not be queued, if any.
+func (g *Gateway) batchAnswer(items []telemetry.BatchItem, t *ticket, forbidden map[int]*httpStatus) (resp batchResponse, unavailable error) {
+	resp.Rejected = []batchRejected{}
 	for _, it := range items {
 		switch {
 		case it.Err != nil:
 			g.metrics.rejectedPayload(refusedKind(it.Err), it.Err.Class, 1)
 			resp.Rejected = append(resp.Rejected, batchRejected{Index: it.Index, Error: decodeStatus(it.Err)})
+		case forbidden[it.Index] != nil:
+			g.metrics.rejected(it.Reading.Kind(), reasonForbidden, 1)
+			resp.Rejected = append(resp.Rejected, batchRejected{Index: it.Index, Error: forbidden[it.Index]})
 		case t.errs[it.Index] != nil:
 			unavailable = t.errs[it.Index]
 			g.metrics.rejected(it.Reading.Kind(), reasonUnavailable, 1)
@@ -84,17 +122,7 @@ func (g *Gateway) serveBatch(w http.ResponseWriter, r *http.Request) int {
 			resp.Accepted++
 		}
 	}
-	if resp.Accepted == 0 && unavailable != nil {
-		return g.writeUnavailable(w, unavailable)
-	}
-	body, err := json.Marshal(resp)
-	if err != nil {
-		return writeStatus(w, &httpStatus{http: http.StatusInternalServerError, code: codeInternal, message: "encoding the batch answer: " + err.Error()})
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write(body)
-	return http.StatusAccepted
+	return resp, unavailable
 }
 
 // refusedKind names the kind of a refused reading for metrics, where its violations tell.

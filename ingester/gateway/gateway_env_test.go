@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +26,9 @@ import (
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/gateway"
 	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/localnats"
+	"github.com/fleetingest/fleetingest/test/mountedsecret"
 	"github.com/fleetingest/fleetingest/test/natstest"
 )
 
@@ -48,6 +52,13 @@ type env struct {
 
 	mu   sync.Mutex
 	seen map[string]map[uint64]*telemetrypb.ReadingBatch // stream → seq → message
+
+	// With envOptions.auth: the device keys' mounted folder, its first signing key, the
+	// revocation bucket and the token every request carries unless it names its own.
+	keyDir  string
+	signer  *auth.Signer
+	revoked jetstream.KeyValue
+	token   string
 }
 
 type envOptions struct {
@@ -59,6 +70,9 @@ type envOptions struct {
 	skipRegistry bool
 	// before runs once the bucket exists and before the registry starts watching.
 	before func(js jetstream.JetStream, topo ingester.Topology)
+	// auth verifies device tokens: keys in a folder mounted as kubelet mounts a Secret,
+	// revocations from the fleet's bucket, and an every-device token for env.post.
+	auth bool
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -104,6 +118,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 		Registerer: e.prom,
 		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
+	if o.auth {
+		cfg.Devices = e.startAuth(ctx)
+	}
 	if o.gateway != nil {
 		o.gateway(&cfg)
 	}
@@ -130,6 +147,53 @@ func newEnv(t testing.TB, o envOptions) *env {
 	return e
 }
 
+// startAuth makes a device key, publishes its verification half in a mounted folder and
+// returns a verifier that re-reads the folder and watches the revocation bucket.
+func (e *env) startAuth(ctx context.Context) *auth.DeviceVerifier {
+	t := e.t
+	t.Helper()
+	signingDir := t.TempDir()
+	kid, err := auth.GenerateKey(signingDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.signer, err = auth.LoadSigner(filepath.Join(signingDir, kid+".key")); err != nil {
+		t.Fatal(err)
+	}
+	e.keyDir = t.TempDir()
+	mountedsecret.Publish(t, e.keyDir, mountedsecret.Files(t, filepath.Join(signingDir, kid+".pub")))
+	quiet := slog.New(slog.DiscardHandler)
+	keys, err := auth.NewKeySet(auth.KeySetConfig{Dir: e.keyDir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = keys.Run(ctx) }()
+	revocations, err := auth.NewRevocations(auth.RevocationsConfig{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.revoked, err = e.js.KeyValue(ctx, e.topo.RevocationBucket()); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = revocations.Run(ctx, e.revoked) }()
+	v, err := auth.NewDeviceVerifier(auth.DeviceVerifierConfig{Keys: keys, Revocations: revocations})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.token = e.mint(auth.PrefixScope(""), time.Hour)
+	return v
+}
+
+// mint returns a device token of the env's key.
+func (e *env) mint(scope auth.Scope, ttl time.Duration) string {
+	e.t.Helper()
+	token, _, err := e.signer.DeviceToken(scope, ttl, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return token
+}
+
 func (e *env) startRegistry(ctx context.Context) {
 	go func() { _ = e.reg.Run(ctx) }()
 }
@@ -152,6 +216,7 @@ func (e *env) waitReady() {
 type answer struct {
 	code       int
 	retryAfter string
+	challenge  string // WWW-Authenticate
 	body       []byte
 }
 
@@ -161,10 +226,20 @@ func (e *env) post(path, contentType, body string) answer {
 }
 
 func (e *env) postCtx(ctx context.Context, path, contentType, body string) answer {
+	var h http.Header
+	if e.token != "" {
+		h = http.Header{"Authorization": {"Bearer " + e.token}}
+	}
+	return e.postHeaders(ctx, path, contentType, body, h)
+}
+
+// postHeaders posts with the given headers (and no token unless they hold one).
+func (e *env) postHeaders(ctx context.Context, path, contentType, body string, h http.Header) answer {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.http.URL+path, bytes.NewBufferString(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	maps.Copy(req.Header, h)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -179,7 +254,7 @@ func (e *env) postCtx(ctx context.Context, path, contentType, body string) answe
 	if err != nil {
 		return answer{code: -1, body: []byte("reading the answer: " + err.Error())}
 	}
-	return answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: data}
+	return answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), challenge: resp.Header.Get("WWW-Authenticate"), body: data}
 }
 
 // rpcStatus is the google.rpc.Status error body.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
+	"github.com/fleetingest/fleetingest/internal/auth"
 )
 
 // Paths served by Handler.
@@ -65,7 +66,32 @@ func (g *Gateway) counted(path string, serve func(http.ResponseWriter, *http.Req
 	}
 }
 
+// authenticate verifies the request's device token. It returns nil claims when the gateway
+// runs without authentication, and writes the 401 itself.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (claims *auth.DeviceClaims, answered int) {
+	if g.cfg.Devices == nil {
+		return nil, 0
+	}
+	token, aerr := auth.BearerToken(r)
+	if aerr == nil {
+		c, err := g.cfg.Devices.Verify(token)
+		if err == nil {
+			return &c, 0
+		}
+		if !errors.As(err, &aerr) {
+			aerr = &auth.Error{Reason: auth.ReasonMalformed, Message: err.Error()}
+		}
+	}
+	g.metrics.unauthenticated.WithLabelValues(string(aerr.Reason)).Inc()
+	auth.WriteChallenge(w, aerr)
+	return nil, writeStatus(w, unauthenticated(aerr))
+}
+
 func (g *Gateway) serveReading(w http.ResponseWriter, r *http.Request) int {
+	claims, answered := g.authenticate(w, r)
+	if answered != 0 {
+		return answered
+	}
 	if _, ok := requestFormat(r.Header.Get("Content-Type"), false); !ok {
 		return writeStatus(w, unsupportedMediaType(r.Header.Get("Content-Type"), "application/json"))
 	}
@@ -80,6 +106,10 @@ func (g *Gateway) serveReading(w http.ResponseWriter, r *http.Request) int {
 		return writeStatus(w, decodeStatus(derr))
 	}
 	g.releaseBody(buf)
+	if claims != nil && !claims.Scope.Allows(reading.DeviceID()) {
+		g.metrics.rejected(reading.Kind(), reasonForbidden, 1)
+		return writeStatus(w, outOfScope(claims, reading.DeviceID()))
+	}
 	ctx := r.Context()
 	if ctx.Err() != nil {
 		return clientGone(w)

@@ -15,6 +15,7 @@ const (
 	reasonImplausible = "implausible"
 	reasonTooLarge    = "too_large"
 	reasonUnavailable = "unavailable"
+	reasonForbidden   = "permission_denied"
 )
 
 type metrics struct {
@@ -24,6 +25,7 @@ type metrics struct {
 	perMessage      prometheus.Histogram
 	publishSeconds  prometheus.Histogram
 	publishFailures prometheus.Counter
+	unauthenticated *prometheus.CounterVec
 
 	acceptedMeter, acceptedVehicle prometheus.Counter
 }
@@ -40,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, shards []*shardQueue) (*metrics, erro
 		}, []string{"kind"}),
 		rejectedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetingest_gateway_readings_rejected_total",
-			Help: "Readings refused, by kind (unknown when it could not be told) and reason (malformed, implausible, unavailable).",
+			Help: "Readings refused, by kind (unknown when it could not be told) and reason (malformed, implausible, too_large, permission_denied, unavailable).",
 		}, []string{"kind", "reason"}),
 		perMessage: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "fleetingest_gateway_readings_per_message",
@@ -57,7 +59,11 @@ func newMetrics(reg prometheus.Registerer, shards []*shardQueue) (*metrics, erro
 			Help: "Stream messages JetStream did not acknowledge (NATS down, stream full, timeout).",
 		}),
 	}
-	cs := []prometheus.Collector{m.requests, m.acceptedTotal, m.rejectedTotal, m.perMessage, m.publishSeconds, m.publishFailures}
+	m.unauthenticated = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fleetingest_gateway_unauthenticated_total",
+		Help: "Requests refused 401 for their device token, by reason (missing, malformed, bad_signature, unknown_key, expired, revoked, wrong_kind).",
+	}, []string{"reason"})
+	cs := []prometheus.Collector{m.requests, m.acceptedTotal, m.rejectedTotal, m.perMessage, m.publishSeconds, m.publishFailures, m.unauthenticated}
 	for _, q := range shards {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "fleetingest_gateway_queue_depth",

@@ -7,15 +7,18 @@ import (
 	"strconv"
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
+	"github.com/fleetingest/fleetingest/internal/auth"
 )
 
 // gRPC status codes used in error bodies (google.golang.org/grpc/codes).
 const (
 	codeInvalidArgument   = 3
+	codePermissionDenied  = 7
 	codeResourceExhausted = 8
 	codeUnimplemented     = 12
 	codeInternal          = 13
 	codeUnavailable       = 14
+	codeUnauthenticated   = 16
 )
 
 const badRequestType = "type.googleapis.com/google.rpc.BadRequest"
@@ -87,6 +90,21 @@ func decodeStatus(err *telemetry.Error) *httpStatus {
 		s.http, s.message = http.StatusBadRequest, "malformed reading: "+err.Error()
 	}
 	return s
+}
+
+// unauthenticated is the answer to a request without a valid device token: 401 with
+// WWW-Authenticate (written by the caller), saying what was wrong with the token.
+func unauthenticated(err *auth.Error) *httpStatus {
+	return &httpStatus{http: http.StatusUnauthorized, code: codeUnauthenticated, message: "unauthenticated: " + err.Message}
+}
+
+// outOfScope is the answer for a reading of a device the token does not cover.
+func outOfScope(claims *auth.DeviceClaims, deviceID string) *httpStatus {
+	return &httpStatus{
+		http:    http.StatusForbidden,
+		code:    codePermissionDenied,
+		message: "permission denied: the token (scope " + claims.Scope.String() + ") does not cover device " + strconv.Quote(deviceID),
+	}
 }
 
 func tooLarge(limit int64) *httpStatus {

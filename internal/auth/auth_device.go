@@ -154,3 +154,7 @@ func checkUse(expiry time.Time, jti string, now time.Time, revoked *Revocations)
 func typIs(typ, want string) bool {
 	return strings.EqualFold(strings.TrimPrefix(strings.ToLower(typ), "application/"), want)
 }
+
+// Ready reports whether the revocation list has caught up with its bucket, so that no
+// revoked token is accepted at start-up.
+func (v *DeviceVerifier) Ready() bool { return v.cfg.Revocations.Ready() }

@@ -9,63 +9,24 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetingest/fleetingest/test/mountedsecret"
 )
 
-// secretDir lays out a folder the way kubelet mounts a Secret: the key files live in a
-// timestamped folder, "..data" links to it, and each key name links through "..data".
+// secretDir is a folder laid out the way kubelet mounts a Secret.
 type secretDir struct {
 	t   *testing.T
 	dir string
 }
 
-// publish writes a timestamped folder with the .pub files of keys, swaps "..data" to it
-// atomically (a new link renamed over the old one) and then fixes the top-level links, in
-// kubelet's order.
-func (s secretDir) publish(stamp string, keys ...keyDir) {
+// publish swaps the folder's files to the .pub files of keys.
+func (s secretDir) publish(_ string, keys ...keyDir) {
 	s.t.Helper()
-	data := filepath.Join(s.dir, stamp)
-	if err := os.Mkdir(data, 0o755); err != nil {
-		s.t.Fatal(err)
-	}
-	var names []string
+	var paths []string
 	for _, k := range keys {
-		name := k.kid + publicKeySuffix
-		b, err := os.ReadFile(filepath.Join(k.dir, name))
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(data, name), b, 0o644); err != nil {
-			s.t.Fatal(err)
-		}
-		names = append(names, name)
+		paths = append(paths, filepath.Join(k.dir, k.kid+publicKeySuffix))
 	}
-	tmp := filepath.Join(s.dir, "..data_tmp")
-	if err := os.Symlink(stamp, tmp); err != nil {
-		s.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "..data")); err != nil {
-		s.t.Fatal(err)
-	}
-	entries, err := os.ReadDir(s.dir)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	for _, e := range entries {
-		if n := e.Name(); n[0] != '.' && !slices.Contains(names, n) {
-			if err := os.Remove(filepath.Join(s.dir, n)); err != nil {
-				s.t.Fatal(err)
-			}
-		}
-	}
-	for _, n := range names {
-		link := filepath.Join(s.dir, n)
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink(filepath.Join("..data", n), link); err != nil {
-			s.t.Fatal(err)
-		}
-	}
+	mountedsecret.Publish(s.t, s.dir, mountedsecret.Files(s.t, paths...))
 }
 
 func TestKeySetFollowsAKubeletSecretRotation(t *testing.T) {
