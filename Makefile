@@ -30,8 +30,8 @@ help: ## Show the targets.
 ##@ Run
 
 .PHONY: dev
-dev: ## Run the whole system on this machine (NATS, Postgres shards, gateway, ingesters, analytics) on http://127.0.0.1:8080.
-	$(GO) run ./cmd/fleetingest dev $(DEV_ARGS)
+dev: build ## Build bin/fleetingest and run the whole system on this machine (NATS, Postgres shards, gateway, ingesters, analytics) on http://127.0.0.1:8080.
+	bin/fleetingest dev $(DEV_ARGS)
 
 .PHONY: build
 build: ## Build bin/fleetingest.

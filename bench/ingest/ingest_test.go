@@ -44,7 +44,7 @@ func BenchmarkIngest(b *testing.B) {
 	b.Run("single", func(b *testing.B) {
 		results["single"] = benchStack(b, loadgen.Config{Readings: min(n, 200_000), Concurrency: 128})
 	})
-	b.Run("single-wrk", func(b *testing.B) { results["wrk"] = benchWrk(b, 256, 10*time.Second) })
+	b.Run("single-wrk", func(b *testing.B) { results["wrk"] = benchWrk(b, startStack(b), 256, 10*time.Second, "wrk") })
 	b.Run("batch", func(b *testing.B) {
 		results["batch"] = benchStack(b, loadgen.Config{Readings: n, Concurrency: 16, BatchSize: 500})
 	})
@@ -64,7 +64,7 @@ func BenchmarkIngest(b *testing.B) {
 func benchStack(b *testing.B, lg loadgen.Config) float64 {
 	ctx := context.Background()
 	stack := startStack(b)
-	lg.URL = stack.URL()
+	lg.URL, lg.Token = stack.URL(), stack.DeviceToken()
 	lg.Meters, lg.Vehicles = 5000, 5000
 	b.ResetTimer()
 	start := time.Now()
@@ -91,7 +91,7 @@ func benchStack(b *testing.B, lg loadgen.Config) float64 {
 
 // startStack starts a two-shard dev stack in a temp folder; it stops when the benchmark ends.
 // FLEETINGEST_BENCH_BATCH_SIZE sets the ingesters' batch size (default: theirs, 5,000).
-func startStack(b *testing.B) *devstack.Stack {
+func startStack(b *testing.B, mods ...func(*devstack.Config)) *devstack.Stack {
 	batchSize := 0
 	if v := os.Getenv("FLEETINGEST_BENCH_BATCH_SIZE"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -100,13 +100,17 @@ func startStack(b *testing.B) *devstack.Stack {
 		}
 		batchSize = n
 	}
-	stack, err := devstack.Start(context.Background(), devstack.Config{
+	cfg := devstack.Config{
 		DataDir:  filepath.Join(b.TempDir(), "data"),
 		Shards:   2,
 		HTTPAddr: "127.0.0.1:0",
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Tune:     devstack.Tuning{Ingester: func(c *shard.Config) { c.BatchSize = batchSize }},
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	stack, err := devstack.Start(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,28 +2,34 @@ package ingest
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fleetingest/fleetingest/internal/devstack"
 )
 
 var wrkSummary = regexp.MustCompile(`wrk-summary requests=(\d+) non2xx=(\d+) errors=(\d+) p50us=(\d+) p99us=(\d+)`)
 
 // benchWrk drives single-reading requests with wrk (installed by `make bench`), a C load
 // generator that leaves more of the two cores to the system under test than Go's HTTP client.
-func benchWrk(b *testing.B, connections int, duration time.Duration) float64 {
+func benchWrk(b *testing.B, stack *devstack.Stack, connections int, duration time.Duration, prefix string) float64 {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
 		b.Fatalf("wrk is not installed: run the benchmarks with `make bench`, which installs it (%v)", err)
 	}
-	stack := startStack(b)
+	before, err := counterSum(stack, "fleetingest_ingester_rows_inserted_total")
+	if err != nil {
+		b.Fatal(err)
+	}
 	base := time.Now().Add(-24 * time.Hour).Unix()
 	b.ResetTimer()
 	start := time.Now()
 	cmd := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(connections), "-d"+duration.String(), "--timeout", "10s",
-		"-s", "testdata/single.lua", stack.URL(), "--", "10000", strconv.FormatInt(base, 10), "wrk", "2")
+		"-s", "testdata/single.lua", stack.URL(), "--", "10000", strconv.FormatInt(base, 10), prefix, "2", stack.DeviceToken())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -42,7 +48,7 @@ func benchWrk(b *testing.B, connections int, duration time.Duration) float64 {
 		b.Fatalf("%d non-2xx answers and %d socket errors:\n%s", non2xx, errs, out.String())
 	}
 	accepted := time.Since(start)
-	if err := waitCommitted(stack, requests, 5*time.Minute); err != nil {
+	if err := waitCommitted(stack, int(before)+requests, 5*time.Minute); err != nil {
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
@@ -54,4 +60,30 @@ func benchWrk(b *testing.B, connections int, duration time.Duration) float64 {
 	b.ReportMetric(float64(p99)/1000, "p99-ms")
 	b.ReportMetric(0, "ns/op")
 	return acceptRate
+}
+
+// BenchmarkIngestAuth compares single-reading ingest with device tokens (the default) and
+// without (--insecure-no-auth): wrk, 64 connections, on two stacks served at once and asked
+// in alternating rounds, so the machine's drift weighs on both alike.
+func BenchmarkIngestAuth(b *testing.B) {
+	secured, open := startStack(b), startStack(b, func(c *devstack.Config) { c.InsecureNoAuth = true })
+	rounds := 3
+	var withAuth, without []float64
+	for r := range rounds {
+		b.Run(fmt.Sprintf("auth/round-%d", r), func(b *testing.B) {
+			withAuth = append(withAuth, benchWrk(b, secured, 64, 10*time.Second, fmt.Sprintf("auth%d", r)))
+		})
+		b.Run(fmt.Sprintf("no-auth/round-%d", r), func(b *testing.B) {
+			without = append(without, benchWrk(b, open, 64, 10*time.Second, fmt.Sprintf("open%d", r)))
+		})
+	}
+	fmt.Printf("\nsingle readings, wrk 64 connections, requests/s by round:\n  with tokens %v\n  without     %v\n", round(withAuth), round(without))
+}
+
+func round(xs []float64) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = int(x + 0.5)
+	}
+	return out
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -59,7 +60,14 @@ func (s *httpStatus) MarshalJSON() ([]byte, error) {
 	if len(fields) > 0 {
 		out.Details = []badRequestJSON{{Type: badRequestType, FieldViolations: fields}}
 	}
-	return json.Marshal(out)
+	// Messages quote what they refuse ("<token>", a device id): no HTML escapes.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // writeStatus writes s as the answer and returns its HTTP status.
@@ -103,7 +111,7 @@ func outOfScope(claims *auth.DeviceClaims, deviceID string) *httpStatus {
 	return &httpStatus{
 		http:    http.StatusForbidden,
 		code:    codePermissionDenied,
-		message: "permission denied: the token (scope " + claims.Scope.String() + ") does not cover device " + strconv.Quote(deviceID),
+		message: "permission denied: a token for " + claims.Scope.String() + " does not cover device " + strconv.Quote(deviceID),
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/localnats"
 	"github.com/fleetingest/fleetingest/internal/localpg"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	Namespace, Fleet string
 	// Streams tunes the shards' streams (MaxBytes, …).
 	Streams ingester.StreamOptions
+	// InsecureNoAuth serves without authentication: no device or user token is asked for.
+	// For experiments only; /readyz says so.
+	InsecureNoAuth bool
 	// Tune adjusts component settings the stack does not expose itself (tests shrink
 	// limits with it). Optional.
 	Tune Tuning
@@ -83,6 +87,9 @@ type Stack struct {
 	dsns     []string
 	metrics  *prometheus.Registry
 	listener net.Listener
+	// keys are the data folder's signing keys; tokens were minted from them at start.
+	keys                    auth.DevKeys
+	deviceToken, adminToken string
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -91,6 +98,15 @@ type Stack struct {
 
 // URL is the base URL of the HTTP surface.
 func (s *Stack) URL() string { return "http://" + s.listener.Addr().String() }
+
+// Keys are the data folder's device and user signing keys (empty with InsecureNoAuth).
+func (s *Stack) Keys() auth.DevKeys { return s.keys }
+
+// DeviceToken is a token for every device, minted at start (empty with InsecureNoAuth).
+func (s *Stack) DeviceToken() string { return s.deviceToken }
+
+// AdminToken is an admin user's token, minted at start (empty with InsecureNoAuth).
+func (s *Stack) AdminToken() string { return s.adminToken }
 
 // NATSURL is the embedded NATS server's client URL.
 func (s *Stack) NATSURL() string { return s.nats.URL() }
@@ -126,6 +142,12 @@ func (s *Stack) Stop() error {
 
 const databaseName = "fleetingest"
 
+// NATSURLFile is the file of the data folder that holds the running dev stack's NATS URL.
+const NATSURLFile = "nats.url"
+
+// DevTokenTTL is how long the tokens minted at start stay valid.
+const DevTokenTTL = 30 * 24 * time.Hour
+
 // Start starts every part of the stack and returns once the HTTP surface is ready.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	cfg = cfg.withDefaults()
@@ -151,6 +173,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		SyncAlways: true,
 	}); err != nil {
 		return nil, err
+	}
+	// `fleetingest token revoke --data-dir` finds the running server here.
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, NATSURLFile), []byte(s.nats.URL()+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("recording the NATS URL: %w", err)
 	}
 	if err := s.startPostgres(ctx); err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,6 +19,7 @@ import (
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/ingester/shard"
 	"github.com/fleetingest/fleetingest/ingester/store"
+	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 )
 
@@ -112,18 +114,24 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 	if err := s.startIngesters(ctx, st, js); err != nil {
 		return nil, err
 	}
-	mux, ready, err := s.startServices(st, nc, slotMap, reg)
+	devices, users, err := s.startAuth(ctx, st, js)
 	if err != nil {
 		return nil, err
 	}
-	st.start("http", func(ctx context.Context) error {
-		return httpserver.ServeListener(ctx, s.listener, httpserver.Config{
-			Handler:  mux,
-			Ready:    []httpserver.ReadyFunc{ready},
-			Gatherer: s.metrics,
-			Logger:   s.cfg.Logger.With("component", "http"),
-		})
-	})
+	mux, ready, err := s.startServices(st, nc, slotMap, reg, devices, users)
+	if err != nil {
+		return nil, err
+	}
+	hcfg := httpserver.Config{
+		Handler:  mux,
+		Ready:    []httpserver.ReadyFunc{ready},
+		Gatherer: s.metrics,
+		Logger:   s.cfg.Logger.With("component", "http"),
+	}
+	if s.cfg.InsecureNoAuth {
+		hcfg.ReadyNote = auth.InsecureNote
+	}
+	st.start("http", func(ctx context.Context) error { return httpserver.ServeListener(ctx, s.listener, hcfg) })
 
 	go func() {
 		defer close(s.done)
@@ -167,9 +175,46 @@ func (s *Stack) startIngesters(ctx context.Context, st *stages, js jetstream.Jet
 	return nil
 }
 
+// startAuth verifies device and user tokens with the data folder's keys (made on first
+// start) and mints the tokens the stack prints; with InsecureNoAuth it returns nils.
+func (s *Stack) startAuth(ctx context.Context, st *stages, js jetstream.JetStream) (*auth.Devices, *auth.Users, error) {
+	log := s.cfg.Logger.With("component", "auth")
+	if s.cfg.InsecureNoAuth {
+		log.Warn(auth.InsecureNote)
+		return nil, nil, nil
+	}
+	keys, err := auth.EnsureDevKeys(s.cfg.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	bucket, err := js.KeyValue(ctx, s.topology.RevocationBucket())
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening bucket %s: %w", s.topology.RevocationBucket(), err)
+	}
+	devices, err := auth.NewDevices(keys.DeviceKeyDir, bucket, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.start("device authentication", devices.Run)
+	users, err := auth.NewUsers(ctx, auth.UsersConfig{KeyDir: keys.UserKeyDir, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	st.start("user authentication", users.Run)
+	now := time.Now()
+	if s.deviceToken, _, err = keys.DeviceSigner.DeviceToken(auth.PrefixScope(""), DevTokenTTL, now); err != nil {
+		return nil, nil, fmt.Errorf("minting the dev device token: %w", err)
+	}
+	if s.adminToken, _, err = keys.UserSigner.UserToken("dev-admin", auth.RoleAdmin, DevTokenTTL, now); err != nil {
+		return nil, nil, fmt.Errorf("minting the dev admin token: %w", err)
+	}
+	s.keys = keys
+	return devices, users, nil
+}
+
 // startServices starts the gateway and the analytics service and returns the HTTP surface
 // that serves both, with its readiness check.
-func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.SlotMap, reg *registry.Registry) (http.Handler, func(context.Context) error, error) {
+func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.SlotMap, reg *registry.Registry, devices *auth.Devices, users *auth.Users) (http.Handler, func(context.Context) error, error) {
 	log := s.cfg.Logger
 	gcfg := gateway.Config{
 		Topology:   s.topology,
@@ -177,6 +222,17 @@ func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.Slot
 		Placement:  reg,
 		Registerer: s.metrics,
 		Logger:     log.With("component", "gateway"),
+	}
+	acfg := analytics.Config{
+		Shards:     shards.Config{DSNs: s.dsns},
+		SlotMap:    slotMap,
+		Registry:   reg,
+		Registerer: s.metrics,
+		Logger:     log.With("component", "analytics"),
+	}
+	if devices != nil {
+		gcfg.Devices = devices.DeviceVerifier
+		acfg.Users = users
 	}
 	if s.cfg.Tune.Gateway != nil {
 		s.cfg.Tune.Gateway(&gcfg)
@@ -187,13 +243,6 @@ func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.Slot
 	}
 	st.start("gateway", gw.Run)
 
-	acfg := analytics.Config{
-		Shards:     shards.Config{DSNs: s.dsns},
-		SlotMap:    slotMap,
-		Registry:   reg,
-		Registerer: s.metrics,
-		Logger:     log.With("component", "analytics"),
-	}
 	if s.cfg.Tune.Analytics != nil {
 		s.cfg.Tune.Analytics(&acfg)
 	}

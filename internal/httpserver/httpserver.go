@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 )
 
 // ReadyFunc reports why a component is not ready, or nil.
@@ -27,8 +28,13 @@ type Config struct {
 	Handler http.Handler
 	// Ready checks, all of which must pass for /readyz to answer 200.
 	Ready []ReadyFunc
+	// ReadyNote, when set, is added to /readyz's answer (a warning an operator must see).
+	ReadyNote string
 	// Gatherer backs /metrics; nil serves no /metrics.
 	Gatherer prometheus.Gatherer
+	// MetricsAddr, when set, serves /metrics on its own listener there (in a cluster: a port
+	// the Ingress does not publish) instead of on Addr. Serve only.
+	MetricsAddr string
 	// ShutdownTimeout bounds graceful shutdown. Default 20s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -49,12 +55,18 @@ func Mux(cfg Config) http.Handler {
 			if err := ready(ctx); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
 				_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+				if cfg.ReadyNote != "" {
+					_, _ = fmt.Fprintln(w, cfg.ReadyNote)
+				}
 				return
 			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
+		if cfg.ReadyNote != "" {
+			_, _ = fmt.Fprintln(w, cfg.ReadyNote)
+		}
 	})
-	if cfg.Gatherer != nil {
+	if cfg.Gatherer != nil && cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	if cfg.Handler != nil {
@@ -63,17 +75,38 @@ func Mux(cfg Config) http.Handler {
 	return mux
 }
 
-// Serve listens on cfg.Addr and serves until ctx ends, then shuts down gracefully.
+// Serve listens on cfg.Addr (and cfg.MetricsAddr) and serves until ctx ends, then shuts
+// down gracefully.
 func Serve(ctx context.Context, cfg Config) error {
 	l, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
 	}
-	return ServeListener(ctx, l, cfg)
+	if cfg.MetricsAddr == "" || cfg.Gatherer == nil {
+		return ServeListener(ctx, l, cfg)
+	}
+	ml, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("listening on %s: %w", cfg.MetricsAddr, err)
+	}
+	metrics := http.NewServeMux()
+	metrics.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ServeListener(gctx, l, cfg) })
+	g.Go(func() error {
+		return serve(gctx, ml, metrics, cfg)
+	})
+	return g.Wait()
 }
 
 // ServeListener is Serve on a listener the caller opened (tests pass one on port 0).
 func ServeListener(ctx context.Context, l net.Listener, cfg Config) error {
+	return serve(ctx, l, Mux(cfg), cfg)
+}
+
+// serve serves h on l until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, l net.Listener, h http.Handler, cfg Config) error {
 	if cfg.ShutdownTimeout == 0 {
 		cfg.ShutdownTimeout = 20 * time.Second
 	}
@@ -84,7 +117,7 @@ func ServeListener(ctx context.Context, l net.Listener, cfg Config) error {
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	srv := &http.Server{
-		Handler:           Mux(cfg),
+		Handler:           h,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute,

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/internal/freeport"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -100,4 +102,52 @@ func TestServeFailsOnABusyAddress(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "listening on") {
 		t.Errorf("Serve on a busy address = %v", err)
 	}
+}
+
+func TestServeWithAMetricsAddressKeepsMetricsOffTheMainPort(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_things_total", Help: "things"})
+	reg.MustRegister(c)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, Config{
+			Addr: addr, MetricsAddr: metricsAddr, Gatherer: reg, ReadyNote: "careful",
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusTeapot) }),
+		})
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if conn, err := net.Dial("tcp", metricsAddr); err == nil {
+			_ = conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the metrics listener never came up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := get(t, "http://"+metricsAddr+"/metrics"); code != 200 || !strings.Contains(body, "test_things_total") {
+		t.Errorf("metrics port /metrics: %d %q", code, body)
+	}
+	if code, _ := get(t, "http://"+addr+"/metrics"); code != http.StatusTeapot {
+		t.Errorf("main port /metrics reached %d, want the handler (no metrics there)", code)
+	}
+	if code, body := get(t, "http://"+addr+"/readyz"); code != 200 || !strings.Contains(body, "careful") {
+		t.Errorf("/readyz: %d %q, want 200 with the note", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := freeport.Addr("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

@@ -37,6 +37,9 @@ type Config struct {
 	Step time.Duration
 	// Prefix of the device ids, so separate runs do not collide. Default "lg".
 	Prefix string
+	// Token is the device token every request carries (one that covers every generated id:
+	// an every-device or Prefix token). Empty sends none.
+	Token string
 	// Client to post with. Default: keep-alive client sized for Concurrency.
 	Client *http.Client
 }
@@ -172,7 +175,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					}
 				}
 				t0 := time.Now()
-				acc, rej, err := post(ctx, cfg.Client, cfg.URL+path, contentType, body, n, per > 1)
+				acc, rej, err := post(ctx, cfg.Client, cfg.Token, cfg.URL+path, contentType, body, n, per > 1)
 				d := time.Since(t0)
 				mu.Lock()
 				res.Requests++
@@ -199,12 +202,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, ctx.Err()
 }
 
-func post(ctx context.Context, c *http.Client, url, contentType string, body []byte, n int, batch bool) (accepted, rejected int, err error) {
+func post(ctx context.Context, c *http.Client, token, url, contentType string, body []byte, n int, batch bool) (accepted, rejected int, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, 0, err
 	}
 	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, 0, err

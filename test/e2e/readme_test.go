@@ -15,9 +15,10 @@ import (
 )
 
 // TestTheReadmesTryItBlocksRunAsWritten runs the shell blocks of the README's "Try it"
-// section, exactly as a newcomer pastes them, against `fleetingest dev` on the README's
-// address, and checks every answer the README shows (`# {…}` lines, "..." standing for the
-// rest of an answer) appears, in order, in what they printed.
+// section, exactly as a newcomer pastes them after `make dev` (which builds bin/fleetingest
+// and runs `bin/fleetingest dev` with its data in .fleetingest), against the README's address
+// with the printed export lines pasted, and checks every answer the README shows (`# {…}`
+// lines, "..." standing for the rest of an answer) appears, in order, in what they printed.
 func TestTheReadmesTryItBlocksRunAsWritten(t *testing.T) {
 	blocks := readmeBlocks(t, "Try it")
 	if len(blocks) == 0 {
@@ -27,9 +28,17 @@ func TestTheReadmesTryItBlocksRunAsWritten(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	out := newLineWriter("  shard 1: ")
-	dev := exec.Command(bin, "dev", "--data-dir", filepath.Join(t.TempDir(), "dev"),
-		"--http-addr", "127.0.0.1:8080", "--nats-port", "0", "--postgres-port", "0")
+	// A checkout as `make dev` leaves it: bin/fleetingest, and the data in .fleetingest.
+	checkout := t.TempDir()
+	if err := os.Mkdir(filepath.Join(checkout, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, filepath.Join(checkout, "bin", "fleetingest")); err != nil {
+		t.Fatal(err)
+	}
+	out := newLineWriter("export FLEETINGEST_ADMIN_TOKEN=")
+	dev := exec.Command(filepath.Join("bin", "fleetingest"), "dev", "--nats-port", "0", "--postgres-port", "0")
+	dev.Dir = checkout
 	dev.Stdout, dev.Stderr = out, out
 	if err := dev.Start(); err != nil {
 		t.Fatal(err)
@@ -41,11 +50,12 @@ func TestTheReadmesTryItBlocksRunAsWritten(t *testing.T) {
 	select {
 	case <-out.seen:
 	case <-time.After(2 * time.Minute):
-		t.Fatalf("fleetingest dev never printed its shards (is 127.0.0.1:8080 taken?):\n%s", out)
+		t.Fatalf("fleetingest dev never printed its tokens (is 127.0.0.1:8080 taken?):\n%s", out)
 	}
 
 	script := "set -euo pipefail\n" + strings.Join(blocks, "\n")
 	sh := exec.CommandContext(ctx, "bash", "-c", script)
+	sh.Dir = checkout
 	sh.Env = append(os.Environ(), devExports(out.String())...)
 	got, err := sh.CombinedOutput()
 	if err != nil {

@@ -29,6 +29,7 @@ func TestTheDevStackKeepsItsDataAcrossRestarts(t *testing.T) {
 		if err != nil {
 			t.Fatalf("starting dev stack: %v", err)
 		}
+		trust(s)
 		return s
 	}
 

@@ -45,6 +45,7 @@ func startStack(t *testing.T, tune func(*devstack.Config)) *devstack.Stack {
 	if err != nil {
 		t.Fatalf("starting dev stack: %v", err)
 	}
+	trust(s)
 	t.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			t.Errorf("stopping dev stack: %v", err)
@@ -142,7 +143,7 @@ func do(t *testing.T, method, url, contentType string, body []byte) response {
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
@@ -163,6 +164,33 @@ func postJSON(t *testing.T, url string, v any) response {
 		t.Fatal(err)
 	}
 	return do(t, http.MethodPost, url, "application/json", data)
+}
+
+// client is the tests' HTTP client: it sends each request to a dev stack with the stack's
+// tokens, as a device (ingest paths) or as an admin (everything else), unless the request
+// carries its own Authorization header.
+var client = &http.Client{Transport: tokenTransport{}}
+
+// stackTokens holds the tokens of every trusted stack by host:port.
+var stackTokens sync.Map // string → [2]string{device, admin}
+
+// trust makes client send the stack's tokens to it.
+func trust(s *devstack.Stack) {
+	stackTokens.Store(strings.TrimPrefix(s.URL(), "http://"), [2]string{s.DeviceToken(), s.AdminToken()})
+}
+
+type tokenTransport struct{}
+
+func (tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if tokens, ok := stackTokens.Load(req.URL.Host); ok && req.Header.Get("Authorization") == "" {
+		token := tokens.([2]string)[1]
+		if strings.HasPrefix(req.URL.Path, "/v1/telemetry") {
+			token = tokens.([2]string)[0]
+		}
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return http.DefaultTransport.RoundTrip(req)
 }
 
 var (

@@ -1,7 +1,7 @@
 -- wrk script: one reading a request to POST /v1/telemetry, as a fleet of meters and vehicles
 -- reporting once a minute. Every request carries a distinct (device, timestamp), so the number
 -- of readings committed equals the number of requests accepted.
---   wrk -t2 -c256 -d10s -s single.lua http://127.0.0.1:8080 -- <devices> <base-unix-seconds> <prefix>
+--   wrk -t2 -c256 -d10s -s single.lua http://127.0.0.1:8080 -- <devices> <base-unix-seconds> <prefix> <stride> <device token>
 local threads = {}
 local nthreads = 0
 
@@ -20,6 +20,9 @@ function init(args)
   wrk.method = "POST"
   wrk.path = "/v1/telemetry"
   wrk.headers["Content-Type"] = "application/json"
+  if args[5] and args[5] ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. args[5]
+  end
 end
 
 function request()

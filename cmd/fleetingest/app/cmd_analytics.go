@@ -18,6 +18,7 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 )
 
@@ -27,6 +28,7 @@ type analyticsOptions struct {
 	natsCreds      string
 	namespace      string
 	fleet          string
+	metricsAddr    string
 	httpAddr       string
 	shardDSNs      []string
 	shardDSNFiles  []string
@@ -37,6 +39,9 @@ type analyticsOptions struct {
 	cacheHours     int
 	cacheRawHours  int
 	cacheBytes     int64
+	userKeys       string
+	oidc           auth.OIDCConfig
+	insecure       bool
 }
 
 func newAnalyticsCommand() *cobra.Command {
@@ -55,6 +60,7 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its mapping bucket)")
 	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its mapping bucket)")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address of the API, /healthz, /readyz and /metrics (HTTP/1.1 and h2c)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
 	fs.StringArrayVar(&o.shardDSNs, "shard-dsn", nil, "database URL of shard i, repeated in shard order")
 	fs.StringArrayVar(&o.shardDSNFiles, "shard-dsn-file", nil, "file holding shard i's database URL, repeated in shard order (instead of --shard-dsn)")
 	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey+" (default: the initial map for the number of shards)")
@@ -63,6 +69,11 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
 	fs.IntVar(&o.cacheHours, "cache-hours", hourcache.DefaultMaxHours, "hours of each shard's rollups kept in memory for alerts and per-vehicle questions (longer windows are read from Postgres)")
 	fs.Int64Var(&o.cacheBytes, "cache-bytes", analytics.DefaultCacheBytes, "memory the hours kept in memory may take, shared by the shards (least recently used dropped first)")
+	fs.StringVar(&o.userKeys, "user-keys", "", "folder of user-token verification keys of a local issuer (<kid>.pub, e.g. a mounted Secret; re-read when it changes)")
+	fs.StringVar(&o.oidc.IssuerURL, "oidc-issuer-url", "", "OIDC issuer whose tokens users present (instead of --user-keys)")
+	fs.StringVar(&o.oidc.Audience, "oidc-audience", auth.DefaultAudience, "audience (client id) the issuer's tokens must name")
+	fs.StringVar(&o.oidc.RolesClaim, "oidc-roles-claim", auth.DefaultRolesClaim, "claim holding the user's roles (viewer, admin); a dotted path such as realm_access.roles")
+	fs.BoolVar(&o.insecure, "insecure-no-auth", false, "serve without user tokens: for experiments only")
 	fs.IntVar(&o.cacheRawHours, "cache-raw-hours", hourcache.DefaultMaxRawHours, "hours of each shard's raw history kept in memory for the partial first and last hours of per-vehicle windows")
 	return cmd
 }
@@ -99,6 +110,22 @@ func (o analyticsOptions) slotMap(n int) (*placement.SlotMap, error) {
 	return placement.ParseSlotMap(data)
 }
 
+// userAuth returns the user-token verification of the analytics service, or with insecure
+// nil and the note /readyz shows.
+func (o analyticsOptions) userAuth(ctx context.Context, log *slog.Logger) (*auth.Users, string, error) {
+	switch {
+	case o.insecure && (o.userKeys != "" || o.oidc.IssuerURL != ""):
+		return nil, "", errors.New("--insecure-no-auth excludes --user-keys and --oidc-issuer-url")
+	case o.insecure:
+		log.Warn(auth.InsecureNote)
+		return nil, auth.InsecureNote, nil
+	case (o.userKeys == "") == (o.oidc.IssuerURL == ""):
+		return nil, "", errors.New("give exactly one of --user-keys and --oidc-issuer-url (or --insecure-no-auth, for experiments only)")
+	}
+	u, err := auth.NewUsers(ctx, auth.UsersConfig{KeyDir: o.userKeys, OIDC: o.oidc, Logger: log.With("component", "auth")})
+	return u, "", err
+}
+
 // runAnalytics watches the mapping bucket and serves the API until ctx ends.
 func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) error {
 	dsns, err := o.dsns()
@@ -116,7 +143,11 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	}
 	defer nc.Close()
 	prom := newMetricsRegistry()
-	svc, err := analytics.New(analytics.Config{
+	users, note, err := o.userAuth(ctx, log)
+	if err != nil {
+		return err
+	}
+	acfg := analytics.Config{
 		Shards:         shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
 		SlotMap:        sm,
 		Registry:       reg,
@@ -125,7 +156,11 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 		CacheRawHours:  o.cacheRawHours,
 		Logger:         log,
 		Registerer:     prom,
-	})
+	}
+	if users != nil {
+		acfg.Users = users
+	}
+	svc, err := analytics.New(acfg)
 	if err != nil {
 		return err
 	}
@@ -133,13 +168,18 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return reg.Run(gctx) })
+	if users != nil {
+		g.Go(func() error { return users.Run(gctx) })
+	}
 	g.Go(func() error {
 		return httpserver.Serve(gctx, httpserver.Config{
-			Addr:     o.httpAddr,
-			Handler:  svc.Handler(),
-			Ready:    []httpserver.ReadyFunc{svc.Ready},
-			Gatherer: prom,
-			Logger:   log,
+			Addr:        o.httpAddr,
+			MetricsAddr: o.metricsAddr,
+			Handler:     svc.Handler(),
+			Ready:       []httpserver.ReadyFunc{svc.Ready},
+			ReadyNote:   note,
+			Gatherer:    prom,
+			Logger:      log,
 		})
 	})
 	return g.Wait()

@@ -19,6 +19,7 @@ import (
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/gateway"
 	"github.com/fleetingest/fleetingest/ingester/registry"
+	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 )
 
@@ -30,7 +31,10 @@ type gatewayOptions struct {
 	fleet       string
 	shards      int
 	slotMapFile string
+	metricsAddr string
 	httpAddr    string
+	deviceKeys  string
+	insecure    bool
 
 	maxLateness           time.Duration
 	maxFutureSkew         time.Duration
@@ -62,6 +66,9 @@ func newGatewayCommand() *cobra.Command {
 	fs.IntVar(&o.shards, "shards", 0, "number of shards, for the initial slot map (use --slot-map-file in a cluster)")
 	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve HTTP on (also /healthz, /readyz, /metrics)")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
+	fs.StringVar(&o.deviceKeys, "device-keys", "", "folder of device-token verification keys (<kid>.pub, e.g. a mounted Secret; re-read when it changes)")
+	fs.BoolVar(&o.insecure, "insecure-no-auth", false, "accept readings without a device token: for experiments only")
 	d := telemetry.DefaultLimits()
 	fs.DurationVar(&o.maxLateness, "max-lateness", d.MaxLateness, "oldest accepted reading timestamp, relative to now")
 	fs.DurationVar(&o.maxFutureSkew, "max-future-skew", d.MaxFutureSkew, "how far in the future a reading timestamp may be")
@@ -143,18 +150,53 @@ func connectNATS(url, creds, name string, log *slog.Logger) (*nats.Conn, error) 
 // openRegistry binds to the mapping bucket, retrying while NATS or the bucket is not there
 // yet (the operator may still be creating it).
 func openRegistry(ctx context.Context, js jetstream.JetStream, bucket string, log *slog.Logger) (*registry.Registry, error) {
+	return waitFor(ctx, "mapping bucket "+bucket, log, func(ctx context.Context) (*registry.Registry, error) {
+		return registry.Open(ctx, js, bucket, registry.Config{Logger: log})
+	})
+}
+
+// waitFor calls open until it succeeds or ctx ends, every 2 s, logging why it waits.
+func waitFor[T any](ctx context.Context, what string, log *slog.Logger, open func(context.Context) (T, error)) (T, error) {
 	for {
-		reg, err := registry.Open(ctx, js, bucket, registry.Config{Logger: log})
+		v, err := open(ctx)
 		if err == nil {
-			return reg, nil
+			return v, nil
 		}
-		log.Warn("mapping bucket not available yet, retrying", "bucket", bucket, "err", err)
+		log.Warn(what+" not available yet, retrying", "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("opening mapping bucket %s: %w", bucket, ctx.Err())
+			var zero T
+			return zero, fmt.Errorf("opening %s: %w", what, ctx.Err())
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// deviceAuth returns the device-token verification of a gateway: the keys of keyDir and the
+// fleet's revocation bucket (waited for, as the operator may still be creating it). With
+// insecure it returns nil and the note /readyz shows.
+func deviceAuth(ctx context.Context, nc *nats.Conn, topo ingester.Topology, keyDir string, insecure bool, log *slog.Logger) (*auth.Devices, string, error) {
+	switch {
+	case insecure && keyDir != "":
+		return nil, "", errors.New("give --device-keys or --insecure-no-auth, not both")
+	case insecure:
+		log.Warn(auth.InsecureNote)
+		return nil, auth.InsecureNote, nil
+	case keyDir == "":
+		return nil, "", errors.New("--device-keys is required (or --insecure-no-auth, for experiments only)")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, "", fmt.Errorf("creating JetStream context: %w", err)
+	}
+	bucket, err := waitFor(ctx, "revocation bucket "+topo.RevocationBucket(), log, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return js.KeyValue(ctx, topo.RevocationBucket())
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	d, err := auth.NewDevices(keyDir, bucket, log.With("component", "auth"))
+	return d, "", err
 }
 
 // runGateway serves until ctx ends, then stops accepting requests, publishes what was
@@ -171,21 +213,34 @@ func runGateway(ctx context.Context, o gatewayOptions, log *slog.Logger) error {
 	}
 	defer nc.Close()
 	prom := newMetricsRegistry()
-	gw, err := gateway.New(nc, o.gatewayConfig(topo, slots, reg, prom, log))
+	gcfg := o.gatewayConfig(topo, slots, reg, prom, log)
+	devices, note, err := deviceAuth(ctx, nc, topo, o.deviceKeys, o.insecure, log)
+	if err != nil {
+		return err
+	}
+	if devices != nil {
+		gcfg.Devices = devices.DeviceVerifier
+	}
+	gw, err := gateway.New(nc, gcfg)
 	if err != nil {
 		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return reg.Run(gctx) })
+	if devices != nil {
+		g.Go(func() error { return devices.Run(gctx) })
+	}
 	g.Go(func() error { return gw.Run(gctx) })
 	g.Go(func() error {
 		return httpserver.Serve(gctx, httpserver.Config{
-			Addr:     o.httpAddr,
-			Handler:  gw.Handler(),
-			Ready:    []httpserver.ReadyFunc{gw.Ready},
-			Gatherer: prom,
-			Logger:   log,
+			Addr:        o.httpAddr,
+			MetricsAddr: o.metricsAddr,
+			Handler:     gw.Handler(),
+			Ready:       []httpserver.ReadyFunc{gw.Ready},
+			ReadyNote:   note,
+			Gatherer:    prom,
+			Logger:      log,
 		})
 	})
 	err = g.Wait()

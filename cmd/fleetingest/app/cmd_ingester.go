@@ -26,14 +26,15 @@ const pauseAfterCommitEnv = "FLEETINGEST_PAUSE_AFTER_COMMIT"
 // ingesterOptions are the ingester command's flags.
 type ingesterOptions struct {
 	dsnOptions
-	natsURL   string
-	natsCreds string
-	namespace string
-	fleet     string
-	shards    int
-	shard     int
-	httpAddr  string
-	maxConns  int32
+	natsURL     string
+	natsCreds   string
+	namespace   string
+	fleet       string
+	shards      int
+	shard       int
+	metricsAddr string
+	httpAddr    string
+	maxConns    int32
 
 	batchSize        int
 	batchWait        time.Duration
@@ -67,6 +68,7 @@ func (o *ingesterOptions) addIngesterFlags(cmd *cobra.Command) {
 	fs.IntVar(&o.shards, "shards", 1, "number of shards of the fleet")
 	fs.IntVar(&o.shard, "shard", 0, "index of the shard this ingester consumes")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve /healthz, /readyz and /metrics on")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
 	fs.Int32Var(&o.maxConns, "max-conns", 4, "largest number of database connections")
 	fs.IntVar(&o.batchSize, "batch-size", shard.DefaultBatchSize, "readings that close a batch (one transaction)")
 	fs.DurationVar(&o.batchWait, "batch-wait", shard.DefaultBatchWait, "how long a batch waits for more readings after its first message")
@@ -147,10 +149,11 @@ func runIngester(ctx context.Context, o ingesterOptions, log *slog.Logger) error
 	g.Go(func() error { return in.Run(gctx) })
 	g.Go(func() error {
 		return httpserver.Serve(gctx, httpserver.Config{
-			Addr:     o.httpAddr,
-			Ready:    []httpserver.ReadyFunc{in.Ready, st.Ping},
-			Gatherer: prom,
-			Logger:   log,
+			Addr:        o.httpAddr,
+			MetricsAddr: o.metricsAddr,
+			Ready:       []httpserver.ReadyFunc{in.Ready, st.Ping},
+			Gatherer:    prom,
+			Logger:      log,
 		})
 	})
 	err = g.Wait()

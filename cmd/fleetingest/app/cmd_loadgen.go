@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -47,5 +48,6 @@ a request (NDJSON). It prints how many readings were accepted and the accept lat
 	f.IntVar(&cfg.Concurrency, "concurrency", 64, "requests in flight")
 	f.IntVar(&cfg.BatchSize, "batch", 0, "readings per request through /v1/telemetry/batch (0: one reading a request to /v1/telemetry)")
 	f.StringVar(&cfg.Prefix, "prefix", "lg", "prefix of the generated device ids")
+	f.StringVar(&cfg.Token, "token", os.Getenv("FLEETINGEST_DEVICE_TOKEN"), "device token covering every generated id (default $FLEETINGEST_DEVICE_TOKEN)")
 	return cmd
 }

@@ -23,6 +23,7 @@ type mappingsOptions struct {
 	format  string
 	file    string
 	timeout time.Duration
+	token   string
 }
 
 func newMappingsCommand() *cobra.Command {
@@ -36,6 +37,7 @@ func newMappingsCommand() *cobra.Command {
 	fs.StringVar(&o.format, "format", mappingio.JSON, "json (export keeps every interval) or csv (vehicleId,meterId)")
 	fs.StringVar(&o.file, "file", "-", "file to write (export) or read (import); - is stdout/stdin")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "deadline of each API call")
+	fs.StringVar(&o.token, "token", os.Getenv("FLEETINGEST_ADMIN_TOKEN"), "user token: viewer to export, admin to import (default $FLEETINGEST_ADMIN_TOKEN)")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "export",
 		Short: "Write every mapping (with its intervals in JSON)",
@@ -55,7 +57,19 @@ func newMappingsCommand() *cobra.Command {
 }
 
 func (o mappingsOptions) client() analyticsv1connect.AnalyticsServiceClient {
-	return analyticsv1connect.NewAnalyticsServiceClient(&http.Client{Timeout: o.timeout}, o.server)
+	return analyticsv1connect.NewAnalyticsServiceClient(&http.Client{Timeout: o.timeout}, o.server, bearerToken(o.token))
+}
+
+// bearerToken sends token with every call of a Connect client (none when empty).
+func bearerToken(token string) connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if token != "" {
+				req.Header().Set("Authorization", "Bearer "+token)
+			}
+			return next(ctx, req)
+		}
+	}))
 }
 
 func exportMappings(ctx context.Context, o mappingsOptions, stdout io.Writer) error {

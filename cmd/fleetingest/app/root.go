@@ -42,6 +42,7 @@ func NewRootCommand() *cobra.Command {
 		newOperatorCommand(),
 		newAnalyticsCommand(),
 		newMappingsCommand(),
+		newTokenCommand(),
 	)
 	return root
 }
