@@ -45,6 +45,15 @@ test: tools protoc lint ## Lint, then run every test under the race detector (un
 	FLEETINGEST_TOOLS="$(TOOLS)" HELM="$(HELM)" CONTROLLER_GEN="$(CONTROLLER_GEN)" \
 	PROTOC_GEN_GO="$(PROTOC_GEN_GO)" PROTOC_GEN_CONNECT_GO="$(PROTOC_GEN_CONNECT_GO)" \
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs for FUZZTIME beyond its seed corpus (which every `go test` runs).
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Fuzz the device payload decoder and the analytics query parameters for FUZZTIME each.
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReading$$' -fuzztime $(FUZZTIME) ./api/telemetry/
+	$(GO) test -run '^$$' -fuzz '^FuzzQueryParameters$$' -fuzztime $(FUZZTIME) ./analytics/
 
 .PHONY: bench
 bench: wrk ## Run the benchmarks (end-to-end ingest through the dev stack, analytics queries).

@@ -35,13 +35,27 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
+// parseThreshold is the alert threshold asked for, or def.
+func parseThreshold(t *float64, def float64) (float64, error) {
+	if t == nil {
+		return def, nil
+	}
+	if math.IsNaN(*t) || math.IsInf(*t, 0) || *t <= 0 {
+		return 0, invalid("threshold %v must be a ratio above 0, such as 0.85", *t)
+	}
+	return *t, nil
+}
+
+// maxOffset bounds the offsets page tokens carry, so that offset + page size never overflows.
+const maxOffset = 1 << 30
+
 func offsetToken(tok string) (int, error) {
 	if tok == "" {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(tok)
-	if err != nil || n < 0 {
-		return 0, invalid("pageToken %q is not one this service issued", tok)
+	if err != nil || n < 0 || n > maxOffset {
+		return 0, invalid("pageToken %s is not one this service issued", window.Quote(tok))
 	}
 	return n, nil
 }
@@ -54,8 +68,10 @@ func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard
 		wg.Go(func() {
 			err := s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, i, db) })
 			if err != nil {
-				s.metrics.missing.Inc()
-				s.cfg.Logger.Warn("shard did not answer a fan-out query", "shard", i, "err", err)
+				if !callerGone(ctx, err) {
+					s.metrics.missing.Inc()
+					s.cfg.Logger.Warn("shard did not answer a fan-out query", "shard", i, "err", err)
+				}
 				mu.Lock()
 				missing = append(missing, int32(i))
 				mu.Unlock()
@@ -77,12 +93,9 @@ func alertHours(w window.Window) window.Range {
 
 // ListAlerts answers GET /v1/analytics/alerts.
 func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analyticsv1.ListAlertsRequest]) (*connect.Response[analyticsv1.ListAlertsResponse], error) {
-	threshold := h.s.cfg.DefaultThreshold
-	if req.Msg.Threshold != nil {
-		threshold = req.Msg.GetThreshold()
-		if math.IsNaN(threshold) || math.IsInf(threshold, 0) || threshold <= 0 {
-			return nil, invalid("threshold %v must be a ratio above 0, such as 0.85", threshold)
-		}
+	threshold, err := parseThreshold(req.Msg.Threshold, h.s.cfg.DefaultThreshold)
+	if err != nil {
+		return nil, err
 	}
 	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
 	if err != nil {

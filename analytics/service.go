@@ -41,6 +41,10 @@ type Config struct {
 	// reflection): viewer reads, admin also writes mappings. Nil serves without
 	// authentication (`--insecure-no-auth`, for experiments only).
 	Users auth.UserVerifier
+	// MaxRequestBytes bounds a request's body (after decompression) and every message:
+	// REST answers 413, Connect, gRPC and gRPC-Web ResourceExhausted. Default
+	// DefaultMaxRequestBytes.
+	MaxRequestBytes int64
 	// RequestTimeout bounds every RPC (each shard query is bounded by Shards.QueryTimeout
 	// too). Default 10s.
 	RequestTimeout time.Duration
@@ -76,6 +80,9 @@ func (c Config) withDefaults() Config {
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
 	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	}
 	if c.DefaultThreshold == 0 {
 		c.DefaultThreshold = DefaultThreshold
 	}
@@ -106,6 +113,9 @@ func (c Config) validate() error {
 	}
 	if c.Registry == nil {
 		return errors.New("no mapping registry")
+	}
+	if c.MaxRequestBytes < 1 || c.MaxRequestBytes > 1<<30 {
+		return fmt.Errorf("max request bytes %d out of range 1..%d", c.MaxRequestBytes, 1<<30)
 	}
 	if c.CacheHours < 0 || c.CacheRawHours < 0 || c.CacheBytes < 0 {
 		return fmt.Errorf("cache hours %d, raw hours %d and bytes %d must not be negative", c.CacheHours, c.CacheRawHours, c.CacheBytes)
@@ -145,16 +155,20 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{cfg: cfg, shards: set, reg: cfg.Registry, metrics: m}
-	interceptors := []connect.Interceptor{m.interceptor()}
+	interceptors := []connect.Interceptor{m.interceptor(), cutErrors()}
 	if cfg.Users != nil {
 		interceptors = append(interceptors, auth.NewConnectInterceptor(cfg.Users, requiredRole))
 	}
 	path, h := analyticsv1connect.NewAnalyticsServiceHandler(&handler{s: s},
 		connect.WithInterceptors(append(interceptors, timeoutInterceptor(cfg.RequestTimeout))...),
+		connect.WithReadMaxBytes(int(cfg.MaxRequestBytes)),
 		// Answers are a few hundred bytes: compressing them costs more than it saves.
 		connect.WithCompressMinBytes(16<<10),
 		connect.WithCodec(jsonCodec{name: "json"}), connect.WithCodec(jsonCodec{name: "json; charset=utf-8"}))
-	tc, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(path, h)})
+	tc, err := vanguard.NewTranscoder([]*vanguard.Service{vanguard.NewService(path, h,
+		// A dashboard's or a link's extra parameters (utm_source, …) are not errors.
+		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}),
+		vanguard.WithMaxMessageBufferBytes(uint32(cfg.MaxRequestBytes)))})
 	if err != nil {
 		set.Close()
 		return nil, fmt.Errorf("building the REST transcoder: %w", err)
@@ -165,7 +179,7 @@ func New(cfg Config) (*Service, error) {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector, connect.WithInterceptors(interceptors...)))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(interceptors...)))
 	mux.Handle("/", tc)
-	s.handler = mux
+	s.handler = limitBodies(cfg.MaxRequestBytes, mux)
 	if err := s.startCaches(); err != nil {
 		s.Close()
 		return nil, err

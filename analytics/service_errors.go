@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
@@ -22,7 +23,7 @@ func notFound(format string, args ...any) error {
 
 func checkID(kind, id string) error {
 	if !placement.ValidDeviceID(id) {
-		return invalid("%s id %q is not valid: ids are 1 to 64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", kind, id)
+		return invalid("%s id %s is not valid: ids are 1 to 64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", kind, window.Quote(id))
 	}
 	return nil
 }
@@ -30,10 +31,11 @@ func checkID(kind, id string) error {
 // shardError turns a shard query's failure into the RPC error: Unavailable when the shard
 // could not be reached or answered too late, Internal otherwise.
 func (s *Service) shardError(what string, err error) error {
-	s.metrics.missing.Inc()
 	if errors.Is(err, context.Canceled) {
+		// The caller went away (a cancelled request, a reset stream): not the shard's doing.
 		return connect.NewError(connect.CodeCanceled, fmt.Errorf("%s: %w", what, err))
 	}
+	s.metrics.missing.Inc()
 	var se *shards.Error
 	if errors.As(err, &se) && errors.Is(err, shards.ErrUnavailable) {
 		s.cfg.Logger.Warn("shard unavailable", "what", what, "shard", se.Shard, "err", err)
@@ -41,6 +43,11 @@ func (s *Service) shardError(what string, err error) error {
 	}
 	s.cfg.Logger.Error("shard query failed", "what", what, "err", err)
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s: %w", what, err))
+}
+
+// callerGone reports whether err is only the request's own end: its caller cancelled it.
+func callerGone(ctx context.Context, err error) bool {
+	return errors.Is(ctx.Err(), context.Canceled) && errors.Is(err, context.Canceled)
 }
 
 // registryError turns a registry failure into the RPC error.

@@ -119,8 +119,8 @@ func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.
 		spec = "10m"
 	}
 	d, err := window.ParseDuration(spec)
-	if err != nil || d <= 0 {
-		return cutoff, cur, 0, invalid("silentFor %q must be a positive duration such as 10m", spec)
+	if err != nil || d <= 0 || d > window.MaxLength {
+		return cutoff, cur, 0, invalid("silentFor %s must be a positive duration up to %dd, such as 10m", window.Quote(spec), int(window.MaxLength/(24*time.Hour)))
 	}
 	if size, err = pageSize(msg.GetPageSize()); err != nil {
 		return cutoff, cur, 0, err
@@ -130,7 +130,7 @@ func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.
 		at, id, found := strings.Cut(string(raw), "|")
 		t, perr := time.Parse(time.RFC3339Nano, at)
 		if derr != nil || !found || perr != nil {
-			return cutoff, cur, 0, invalid("pageToken %q is not one this service issued", tok)
+			return cutoff, cur, 0, invalid("pageToken %s is not one this service issued", window.Quote(tok))
 		}
 		cur = query.Cursor{At: t, ID: id}
 	}

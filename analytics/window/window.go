@@ -4,7 +4,6 @@
 package window
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,18 +24,37 @@ type Window struct {
 	Spec string
 }
 
+// Times a window may touch: the Unix epoch to the end of year 9999, as readings' timestamps.
+var (
+	MinTime = time.Unix(0, 0).UTC()
+	MaxTime = time.Date(9999, 12, 31, 23, 59, 59, 999_999_000, time.UTC)
+)
+
+// maxDays bounds "<n>d" so that n days stay a time.Duration (which ends at 106,751 days).
+const maxDays = 100_000
+
+// Quote quotes s for an error message, cut to 64 bytes: errors never echo more of a
+// parameter than that.
+func Quote(s string) string {
+	const n = 64
+	if len(s) > n {
+		return strconv.Quote(s[:n]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
 // ParseDuration accepts Go durations ("90m", "1h30m") and whole days ("7d").
 func ParseDuration(s string) (time.Duration, error) {
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%q is not a whole number of days", s)
+		if err != nil || n <= 0 || n > maxDays {
+			return 0, fmt.Errorf("%s is not a whole number of days from 1 to %d", Quote(s), maxDays)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 7d", s)
+		return 0, fmt.Errorf("%s is not a duration such as 24h, 90m or 7d", Quote(s))
 	}
 	return d, nil
 }
@@ -58,10 +76,13 @@ func Parse(length, end string, now time.Time) (Window, error) {
 	if end != "" {
 		e, err = time.Parse(time.RFC3339Nano, end)
 		if err != nil {
-			return Window{}, fmt.Errorf("end %q is not an RFC 3339 time such as 2026-02-09T10:30:00Z", end)
+			return Window{}, fmt.Errorf("end %s is not an RFC 3339 time such as 2026-02-09T10:30:00Z", Quote(end))
 		}
 	}
 	e = e.UTC().Truncate(time.Microsecond)
+	if e.After(MaxTime) || e.Add(-d).Before(MinTime) {
+		return Window{}, fmt.Errorf("end %s: the window must lie between %d and %d", e.Format(time.RFC3339), MinTime.Year(), MaxTime.Year())
+	}
 	return Window{Start: e.Add(-d), End: e, Spec: spec}, nil
 }
 
@@ -152,8 +173,8 @@ func ParseStep(s string) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("step: %w", err)
 	}
-	if d < time.Hour || d%time.Hour != 0 {
-		return 0, errors.New("step must be a whole number of hours, such as 1h or 6h")
+	if d < time.Hour || d%time.Hour != 0 || d > MaxLength {
+		return 0, fmt.Errorf("step must be a whole number of hours up to %dd, such as 1h or 6h", int(MaxLength/(24*time.Hour)))
 	}
 	return d, nil
 }

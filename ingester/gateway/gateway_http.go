@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"compress/gzip"
 	"errors"
 	"io"
 	"mime"
@@ -167,10 +168,25 @@ func (g *Gateway) writeUnavailable(w http.ResponseWriter, err error) int {
 	return writeStatus(w, unavailableStatus(err))
 }
 
-// readBody reads the request body into a pooled buffer, refusing more than limit bytes.
+// readBody reads the request body into a pooled buffer, refusing more than limit bytes
+// (after decompression, for a gzip body; other encodings are refused).
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) (*[]byte, *httpStatus) {
-	if r.ContentLength > limit {
-		return nil, tooLarge(limit)
+	var body io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	switch enc := r.Header.Get("Content-Encoding"); strings.ToLower(enc) {
+	case "", "identity":
+		if r.ContentLength > limit {
+			return nil, tooLarge(limit)
+		}
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, &httpStatus{http: http.StatusBadRequest, code: codeInvalidArgument, message: "the body is not gzip: " + err.Error()}
+		}
+		defer func() { _ = zr.Close() }()
+		body = http.MaxBytesReader(w, zr, limit)
+	default:
+		return nil, &httpStatus{http: http.StatusUnsupportedMediaType, code: codeInvalidArgument,
+			message: "unsupported Content-Encoding " + strconv.Quote(truncate(enc, 64)) + ": send gzip or none"}
 	}
 	buf, _ := g.bodies.Get().(*[]byte)
 	if buf == nil {
@@ -178,12 +194,11 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		buf = &b
 	}
 	b := (*buf)[:0]
-	// Size the buffer by the declared length, but not beyond 1 MiB before the bytes arrive:
-	// a client announcing a large body and sending it slowly pins no more than that.
-	if want := min(r.ContentLength, 1<<20); want > 0 && int64(cap(b)) < want {
+	// Size the buffer by the declared length, but not beyond 64 KiB before the bytes arrive:
+	// memory grows with the bytes received, not with the bytes a client announces.
+	if want := min(r.ContentLength, 64<<10); want > 0 && int64(cap(b)) < want {
 		b = make([]byte, 0, want)
 	}
-	body := http.MaxBytesReader(w, r.Body, limit)
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]

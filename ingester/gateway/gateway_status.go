@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/internal/auth"
@@ -48,12 +49,13 @@ type badRequestJSON struct {
 
 // MarshalJSON renders the google.rpc.Status body.
 func (s *httpStatus) MarshalJSON() ([]byte, error) {
-	out := statusJSON{Code: s.code, Message: s.message}
+	out := statusJSON{Code: s.code, Message: truncate(s.message, maxMessageBytes)}
 	// Violations that name no field (not JSON at all, a broken batch envelope) are already
 	// in the message; BadRequest details carry the ones about a field.
 	var fields []telemetry.FieldViolation
 	for _, v := range s.violations {
 		if v.Field != "" {
+			v.Field, v.Description = truncate(v.Field, maxDescriptionBytes), truncate(v.Description, maxDescriptionBytes)
 			fields = append(fields, v)
 		}
 	}
@@ -68,6 +70,25 @@ func (s *httpStatus) MarshalJSON() ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// Bounds of what an error answer echoes of the input: a message, and each violation's
+// description.
+const (
+	maxMessageBytes     = 512
+	maxDescriptionBytes = 256
+)
+
+// truncate cuts s to at most n bytes (on a rune boundary), marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // writeStatus writes s as the answer and returns its HTTP status.

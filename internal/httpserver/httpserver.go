@@ -35,13 +35,73 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics on its own listener there (in a cluster: a port
 	// the Ingress does not publish) instead of on Addr. Serve only.
 	MetricsAddr string
+	// MaxInFlight bounds the requests Handler serves at once; one more is answered 503 with
+	// Retry-After at once, before its body is read. Default DefaultMaxInFlight; negative: no
+	// bound.
+	MaxInFlight int
+	// ReadTimeout bounds reading a request, headers and body: a body that trickles in is cut
+	// there. Default DefaultReadTimeout.
+	ReadTimeout time.Duration
 	// ShutdownTimeout bounds graceful shutdown. Default 20s.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
 }
 
-// Mux returns the handler with /healthz, /readyz and /metrics mounted in front of h.
+// Defaults of Config.
+const (
+	DefaultMaxInFlight = 1024
+	DefaultReadTimeout = 30 * time.Second
+	// maxConcurrentStreams bounds an HTTP/2 connection's streams: together with the
+	// in-flight bound, a few connections cannot open hundreds of requests each.
+	maxConcurrentStreams = 100
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// busyBody is the answer to a request over the in-flight bound, in the google.rpc.Status
+// shape of the whole HTTP surface.
+var busyBody = []byte(`{"code":14,"message":"too many requests in flight, retry later"}`)
+
+// limitInFlight answers 503 with Retry-After to a request that would exceed limit in flight.
+func limitInFlight(limit int, next http.Handler) http.Handler {
+	if limit < 0 {
+		return next
+	}
+	slots := make(chan struct{}, limit)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		default:
+			h := w.Header()
+			h.Set("Content-Type", "application/json")
+			h.Set("Retry-After", "1")
+			h.Set("Connection", "close") // HTTP/1.1: the unread body goes with the connection
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write(busyBody)
+		}
+	})
+}
+
+// Mux returns the handler with /healthz, /readyz and /metrics mounted in front of h, whose
+// requests in flight it bounds.
 func Mux(cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -70,7 +130,7 @@ func Mux(cfg Config) http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}
 	if cfg.Handler != nil {
-		mux.Handle("/", cfg.Handler)
+		mux.Handle("/", limitInFlight(cfg.MaxInFlight, cfg.Handler))
 	}
 	return mux
 }
@@ -107,12 +167,7 @@ func ServeListener(ctx context.Context, l net.Listener, cfg Config) error {
 
 // serve serves h on l until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, l net.Listener, h http.Handler, cfg Config) error {
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = 20 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = cfg.withDefaults()
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -120,10 +175,11 @@ func serve(ctx context.Context, l net.Listener, h http.Handler, cfg Config) erro
 		Handler:           h,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      2 * time.Minute,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.ReadTimeout + time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

@@ -151,3 +151,99 @@ func freeAddr(t *testing.T) string {
 	}
 	return addr
 }
+
+// serveTest serves cfg on a free port until the test ends and returns its base URL.
+func serveTest(t *testing.T, cfg Config) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ServeListener(ctx, l, cfg) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return "http://" + l.Addr().String()
+}
+
+func TestRequestsOverTheInFlightBoundAreAnswered503AtOnce(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	url := serveTest(t, Config{MaxInFlight: 2, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	})})
+	results := make(chan int, 2)
+	for range 2 {
+		go func() {
+			res, err := http.Get(url + "/work")
+			if err != nil {
+				results <- -1
+				return
+			}
+			_ = res.Body.Close()
+			results <- res.StatusCode
+		}()
+	}
+	<-entered
+	<-entered
+	start := time.Now()
+	res, err := http.Post(url+"/work", "application/json", strings.NewReader(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"code":14`) {
+		t.Errorf("third request: %d Retry-After %q %s, want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("the refusal took %s: it must not wait for a slot", time.Since(start))
+	}
+	if code, _ := get(t, url+"/healthz"); code != 200 {
+		t.Errorf("/healthz while the handler is full: %d", code)
+	}
+	close(release)
+	for range 2 {
+		if code := <-results; code != http.StatusNoContent {
+			t.Errorf("a request within the bound: %d", code)
+		}
+	}
+}
+
+func TestABodyThatTricklesInIsCutAtTheReadTimeout(t *testing.T) {
+	readErr := make(chan error, 1)
+	url := serveTest(t, Config{ReadTimeout: 500 * time.Millisecond, Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		_, err := io.Copy(io.Discard, r.Body)
+		readErr <- err
+	})})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	if _, err := io.WriteString(conn, "POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 16777216\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	go func() { // a byte every 100 ms: never done within the timeout
+		for range 50 {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("the trickling body was read to its end")
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("the body was cut after %s, want about the 500 ms read timeout", took)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the trickling body was not cut within 4 s")
+	}
+}

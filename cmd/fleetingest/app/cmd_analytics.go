@@ -29,6 +29,7 @@ type analyticsOptions struct {
 	namespace      string
 	fleet          string
 	metricsAddr    string
+	maxInFlight    int
 	httpAddr       string
 	shardDSNs      []string
 	shardDSNFiles  []string
@@ -61,6 +62,7 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its mapping bucket)")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address of the API, /healthz, /readyz and /metrics (HTTP/1.1 and h2c)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", httpserver.DefaultMaxInFlight, "requests served at once; more are answered 503 with Retry-After")
 	fs.StringArrayVar(&o.shardDSNs, "shard-dsn", nil, "database URL of shard i, repeated in shard order")
 	fs.StringArrayVar(&o.shardDSNFiles, "shard-dsn-file", nil, "file holding shard i's database URL, repeated in shard order (instead of --shard-dsn)")
 	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey+" (default: the initial map for the number of shards)")
@@ -175,6 +177,7 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 		return httpserver.Serve(gctx, httpserver.Config{
 			Addr:        o.httpAddr,
 			MetricsAddr: o.metricsAddr,
+			MaxInFlight: o.maxInFlight,
 			Handler:     svc.Handler(),
 			Ready:       []httpserver.ReadyFunc{svc.Ready},
 			ReadyNote:   note,

@@ -32,6 +32,7 @@ type gatewayOptions struct {
 	shards      int
 	slotMapFile string
 	metricsAddr string
+	maxInFlight int
 	httpAddr    string
 	deviceKeys  string
 	insecure    bool
@@ -67,6 +68,7 @@ func newGatewayCommand() *cobra.Command {
 	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve HTTP on (also /healthz, /readyz, /metrics)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", httpserver.DefaultMaxInFlight, "requests served at once; more are answered 503 with Retry-After")
 	fs.StringVar(&o.deviceKeys, "device-keys", "", "folder of device-token verification keys (<kid>.pub, e.g. a mounted Secret; re-read when it changes)")
 	fs.BoolVar(&o.insecure, "insecure-no-auth", false, "accept readings without a device token: for experiments only")
 	d := telemetry.DefaultLimits()
@@ -236,6 +238,7 @@ func runGateway(ctx context.Context, o gatewayOptions, log *slog.Logger) error {
 		return httpserver.Serve(gctx, httpserver.Config{
 			Addr:        o.httpAddr,
 			MetricsAddr: o.metricsAddr,
+			MaxInFlight: o.maxInFlight,
 			Handler:     gw.Handler(),
 			Ready:       []httpserver.ReadyFunc{gw.Ready},
 			ReadyNote:   note,

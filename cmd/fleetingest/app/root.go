@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fleetingest/fleetingest/internal/lograte"
 )
 
 // NewRootCommand returns the fleetingest command with every subcommand.
@@ -29,7 +31,8 @@ func NewRootCommand() *cobra.Command {
 		if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 			return fmt.Errorf("--log-level: %w", err)
 		}
-		slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+		// A burst of one line (a shard down, a client storm) is written once per interval.
+		slog.SetDefault(slog.New(lograte.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}), lograte.DefaultInterval)))
 		return nil
 	}
 	root.AddCommand(
