@@ -103,3 +103,40 @@ func UnmarshalBatch(data []byte) (*telemetrypb.ReadingBatch, error) {
 	}
 	return &b, nil
 }
+
+// HeaderPublishedAt names the stream-message header that carries, as Unix nanoseconds, when
+// a message was first published, on a message published again later (a replay): an ingester
+// checks the readings' timestamps against it instead of the message's own stream time.
+const HeaderPublishedAt = "Fi-Published-At"
+
+// PublishSlack is what an ingester allows beyond the acceptance window around a message's
+// publish time: the gateway checked the readings against its own clock a moment before
+// JetStream stamped the message with the server's.
+const PublishSlack = time.Hour
+
+// CheckPublished refuses a batch holding a reading that no gateway could have accepted when
+// the batch was published at pub: older than l.MaxLateness or further ahead than
+// l.MaxFutureSkew, give or take PublishSlack. It needs no clock, so an ingester applies it to
+// messages of any age.
+func CheckPublished(b *telemetrypb.ReadingBatch, pub time.Time, l Limits) error {
+	oldest := pub.Add(-l.MaxLateness - PublishSlack).UnixMicro()
+	newest := pub.Add(l.MaxFutureSkew + PublishSlack).UnixMicro()
+	check := func(id string, ts int64) error {
+		if ts < oldest || ts > newest {
+			return fmt.Errorf("reading of %s at %s lies outside the acceptance window of a message published at %s",
+				id, time.UnixMicro(ts).UTC().Format(time.RFC3339), pub.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+	for _, m := range b.GetMeters() {
+		if err := check(m.GetMeterId(), m.GetTimestampMicros()); err != nil {
+			return err
+		}
+	}
+	for _, v := range b.GetVehicles() {
+		if err := check(v.GetVehicleId(), v.GetTimestampMicros()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/store"
@@ -81,6 +82,11 @@ type Config struct {
 	// service holds in memory (its default 8 days: a 7-day window and the hour it moves into).
 	// Default 8 days.
 	SealHorizon time.Duration
+	// Limits are the gateway's acceptance window (how late, how far ahead): a message holding
+	// a reading outside it around the message's publish time is refused (terminated), so a
+	// publish that bypassed the gateway cannot create partitions years away. Default
+	// telemetry.DefaultLimits().
+	Limits telemetry.Limits
 	// Now is the clock hours are settled by. Default time.Now.
 	Now func() time.Time
 	// RetryMin and RetryMax bound the exponential backoff between attempts to write a batch
@@ -107,6 +113,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.Limits == (telemetry.Limits{}) {
+		c.Limits = telemetry.DefaultLimits()
 	}
 	if c.BatchWait == 0 {
 		c.BatchWait = DefaultBatchWait

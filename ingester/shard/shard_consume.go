@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -97,6 +98,9 @@ func (in *Ingester) add(b *batch, msg jetstream.Msg) {
 		in.metrics.redelivered.Inc()
 	}
 	rb, err := telemetry.UnmarshalBatch(msg.Data())
+	if err == nil {
+		err = telemetry.CheckPublished(rb, publishedAt(msg), in.cfg.Limits)
+	}
 	if err != nil {
 		in.metrics.terminated.Inc()
 		in.log.Warn("terminating undecodable message", "subject", msg.Subject(), "bytes", len(msg.Data()), "error", err)
@@ -108,6 +112,20 @@ func (in *Ingester) add(b *batch, msg jetstream.Msg) {
 	b.msgs = append(b.msgs, msg)
 	b.meters = append(b.meters, rb.GetMeters()...)
 	b.vehicles = append(b.vehicles, rb.GetVehicles()...)
+}
+
+// publishedAt is when msg was first published: its Fi-Published-At header (a replay keeps
+// its original time), else the time JetStream stored it.
+func publishedAt(msg jetstream.Msg) time.Time {
+	if v := msg.Headers().Get(telemetry.HeaderPublishedAt); v != "" {
+		if ns, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Unix(0, ns)
+		}
+	}
+	if meta, err := msg.Metadata(); err == nil {
+		return meta.Timestamp
+	}
+	return time.Now()
 }
 
 // commit writes b in one transaction, retrying with capped exponential backoff while the

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -252,6 +254,54 @@ func TestIngesterTerminatesAPoisonMessageAndKeepsGoing(t *testing.T) {
 	}
 	if got := value(t, in.metrics.terminated); got != 3 {
 		t.Errorf("terminated metric = %v, want 3", got)
+	}
+}
+
+// TestIngesterRefusesReadingsOutsideTheWindowOfTheirPublishTime publishes straight to the
+// stream, past the gateway, readings dated decades away: the ingester terminates those
+// messages and creates no partition for them, while a replay that carries its original
+// publish time is taken even though its readings are older than the window is now.
+func TestIngesterRefusesReadingsOutsideTheWindowOfTheirPublishTime(t *testing.T) {
+	e := newEnv(t, pgtest.NewDatabase(t, cluster))
+	far := readings(0, 2)
+	far.Meters[0].TimestampMicros = time.Date(1971, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	far.Vehicles[1].TimestampMicros = time.Date(9965, 3, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	publishBatch(t, e.js, far)
+	late := readings(1, 1)
+	late.Meters[0].TimestampMicros = time.Now().Add(-8 * 24 * time.Hour).UnixMicro()
+	publishBatch(t, e.js, late)
+
+	// A message first published ten days ago with readings of that day, replayed now.
+	tenDaysAgo := time.Now().Add(-10 * 24 * time.Hour)
+	replay := readings(2, 1)
+	replay.Meters[0].TimestampMicros = tenDaysAgo.Add(-time.Minute).UnixMicro()
+	replay.Vehicles[0].TimestampMicros = tenDaysAgo.Add(-time.Minute).UnixMicro()
+	data, err := telemetry.MarshalBatch(replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg(topo.Subject(shardIdx))
+	msg.Data = data
+	msg.Header.Set(telemetry.HeaderPublishedAt, strconv.FormatInt(tenDaysAgo.UnixNano(), 10))
+	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	publishBatch(t, e.js, readings(3, 1))
+	in, _ := start(t, e.config())
+
+	eventually(t, 20*time.Second, "stream empties", func() bool { return streamMsgs(t, e.js) == 0 })
+	if m, v := rows(t, e.pool); m != 2 || v != 2 {
+		t.Errorf("stored %d meter and %d vehicle rows, want 2 each (the replay and the good message)", m, v)
+	}
+	if got := value(t, in.metrics.terminated); got != 2 {
+		t.Errorf("terminated metric = %v, want 2", got)
+	}
+	var far1971, far9965 int
+	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE relname LIKE '%p1971%'), count(*) FILTER (WHERE relname LIKE '%p9965%') FROM pg_class`).Scan(&far1971, &far9965); err != nil {
+		t.Fatal(err)
+	}
+	if far1971+far9965 != 0 {
+		t.Errorf("partitions made for readings decades away: %d of 1971, %d of 9965", far1971, far9965)
 	}
 }
 

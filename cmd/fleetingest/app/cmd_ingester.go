@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/shard"
 	"github.com/fleetingest/fleetingest/ingester/store"
@@ -30,6 +31,7 @@ type ingesterOptions struct {
 	natsCreds   string
 	namespace   string
 	fleet       string
+	limits      telemetry.Limits
 	shards      int
 	shard       int
 	metricsAddr string
@@ -75,6 +77,9 @@ func (o *ingesterOptions) addIngesterFlags(cmd *cobra.Command) {
 	fs.DurationVar(&o.historyRetention, "history-retention", store.DefaultHistoryRetention, "how long raw readings are kept (whole UTC days are dropped)")
 	fs.DurationVar(&o.rollupRetention, "rollup-retention", store.DefaultRollupRetention, "how long hourly rollups are kept")
 	fs.IntVar(&o.partitionsAhead, "partitions-ahead", store.DefaultPartitionsAhead, "days of history partitions created ahead of today")
+	d := telemetry.DefaultLimits()
+	fs.DurationVar(&o.limits.MaxLateness, "max-lateness", d.MaxLateness, "the gateway's --max-lateness: readings older than that when their message was published are refused")
+	fs.DurationVar(&o.limits.MaxFutureSkew, "max-future-skew", d.MaxFutureSkew, "the gateway's --max-future-skew")
 	fs.BoolVar(&o.pauseAfterCommit, "pause-after-commit", os.Getenv(pauseAfterCommitEnv) != "",
 		"fault injection: after a commit, print a line to stderr and block before acknowledging (also "+pauseAfterCommitEnv+")")
 	_ = fs.MarkHidden("pause-after-commit")
@@ -83,6 +88,7 @@ func (o *ingesterOptions) addIngesterFlags(cmd *cobra.Command) {
 // shardConfig maps the flags onto the shard ingester's configuration.
 func (o ingesterOptions) shardConfig(js jetstream.JetStream, topo ingester.Topology, s shard.Store, reg prometheus.Registerer, log *slog.Logger) shard.Config {
 	cfg := shard.Config{
+		Limits:     o.limits,
 		JS:         js,
 		Topology:   topo,
 		Shard:      o.shard,
