@@ -2,8 +2,10 @@ package controllers_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +37,10 @@ func sampleFleet(ns, name string, shards int) *v1alpha1.FleetIngestion {
 				MaxAge:               &metav1.Duration{Duration: 72 * time.Hour},
 				MaxBytesPerShard:     ptr.To(resource.MustParse("2Gi")),
 			},
+			Auth: v1alpha1.AuthSpec{
+				DeviceKeysSecretRef: &v1alpha1.SecretRef{Name: "device-keys"},
+				Users:               &v1alpha1.UsersAuthSpec{KeysSecretRef: &v1alpha1.SecretRef{Name: "user-keys"}},
+			},
 			Gateway:   v1alpha1.GatewaySpec{MaxLateness: &metav1.Duration{Duration: 48 * time.Hour}},
 			Retention: v1alpha1.RetentionSpec{History: &metav1.Duration{Duration: 720 * time.Hour}},
 		},
@@ -46,46 +52,65 @@ func sampleFleet(ns, name string, shards int) *v1alpha1.FleetIngestion {
 }
 
 // The arguments the operator puts into each Deployment are accepted by the real command
-// line of the binary the pods run.
+// line of the binary the pods run, whichever way the fleet authenticates.
 func TestComponentArgsParseWithTheRealCommand(t *testing.T) {
-	args, err := controllers.ComponentArgs(sampleFleet("prod", "fleet-a", 3))
-	if err != nil {
-		t.Fatal(err)
+	auths := map[string]v1alpha1.AuthSpec{
+		"local keys": sampleFleet("prod", "fleet-a", 1).Spec.Auth,
+		"oidc": {DeviceKeysSecretRef: &v1alpha1.SecretRef{Name: "device-keys"}, Users: &v1alpha1.UsersAuthSpec{OIDC: &v1alpha1.OIDCSpec{
+			IssuerURL: "https://idp.example.com/realms/fleet", Audience: "fleet-api", RolesClaim: "realm_access.roles"}}},
+		"insecure": {InsecureNoAuth: true},
 	}
-	for name, a := range args {
-		sub := a[0]
-		t.Run(name, func(t *testing.T) {
-			cmd, args, err := app.NewRootCommand().Find(a)
-			if err != nil || cmd.Name() != sub || len(args) == 0 {
-				t.Fatalf("finding subcommand %s: %v (args %v)", sub, err, args)
+	for variant, auth := range auths {
+		fi := sampleFleet("prod", "fleet-a", 3)
+		fi.Spec.Auth = auth
+		args, err := controllers.ComponentArgs(fi)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, a := range args {
+			t.Run(variant+"/"+name, func(t *testing.T) { parsesWithTheRealCommand(t, a) })
+		}
+	}
+}
+
+// parsesWithTheRealCommand checks that the subcommand a[0] takes every flag of a[1:] and
+// holds the value given.
+func parsesWithTheRealCommand(t *testing.T, a []string) {
+	t.Helper()
+	sub := a[0]
+	cmd, args, err := app.NewRootCommand().Find(a)
+	if err != nil || cmd.Name() != sub || len(args) == 0 {
+		t.Fatalf("finding subcommand %s: %v (args %v)", sub, err, args)
+	}
+	if err := cmd.ParseFlags(a[1:]); err != nil {
+		t.Fatalf("%s %s: %v", sub, strings.Join(a[1:], " "), err)
+	}
+	for _, arg := range a[1:] {
+		name, value, hasValue := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		f := cmd.Flags().Lookup(name)
+		if f == nil || !f.Changed {
+			t.Errorf("flag --%s not set by %q", name, arg)
+			continue
+		}
+		switch f.Value.Type() {
+		case "duration":
+			want, _ := time.ParseDuration(value)
+			if got, err := time.ParseDuration(f.Value.String()); err != nil || got != want {
+				t.Errorf("--%s = %q after parsing %q", name, f.Value.String(), arg)
 			}
-			if err := cmd.ParseFlags(a[1:]); err != nil {
-				t.Fatalf("%s %s: %v", sub, strings.Join(a[1:], " "), err)
+		case "stringArray", "stringSlice":
+			if !strings.Contains(f.Value.String(), value) {
+				t.Errorf("--%s = %q lacks %q", name, f.Value.String(), value)
 			}
-			for _, arg := range a[1:] {
-				name, value, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
-				f := cmd.Flags().Lookup(name)
-				if f == nil || !f.Changed {
-					t.Errorf("flag --%s not set by %q", name, arg)
-					continue
-				}
-				switch f.Value.Type() {
-				case "duration":
-					want, _ := time.ParseDuration(value)
-					if got, err := time.ParseDuration(f.Value.String()); err != nil || got != want {
-						t.Errorf("--%s = %q after parsing %q", name, f.Value.String(), arg)
-					}
-				case "stringArray", "stringSlice":
-					if !strings.Contains(f.Value.String(), value) {
-						t.Errorf("--%s = %q lacks %q", name, f.Value.String(), value)
-					}
-				default:
-					if f.Value.String() != value {
-						t.Errorf("--%s = %q after parsing %q", name, f.Value.String(), arg)
-					}
-				}
+		case "bool":
+			if want := value == "true" || !hasValue; f.Value.String() != fmt.Sprint(want) {
+				t.Errorf("--%s = %q after parsing %q", name, f.Value.String(), arg)
 			}
-		})
+		default:
+			if f.Value.String() != value {
+				t.Errorf("--%s = %q after parsing %q", name, f.Value.String(), arg)
+			}
+		}
 	}
 }
 
@@ -105,6 +130,12 @@ func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
 	}
 	fi := sampleFleet(ns, "fleet-op", 1)
 	fi.Spec.NATS.CredentialsSecretRef = nil
+	for _, name := range []string{"device-keys", "user-keys"} { // read by the operator: its role must allow it
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string][]byte{"k1.pub": []byte("key")}}
+		if err := c.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := c.Create(ctx, fi); err != nil {
 		t.Fatal(err)
 	}
@@ -180,33 +211,77 @@ func restConfig(t *testing.T) *rest.Config {
 	return controllers.RestConfig()
 }
 
-// The operator's own Deployment (config/manager) passes flags the operator command accepts.
+// The operator's own Deployments (config/manager, config/namespaced, the Helm chart with
+// and without watchNamespaces) pass flags the operator command accepts.
 func TestTheOperatorDeploymentArgsParseWithTheRealCommand(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "manager", "manager.yaml"))
+	root := envtest.RepoRoot()
+	helm, err := envtest.Tool("HELM")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var args []string
-	for _, doc := range strings.Split(string(b), "\n---\n") {
+	manager, err := os.ReadFile(filepath.Join(root, "config", "manager", "manager.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := filepath.Join(root, "charts", "fleetingest")
+	sources := map[string]string{
+		"config/manager":    string(manager),
+		"config/namespaced": output(t, controllers.Kubectl(), "kustomize", filepath.Join(root, "config", "namespaced")),
+		"chart":             output(t, helm, "template", "fi", chart, "--namespace", "fleetingest-system"),
+		"chart watching namespaces": output(t, helm, "template", "fi", chart, "--namespace", "fleetingest-system",
+			"--set", "watchNamespaces={fleet-a,fleet-b}"),
+	}
+	wantWatch := map[string]string{"config/namespaced": "[fleetingest]", "chart watching namespaces": "[fleet-a,fleet-b]"}
+	for name, manifests := range sources {
+		t.Run(name, func(t *testing.T) {
+			args := operatorArgs(t, manifests)
+			if len(args) == 0 || args[0] != "operator" {
+				t.Fatalf("operator Deployment args = %v", args)
+			}
+			parsesWithTheRealCommand(t, args)
+			cmd, _, _ := app.NewRootCommand().Find(args)
+			if err := cmd.ParseFlags(args[1:]); err != nil {
+				t.Fatal(err)
+			}
+			if f := cmd.Flags().Lookup("default-image"); f == nil || f.Value.String() == "" {
+				t.Errorf("the operator Deployment sets no --default-image")
+			}
+			want := wantWatch[name]
+			if want == "" {
+				want = "[]" // every namespace
+			}
+			if got := cmd.Flags().Lookup("watch-namespaces").Value.String(); got != want {
+				t.Errorf("--watch-namespaces = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// operatorArgs are the arguments of the first container of the Deployment among manifests.
+func operatorArgs(t *testing.T, manifests string) []string {
+	t.Helper()
+	for _, doc := range strings.Split(manifests, "\n---\n") {
 		var d appsv1.Deployment
 		if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
-			t.Fatalf("decoding config/manager/manager.yaml: %v", err)
+			t.Fatalf("decoding %q: %v", doc, err)
 		}
 		if d.Kind == "Deployment" {
-			args = d.Spec.Template.Spec.Containers[0].Args
+			return d.Spec.Template.Spec.Containers[0].Args
 		}
 	}
-	if len(args) == 0 || args[0] != "operator" {
-		t.Fatalf("operator Deployment args = %v", args)
+	return nil
+}
+
+// output runs a command and returns its standard output.
+func output(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, stderr)
 	}
-	cmd, _, err := app.NewRootCommand().Find(args)
-	if err != nil || cmd.Name() != "operator" {
-		t.Fatalf("finding the operator command: %v", err)
-	}
-	if err := cmd.ParseFlags(args[1:]); err != nil {
-		t.Errorf("operator %v: %v", args[1:], err)
-	}
-	if f := cmd.Flags().Lookup("default-image"); f == nil || f.Value.String() == "" {
-		t.Errorf("the operator Deployment sets no --default-image")
-	}
+	return string(out)
 }

@@ -2,11 +2,14 @@ package controllers
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -20,7 +23,13 @@ func newFleet(t *testing.T, shards int, mods ...func(*v1alpha1.FleetIngestion)) 
 	t.Helper()
 	fi := &v1alpha1.FleetIngestion{
 		ObjectMeta: metav1.ObjectMeta{Name: "fleet-a", Namespace: "prod", UID: types.UID("uid-1"), Generation: 3},
-		Spec:       v1alpha1.FleetIngestionSpec{NATS: v1alpha1.NATSSpec{URL: "nats://nats:4222"}},
+		Spec: v1alpha1.FleetIngestionSpec{
+			NATS: v1alpha1.NATSSpec{URL: "nats://nats:4222"},
+			Auth: v1alpha1.AuthSpec{
+				DeviceKeysSecretRef: &v1alpha1.SecretRef{Name: "device-keys"},
+				Users:               &v1alpha1.UsersAuthSpec{KeysSecretRef: &v1alpha1.SecretRef{Name: "user-keys"}},
+			},
+		},
 	}
 	for i := 0; i < shards; i++ {
 		fi.Spec.Shards = append(fi.Spec.Shards, v1alpha1.ShardSpec{DSNSecretRef: v1alpha1.SecretKeyRef{Name: "pg", Key: "dsn"}})
@@ -37,6 +46,20 @@ func newFleet(t *testing.T, shards int, mods ...func(*v1alpha1.FleetIngestion)) 
 
 func withCreds(fi *v1alpha1.FleetIngestion) {
 	fi.Spec.NATS.CredentialsSecretRef = &v1alpha1.SecretKeyRef{Name: "nats", Key: "creds"}
+}
+
+// withOIDC has analytics verify users' tokens from an OIDC issuer instead of local keys.
+func withOIDC(audience, rolesClaim string) func(*v1alpha1.FleetIngestion) {
+	return func(fi *v1alpha1.FleetIngestion) {
+		fi.Spec.Auth.Users = &v1alpha1.UsersAuthSpec{OIDC: &v1alpha1.OIDCSpec{
+			IssuerURL: "https://idp.example.com/realms/fleet", Audience: audience, RolesClaim: rolesClaim,
+		}}
+	}
+}
+
+// withoutAuth turns authentication off.
+func withoutAuth(fi *v1alpha1.FleetIngestion) {
+	fi.Spec.Auth = v1alpha1.AuthSpec{InsecureNoAuth: true}
 }
 
 func TestArgs(t *testing.T) {
@@ -62,6 +85,24 @@ func TestArgs(t *testing.T) {
 		{"analytics gets every shard's DSN file", analyticsArgs(newFleet(t, 3)),
 			[]string{"analytics", "--shard-dsn-file=/etc/fleetingest/shards/0/dsn", "--shard-dsn-file=/etc/fleetingest/shards/1/dsn", "--shard-dsn-file=/etc/fleetingest/shards/2/dsn"}, nil},
 		{"migrate reads the same DSN file as the ingester", migrateArgs(), []string{"migrate", "--dsn-file=/etc/fleetingest/dsn/dsn"}, nil},
+		{"the gateway serves metrics on their own port", gatewayArgs(newFleet(t, 1)), []string{"--http-addr=:8080", "--metrics-addr=:9090"}, nil},
+		{"an ingester serves metrics on their own port", ingesterArgs(newFleet(t, 1), 0), []string{"--http-addr=:8080", "--metrics-addr=:9090"}, nil},
+		{"analytics serves metrics on their own port", analyticsArgs(newFleet(t, 1)), []string{"--http-addr=:8080", "--metrics-addr=:9090"}, nil},
+		{"the gateway verifies device tokens with the mounted device keys", gatewayArgs(newFleet(t, 1)),
+			[]string{"--device-keys=/etc/fleetingest/auth/device"}, []string{"--insecure-no-auth"}},
+		{"analytics verifies user tokens with a local issuer's mounted keys", analyticsArgs(newFleet(t, 1)),
+			[]string{"--user-keys=/etc/fleetingest/auth/user"}, []string{"--oidc-", "--insecure-no-auth"}},
+		{"analytics verifies user tokens from the OIDC issuer of the spec", analyticsArgs(newFleet(t, 1, withOIDC("fleet-api", "realm_access.roles"))),
+			[]string{"--oidc-issuer-url=https://idp.example.com/realms/fleet", "--oidc-audience=fleet-api", "--oidc-roles-claim=realm_access.roles"},
+			[]string{"--user-keys", "--insecure-no-auth"}},
+		{"an OIDC issuer without audience or roles claim gets their defaults", analyticsArgs(newFleet(t, 1, withOIDC("", ""))),
+			[]string{"--oidc-audience=fleetingest", "--oidc-roles-claim=roles"}, nil},
+		{"insecureNoAuth asks devices for no token", gatewayArgs(newFleet(t, 1, withoutAuth)),
+			[]string{"--insecure-no-auth"}, []string{"--device-keys"}},
+		{"insecureNoAuth asks users for no token", analyticsArgs(newFleet(t, 1, withoutAuth)),
+			[]string{"--insecure-no-auth"}, []string{"--user-keys", "--oidc-"}},
+		{"ingesters ask for no token (nobody calls them)", ingesterArgs(newFleet(t, 1), 0),
+			nil, []string{"--insecure-no-auth", "--device-keys", "--user-keys", "--oidc-"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -151,7 +192,7 @@ func TestPodsAreHardened(t *testing.T) {
 		if *main.LivenessProbe.HTTPGet.Path != "/healthz" || *main.ReadinessProbe.HTTPGet.Path != "/readyz" {
 			t.Errorf("%s probes = %+v %+v", name, main.LivenessProbe, main.ReadinessProbe)
 		}
-		if tpl.Annotations["prometheus.io/scrape"] != "true" || tpl.Annotations["prometheus.io/port"] != "8080" {
+		if tpl.Annotations["prometheus.io/scrape"] != "true" || tpl.Annotations["prometheus.io/port"] != "9090" {
 			t.Errorf("%s annotations = %v", name, tpl.Annotations)
 		}
 		mounted := map[string]bool{}
@@ -166,7 +207,7 @@ func TestPodsAreHardened(t *testing.T) {
 
 func TestResolveFleet(t *testing.T) {
 	fi := &v1alpha1.FleetIngestion{ObjectMeta: metav1.ObjectMeta{Name: "f", Namespace: "n"},
-		Spec: v1alpha1.FleetIngestionSpec{Shards: make([]v1alpha1.ShardSpec, 2)}}
+		Spec: v1alpha1.FleetIngestionSpec{Shards: make([]v1alpha1.ShardSpec, 2), Auth: v1alpha1.AuthSpec{InsecureNoAuth: true}}}
 	if _, err := resolveFleet(fi, ""); err == nil || !strings.Contains(err.Error(), "--default-image") {
 		t.Errorf("no image anywhere: err = %v", err)
 	}
@@ -177,6 +218,35 @@ func TestResolveFleet(t *testing.T) {
 	o := f.streamOptions()
 	if o.Replicas != 1 || o.MaxBytes != ingester.DefaultMaxBytes || o.MaxAge != 0 {
 		t.Errorf("stream options of an undefaulted spec = %+v", o)
+	}
+	if !f.networkPolicies || len(f.ingressFrom) != 1 || len(f.metricsFrom) != 1 ||
+		f.ingressFrom[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "ingress-nginx" ||
+		f.metricsFrom[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+		t.Errorf("network policy defaults of an undefaulted spec = %v %+v %+v", f.networkPolicies, f.ingressFrom, f.metricsFrom)
+	}
+}
+
+// The operator refuses what the CRD's rules refuse, for objects that never met them.
+func TestResolveFleetRefusesAnIncompleteAuthSpec(t *testing.T) {
+	keys := &v1alpha1.SecretRef{Name: "k"}
+	for _, tc := range []struct {
+		name string
+		auth v1alpha1.AuthSpec
+		want string
+	}{
+		{"no auth at all", v1alpha1.AuthSpec{}, "spec.auth needs deviceKeysSecretRef and users"},
+		{"no way to verify users", v1alpha1.AuthSpec{DeviceKeysSecretRef: keys}, "spec.auth needs deviceKeysSecretRef and users"},
+		{"two ways to verify users", v1alpha1.AuthSpec{DeviceKeysSecretRef: keys, Users: &v1alpha1.UsersAuthSpec{
+			KeysSecretRef: keys, OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp"}}}, "exactly one of oidc and keysSecretRef"},
+		{"keys and insecureNoAuth", v1alpha1.AuthSpec{DeviceKeysSecretRef: keys, InsecureNoAuth: true}, "cannot be combined"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fi := &v1alpha1.FleetIngestion{ObjectMeta: metav1.ObjectMeta{Name: "f", Namespace: "n"},
+				Spec: v1alpha1.FleetIngestionSpec{Shards: make([]v1alpha1.ShardSpec, 1), Auth: tc.auth}}
+			if _, err := resolveFleet(fi, "img:1"); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }
 
@@ -211,6 +281,13 @@ func TestFleetStatus(t *testing.T) {
 			map[string]string{v1alpha1.ConditionShardsReady: "False/Progressing", v1alpha1.ConditionStreamsReady: "True/Provisioned"}, 3, 7},
 		{"an apply refused", allReady, provisioned, errors.New("applying deployment: forbidden"),
 			map[string]string{v1alpha1.ConditionGatewayReady: "False/ApplyFailed"}, 2, 7},
+		{"a missing device keys Secret holds the gateway and Ready, and observedGeneration", withSecretProblem(allReady, componentGateway, v1alpha1.ReasonSecretNotFound),
+			provisioned, nil,
+			map[string]string{v1alpha1.ConditionGatewayReady: "False/SecretNotFound", v1alpha1.ConditionReady: "False/SecretNotFound",
+				v1alpha1.ConditionAnalyticsReady: "True/Available", v1alpha1.ConditionAuthEnabled: "True/TokensRequired"}, 2, 7},
+		{"user keys without a .pub key hold analytics", withSecretProblem(allReady, componentAnalytics, v1alpha1.ReasonSecretInvalid),
+			provisioned, nil,
+			map[string]string{v1alpha1.ConditionAnalyticsReady: "False/SecretInvalid", v1alpha1.ConditionReady: "False/SecretInvalid"}, 2, 7},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,6 +312,12 @@ func TestFleetStatus(t *testing.T) {
 		})
 	}
 
+	// Ready names the Secret a person has to create.
+	st := fleetStatus(f, old, withSecretProblem(allReady, componentGateway, v1alpha1.ReasonSecretNotFound), provisioned, nil, now)
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); !strings.Contains(c.Message, "secret prod/device-keys (spec.auth.deviceKeysSecretRef) not found") {
+		t.Errorf("Ready message = %q, want the missing Secret named", c.Message)
+	}
+
 	// A second pass with the same observations keeps every condition's transition time.
 	first := fleetStatus(f, old, allReady, provisioned, nil, now)
 	later := metav1.NewTime(now.Add(time.Hour))
@@ -242,6 +325,77 @@ func TestFleetStatus(t *testing.T) {
 	for i := range second.Conditions {
 		if !second.Conditions[i].LastTransitionTime.Equal(&now) {
 			t.Errorf("%s moved its transition time on an unchanged pass", second.Conditions[i].Type)
+		}
+	}
+}
+
+// withSecretProblem is obs with a component's auth Secret reported as reason.
+func withSecretProblem(obs *observed, component, reason string) *observed {
+	o := *obs
+	s := authSecret{component: componentGateway, field: "spec.auth.deviceKeysSecretRef", name: "device-keys"}
+	if component == componentAnalytics {
+		s = authSecret{component: componentAnalytics, field: "spec.auth.users.keysSecretRef", name: "user-keys"}
+	}
+	var secret *corev1.Secret
+	if reason == v1alpha1.ReasonSecretInvalid {
+		secret = &corev1.Secret{Data: map[string][]byte{"README": nil}}
+	}
+	o.secretProblems = map[string]*secretProblem{component: checkAuthSecret("prod", s, secret)}
+	return &o
+}
+
+func TestAuthEnabledSaysWhetherTokensAreAsked(t *testing.T) {
+	now := metav1.NewTime(time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC))
+	for _, tc := range []struct {
+		name    string
+		mod     func(*v1alpha1.FleetIngestion)
+		want    string
+		message string
+		ready   string
+	}{
+		{"local keys", func(*v1alpha1.FleetIngestion) {}, "True/TokensRequired",
+			"device tokens verified with the keys of secret device-keys; user tokens verified with the keys of secret user-keys", "every component is ready"},
+		{"OIDC", withOIDC("", ""), "True/TokensRequired", "user tokens from the OIDC issuer https://idp.example.com/realms/fleet", "every component is ready"},
+		{"insecureNoAuth", withoutAuth, "False/InsecureNoAuth", "spec.auth.insecureNoAuth", "authentication is off (spec.auth.insecureNoAuth)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t, 1, tc.mod)
+			obs := &observed{deployments: map[string]deploymentState{}}
+			for _, n := range []string{gatewayName(f), analyticsName(f), ingesterName(f, 0)} {
+				obs.deployments[n] = deploymentState{name: n, desired: 1, ready: 1, generation: 1, observedGeneration: 1}
+			}
+			st := fleetStatus(f, v1alpha1.FleetIngestionStatus{}, obs, streamsResult{}, nil, now)
+			c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionAuthEnabled)
+			if c == nil || string(c.Status)+"/"+c.Reason != tc.want || !strings.Contains(c.Message, tc.message) {
+				t.Errorf("AuthEnabled = %+v, want %s saying %q", c, tc.want, tc.message)
+			}
+			r := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+			if r.Status != metav1.ConditionTrue || !strings.Contains(r.Message, tc.ready) {
+				t.Errorf("Ready = %+v, want True saying %q (AuthEnabled does not count towards it)", r, tc.ready)
+			}
+		})
+	}
+}
+
+func TestCacheOptionsWatchOnlyTheListedNamespacesAndTheOperatorsObjects(t *testing.T) {
+	all := CacheOptions(nil)
+	if all.DefaultNamespaces != nil {
+		t.Errorf("no namespaces: DefaultNamespaces = %v, want every namespace", all.DefaultNamespaces)
+	}
+	some := CacheOptions([]string{"fleet-a", " ", "fleet-b "})
+	if got := slices.Sorted(maps.Keys(some.DefaultNamespaces)); !slices.Equal(got, []string{"fleet-a", "fleet-b"}) {
+		t.Errorf("DefaultNamespaces = %v, want fleet-a and fleet-b", got)
+	}
+	kinds := map[string]bool{}
+	for o, by := range some.ByObject {
+		kinds[typeName(o)] = true
+		if by.Label.String() != "app.kubernetes.io/managed-by=fleetingest-operator" {
+			t.Errorf("%s cached by %q, want the operator's label", typeName(o), by.Label)
+		}
+	}
+	for _, want := range []string{"*v1.Deployment", "*v1.Service", "*v1.ConfigMap", "*v1.Ingress", "*v1.PodDisruptionBudget", "*v1.NetworkPolicy"} {
+		if !kinds[want] {
+			t.Errorf("the cache does not filter %s by label (has %v)", want, kinds)
 		}
 	}
 }

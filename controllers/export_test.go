@@ -29,8 +29,10 @@ func ComponentArgs(fi *v1alpha1.FleetIngestion) (map[string][]string, error) {
 	return out, nil
 }
 
-// Kube and NATSURL expose the package's test servers to the external test package.
+// Kube, Kubectl and NATSURL expose the package's test servers and kubectl to the external
+// test package.
 func Kube() (kubeconfig string) { return kube.Kubeconfig }
+func Kubectl() string           { return kube.Kubectl }
 func NATSURL() string           { return nsrv.URL() }
 
 // RestConfig exposes the test API server's client configuration.

@@ -7,8 +7,8 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
-// analyticsPod is the analytics pod: the slot map and every shard's DSN, each shard's in
-// its own folder.
+// analyticsPod is the analytics pod: the slot map, every shard's DSN (each shard's in its
+// own folder) and, with a local user issuer, the whole user keys Secret.
 func analyticsPod(f fleet) podSpec {
 	p := podSpec{
 		component: componentAnalytics,
@@ -21,7 +21,11 @@ func analyticsPod(f fleet) podSpec {
 	for i, s := range f.Spec.Shards {
 		vol := fmt.Sprintf("dsn-%d", i)
 		p.volumes = append(p.volumes, secretKeyVolume(vol, s.DSNSecretRef.Name, s.DSNSecretRef.Key, "dsn"))
-		p.mounts = append(p.mounts, corev1ac.VolumeMount().WithName(vol).WithMountPath(fmt.Sprintf("%s/%d", shardDSNsDir, i)).WithReadOnly(true))
+		p.mounts = append(p.mounts, readOnlyMount(vol, fmt.Sprintf("%s/%d", shardDSNsDir, i)))
+	}
+	if u := f.Spec.Auth.Users; u != nil && u.KeysSecretRef != nil && !f.insecureNoAuth() {
+		p.volumes = append(p.volumes, secretVolume("user-keys", u.KeysSecretRef.Name))
+		p.mounts = append(p.mounts, readOnlyMount("user-keys", userKeysDir))
 	}
 	return p
 }

@@ -8,6 +8,16 @@ import "fmt"
 const (
 	httpPort     = 8080
 	httpPortName = "http"
+	// metricsPort serves /metrics apart from the HTTP port, so that an Ingress, which
+	// routes to the http port only, can never publish it.
+	metricsPort     = 9090
+	metricsPortName = "metrics"
+
+	// The auth Secrets are mounted whole (never with subPath, which kubelet does not
+	// update), and the components re-read the folders every second, so a rotated key takes
+	// effect without a restart.
+	deviceKeysDir = "/etc/fleetingest/auth/device"
+	userKeysDir   = "/etc/fleetingest/auth/user"
 
 	slotMapDir    = "/etc/fleetingest/slotmap"
 	natsCredsDir  = "/etc/fleetingest/nats"
@@ -37,29 +47,59 @@ func natsArgs(f fleet) []string {
 	return a
 }
 
+// serveArgs are the addresses every component serves on: HTTP (API, /healthz, /readyz)
+// and, on its own port, /metrics.
+func serveArgs() []string {
+	return []string{fmt.Sprintf("--http-addr=:%d", httpPort), fmt.Sprintf("--metrics-addr=:%d", metricsPort)}
+}
+
 // gatewayArgs are the gateway container's arguments.
 func gatewayArgs(f fleet) []string {
 	a := append([]string{"gateway"}, natsArgs(f)...)
-	a = append(a,
-		"--slot-map-file="+slotMapFile(),
-		fmt.Sprintf("--http-addr=:%d", httpPort),
-	)
+	a = append(a, "--slot-map-file="+slotMapFile())
+	a = append(a, serveArgs()...)
 	if ml := f.Spec.Gateway.MaxLateness; ml != nil && ml.Duration > 0 {
 		a = append(a, "--max-lateness="+ml.Duration.String())
 	}
-	return a
+	return append(a, deviceAuthArgs(f)...)
+}
+
+// deviceAuthArgs say where the gateway finds the device-token verification keys.
+func deviceAuthArgs(f fleet) []string {
+	if f.insecureNoAuth() {
+		return []string{"--insecure-no-auth"}
+	}
+	return []string{"--device-keys=" + deviceKeysDir}
+}
+
+// userAuthArgs say how analytics verifies user tokens: a local issuer's keys, an OIDC
+// issuer, or not at all.
+func userAuthArgs(f fleet) []string {
+	u := f.Spec.Auth.Users
+	switch {
+	case f.insecureNoAuth():
+		return []string{"--insecure-no-auth"}
+	case u != nil && u.OIDC != nil:
+		return []string{
+			"--oidc-issuer-url=" + u.OIDC.IssuerURL,
+			"--oidc-audience=" + valueOr(&u.OIDC.Audience, defaultOIDCAudience),
+			"--oidc-roles-claim=" + valueOr(&u.OIDC.RolesClaim, defaultOIDCRolesClaim),
+		}
+	default:
+		return []string{"--user-keys=" + userKeysDir}
+	}
 }
 
 // ingesterArgs are the arguments of shard i's ingester container.
 func ingesterArgs(f fleet, shard int) []string {
 	a := append([]string{"ingester"}, natsArgs(f)...)
-	return append(a,
+	a = append(a,
 		fmt.Sprintf("--shards=%d", len(f.Spec.Shards)),
 		fmt.Sprintf("--shard=%d", shard),
 		"--dsn-file="+dsnFile,
-		fmt.Sprintf("--http-addr=:%d", httpPort),
 		"--history-retention="+f.historyRetention().String(),
 	)
+	return append(a, serveArgs()...)
 }
 
 // migrateArgs are the arguments of shard i's migrate init container: it brings the shard's
@@ -75,5 +115,6 @@ func analyticsArgs(f fleet) []string {
 	for i := range f.Spec.Shards { // repeated, in shard order
 		a = append(a, "--shard-dsn-file="+shardDSNFile(i))
 	}
-	return append(a, fmt.Sprintf("--http-addr=:%d", httpPort))
+	a = append(a, serveArgs()...)
+	return append(a, userAuthArgs(f)...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,10 +15,12 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -27,8 +30,11 @@ import (
 )
 
 // Least privilege: Deployments, Services and ConfigMaps are never deleted by the operator
-// (garbage collection follows the owner references); Ingresses and PodDisruptionBudgets are,
-// when the spec stops asking for them. Secrets are only read, one by name.
+// (garbage collection follows the owner references); Ingresses, PodDisruptionBudgets and
+// NetworkPolicies are, when the spec stops asking for them. Secrets are only read, one by
+// name, and never listed or watched. Every rule is on namespaced resources, so with
+// --watch-namespaces the same rules go into one Role per watched namespace instead of a
+// ClusterRole (charts/fleetingest, config/namespaced).
 //
 // +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=fleetingest.io,resources=fleetingestions/status,verbs=get;patch
@@ -38,6 +44,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Config of the reconciler. Every field has a documented default (withDefaults).
@@ -108,22 +115,53 @@ func NewReconciler(c client.Client, apiReader client.Reader, nats NATSConnector,
 	return &FleetIngestionReconciler{Client: c, APIReader: apiReader, NATS: nats, Recorder: rec, Log: log, Now: time.Now, cfg: cfg.withDefaults(), metrics: newMetrics(cfg.Registerer)}
 }
 
+// ownedKinds are the kinds of object the operator applies for a fleet and watches.
+func ownedKinds() []client.Object {
+	return []client.Object{
+		&appsv1.Deployment{},
+		&corev1.Service{},
+		&corev1.ConfigMap{},
+		&networkingv1.Ingress{},
+		&policyv1.PodDisruptionBudget{},
+		&networkingv1.NetworkPolicy{},
+	}
+}
+
 // SetupWithManager registers the reconciler: it watches FleetIngestions and the objects
 // they control, and retries failed passes with exponential backoff.
 func (r *FleetIngestionReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("fleetingestion").
-		For(&v1alpha1.FleetIngestion{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&networkingv1.Ingress{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		WithOptions(controller.Options{
-			MaxConcurrentReconciles: r.cfg.MaxConcurrentReconciles,
-			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.cfg.RetryBaseDelay, r.cfg.RetryMaxDelay),
-		}).
-		Complete(r)
+		For(&v1alpha1.FleetIngestion{})
+	for _, o := range ownedKinds() {
+		b = b.Owns(o)
+	}
+	return b.WithOptions(controller.Options{
+		MaxConcurrentReconciles: r.cfg.MaxConcurrentReconciles,
+		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.cfg.RetryBaseDelay, r.cfg.RetryMaxDelay),
+	}).Complete(r)
+}
+
+// CacheOptions are the manager's cache settings for the reconciler. The cache holds only
+// the objects the operator made (selected by label), not every Deployment, Service or
+// ConfigMap of the cluster. With namespaces, it lists and watches those namespaces only, so
+// the operator needs a Role in each of them and nothing cluster-wide; without, it watches
+// every namespace. Blank names are ignored.
+func CacheOptions(namespaces []string) cache.Options {
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{labelManagedBy: ManagedBy})}
+	o := cache.Options{ByObject: map[client.Object]cache.ByObject{}}
+	for _, k := range ownedKinds() {
+		o.ByObject[k] = managed
+	}
+	for _, ns := range namespaces {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			if o.DefaultNamespaces == nil {
+				o.DefaultNamespaces = map[string]cache.Config{}
+			}
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return o
 }
 
 // Reconcile brings one FleetIngestion's streams and objects to its spec and reports what
@@ -162,7 +200,7 @@ func (r *FleetIngestionReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	if err := r.writeStatus(ctx, &fi, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := errors.Join(streams.err, applyErr); err != nil {
+	if err := errors.Join(streams.err, obs.secretsErr(), applyErr); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: wait.Jitter(r.cfg.ResyncPeriod, 0.2)}, nil
@@ -171,6 +209,7 @@ func (r *FleetIngestionReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 // reconcileObjects applies the fleet's Kubernetes objects, phase by phase.
 func (r *FleetIngestionReconciler) reconcileObjects(ctx context.Context, f fleet, obs *observed) error {
 	for _, phase := range []func(context.Context, fleet, *observed) error{
+		r.reconcileNetworkPolicies, // first, so that no new pod is ever open to the cluster
 		r.reconcileShards,
 		r.reconcileGateway,
 		r.reconcileAnalytics,

@@ -70,6 +70,9 @@ func TestCreatingAFleetProvisionsStreamsBucketAndObjects(t *testing.T) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "fleet-a-analytics"}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "fleet-a-shardmap"}},
 		&networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Name: "fleet-a"}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fleet-a-gateway"}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fleet-a-analytics"}},
+		&networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "fleet-a-ingester"}},
 	}
 	for _, o := range objects {
 		if err := h.c.Get(h.ctx, types.NamespacedName{Namespace: h.ns, Name: o.GetName()}, o); err != nil {
@@ -209,7 +212,7 @@ func TestSpecChangesApplyInPlaceAndASteadyPassWritesNothing(t *testing.T) {
 			t.Errorf("%s resourceVersion %s → %s on a pass over an unchanged spec", k, v, after[k])
 		}
 	}
-	if len(before) < 8 {
+	if len(before) < 11 {
 		t.Errorf("only %d objects compared: %v", len(before), before)
 	}
 	if ev := h.drainEvents(); len(ev) > 0 {
@@ -221,7 +224,8 @@ func TestSpecChangesApplyInPlaceAndASteadyPassWritesNothing(t *testing.T) {
 func (h *harness) resourceVersions() map[string]string {
 	h.t.Helper()
 	out := map[string]string{}
-	lists := []client.ObjectList{&v1alpha1.FleetIngestionList{}, &appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{}, &networkingv1.IngressList{}, &policyv1.PodDisruptionBudgetList{}}
+	lists := []client.ObjectList{&v1alpha1.FleetIngestionList{}, &appsv1.DeploymentList{}, &corev1.ServiceList{}, &corev1.ConfigMapList{},
+		&networkingv1.IngressList{}, &policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{}}
 	for _, l := range lists {
 		if err := h.c.List(h.ctx, l, client.InNamespace(h.ns)); err != nil {
 			h.t.Fatal(err)

@@ -18,10 +18,12 @@ const (
 	EventStreamsRetained      = "StreamsRetained"
 	EventStreamDeletionFailed = "StreamDeletionFailed"
 	EventStreamsAbandoned     = "StreamsAbandoned"
+	EventInsecureNoAuth       = "InsecureNoAuth"
 )
 
 // recordEvents emits Events for what changed in this pass: streams created or repaired,
-// StreamsReady and Ready changing status. A steady state emits nothing.
+// StreamsReady and Ready changing status, authentication turned off. A steady state emits
+// nothing.
 func (r *FleetIngestionReconciler) recordEvents(fi *v1alpha1.FleetIngestion, old, cur v1alpha1.FleetIngestionStatus, streams streamsResult) {
 	if r.Recorder == nil {
 		return
@@ -31,6 +33,9 @@ func (r *FleetIngestionReconciler) recordEvents(fi *v1alpha1.FleetIngestion, old
 	}
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionStreamsReady); changed && c.Status == metav1.ConditionFalse {
 		r.Recorder.Eventf(fi, nil, corev1.EventTypeWarning, EventStreamsUnavailable, "Provision", "%s: %s", c.Reason, c.Message)
+	}
+	if c, changed := transitioned(old, cur, v1alpha1.ConditionAuthEnabled); changed && c.Status == metav1.ConditionFalse {
+		r.Recorder.Eventf(fi, nil, corev1.EventTypeWarning, EventInsecureNoAuth, "Reconcile", "%s", c.Message)
 	}
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionReady); changed {
 		if c.Status == metav1.ConditionTrue {

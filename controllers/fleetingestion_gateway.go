@@ -7,9 +7,10 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
-// gatewayPod is the gateway's pod: it reads the slot map from the shard-map ConfigMap.
+// gatewayPod is the gateway's pod: it reads the slot map from the shard-map ConfigMap and
+// the device-token verification keys from the whole device keys Secret.
 func gatewayPod(f fleet) podSpec {
-	return podSpec{
+	p := podSpec{
 		component: componentGateway,
 		shard:     -1,
 		spec:      f.Spec.Gateway.ComponentSpec,
@@ -17,6 +18,11 @@ func gatewayPod(f fleet) podSpec {
 		volumes:   []*corev1ac.VolumeApplyConfiguration{slotMapVolume(f)},
 		mounts:    []*corev1ac.VolumeMountApplyConfiguration{slotMapMount()},
 	}
+	if ref := f.Spec.Auth.DeviceKeysSecretRef; ref != nil && !f.insecureNoAuth() {
+		p.volumes = append(p.volumes, secretVolume("device-keys", ref.Name))
+		p.mounts = append(p.mounts, readOnlyMount("device-keys", deviceKeysDir))
+	}
+	return p
 }
 
 // reconcileGateway applies the gateway's Deployment, Service and (above one replica)

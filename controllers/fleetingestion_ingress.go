@@ -17,7 +17,8 @@ var (
 )
 
 // ingress routes the gateway's paths, and analytics' only when spec.ingress.exposeAnalytics
-// opts in (analytics does not authenticate callers yet). Nil when spec.ingress is unset.
+// opts in (its callers then bring user tokens). Every path goes to a Service's http port:
+// /metrics, on its own port, is never published. Nil when spec.ingress is unset.
 func ingress(f fleet) *networkingv1ac.IngressApplyConfiguration {
 	spec := f.Spec.Ingress
 	if spec == nil {

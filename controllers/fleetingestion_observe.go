@@ -15,9 +15,13 @@ import (
 
 // observed is every child of a FleetIngestion the pass looked at, gathered once.
 type observed struct {
-	deployments map[string]deploymentState
-	pdbs        map[string]*policyv1.PodDisruptionBudget
-	ingress     *networkingv1.Ingress
+	deployments     map[string]deploymentState
+	pdbs            map[string]*policyv1.PodDisruptionBudget
+	networkPolicies map[string]*networkingv1.NetworkPolicy
+	ingress         *networkingv1.Ingress
+	// secretProblems says, per component, what in the Secrets it mounts keeps its pods
+	// from starting.
+	secretProblems map[string]*secretProblem
 }
 
 // deployment returns the observed state of a Deployment; one never seen is not available.
@@ -28,11 +32,16 @@ func (o *observed) deployment(name string) deploymentState {
 	return deploymentState{name: name, desired: 1, generation: 1}
 }
 
-// observe lists the fleet's Deployments, PodDisruptionBudgets and Ingress. Only objects
-// the FleetIngestion controls count, so a same-named object someone else made is neither
-// reported nor deleted.
+// observe lists the fleet's Deployments, PodDisruptionBudgets, NetworkPolicies and Ingress,
+// and checks the auth Secrets. Only objects the FleetIngestion controls count, so a
+// same-named object someone else made is neither reported nor deleted.
 func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*observed, error) {
-	obs := &observed{deployments: map[string]deploymentState{}, pdbs: map[string]*policyv1.PodDisruptionBudget{}}
+	obs := &observed{
+		deployments:     map[string]deploymentState{},
+		pdbs:            map[string]*policyv1.PodDisruptionBudget{},
+		networkPolicies: map[string]*networkingv1.NetworkPolicy{},
+		secretProblems:  map[string]*secretProblem{},
+	}
 	sel := client.MatchingLabels{labelInstance: f.Name, labelManagedBy: ManagedBy}
 	in := client.InNamespace(f.Namespace)
 
@@ -62,6 +71,18 @@ func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*obser
 		if ing := &ings.Items[i]; controlledBy(ing, f) && ing.Name == ingressName(f) {
 			obs.ingress = ing
 		}
+	}
+	var nps networkingv1.NetworkPolicyList
+	if err := r.Client.List(ctx, &nps, in, sel); err != nil {
+		return nil, fmt.Errorf("listing network policies: %w", err)
+	}
+	for i := range nps.Items {
+		if np := &nps.Items[i]; controlledBy(np, f) {
+			obs.networkPolicies[np.Name] = np
+		}
+	}
+	if err := r.observeAuthSecrets(ctx, f, obs); err != nil {
+		return nil, err
 	}
 	return obs, nil
 }

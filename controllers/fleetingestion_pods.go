@@ -43,7 +43,8 @@ func ownerReference(f fleet) *metav1ac.OwnerReferenceApplyConfiguration {
 
 // podTemplate is a component's pod: non-root, read-only root filesystem, no privilege
 // escalation, no capabilities, probes on /healthz and /readyz, scraped by Prometheus on the
-// HTTP port.
+// metrics port. The template carries no checksum of any Secret: the components re-read
+// their mounted keys, so a rotated Secret must not roll the pods.
 func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration {
 	volumes := []*corev1ac.VolumeApplyConfiguration{
 		corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resourceQuantity("256Mi"))),
@@ -60,7 +61,9 @@ func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration
 	mounts = append(mounts, p.mounts...)
 
 	main := container(f, p.component, p.args, mounts).
-		WithPorts(corev1ac.ContainerPort().WithName(httpPortName).WithContainerPort(httpPort).WithProtocol(corev1.ProtocolTCP)).
+		WithPorts(
+			corev1ac.ContainerPort().WithName(httpPortName).WithContainerPort(httpPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName(metricsPortName).WithContainerPort(metricsPort).WithProtocol(corev1.ProtocolTCP)).
 		WithLivenessProbe(httpProbe("/healthz").WithPeriodSeconds(10).WithFailureThreshold(3)).
 		WithReadinessProbe(httpProbe("/readyz").WithPeriodSeconds(5).WithFailureThreshold(2)).
 		WithStartupProbe(httpProbe("/healthz").WithPeriodSeconds(2).WithFailureThreshold(60)).
@@ -92,7 +95,7 @@ func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration
 		WithLabels(componentLabels(f, p.component, p.shard)).
 		WithAnnotations(map[string]string{
 			"prometheus.io/scrape": "true",
-			"prometheus.io/port":   fmt.Sprint(httpPort),
+			"prometheus.io/port":   fmt.Sprint(metricsPort),
 			"prometheus.io/path":   "/metrics",
 		}).
 		WithSpec(spec)
@@ -133,6 +136,19 @@ func secretKeyVolume(volume, secret, key, file string) *corev1ac.VolumeApplyConf
 		WithItems(corev1ac.KeyToPath().WithKey(key).WithPath(file)))
 }
 
+// secretVolume mounts a whole Secret, each key a file, readable by the non-root user only.
+// Whole (never one key by subPath) so that kubelet swaps in a changed Secret.
+func secretVolume(volume, secret string) *corev1ac.VolumeApplyConfiguration {
+	return corev1ac.Volume().WithName(volume).WithSecret(corev1ac.SecretVolumeSource().
+		WithSecretName(secret).
+		WithDefaultMode(0o440))
+}
+
+// readOnlyMount mounts a volume read-only at dir.
+func readOnlyMount(volume, dir string) *corev1ac.VolumeMountApplyConfiguration {
+	return corev1ac.VolumeMount().WithName(volume).WithMountPath(dir).WithReadOnly(true)
+}
+
 // resourceRequirements converts the spec's resources into their apply configuration.
 func resourceRequirements(r corev1.ResourceRequirements) *corev1ac.ResourceRequirementsApplyConfiguration {
 	ac := corev1ac.ResourceRequirements()
@@ -145,22 +161,27 @@ func resourceRequirements(r corev1.ResourceRequirements) *corev1ac.ResourceRequi
 	return ac
 }
 
-// envVars converts the spec's extra environment into apply configurations. Both share one
-// JSON form, so the conversion goes through it and keeps every field (valueFrom included).
+// envVars converts the spec's extra environment into apply configurations.
 func envVars(env []corev1.EnvVar) []*corev1ac.EnvVarApplyConfiguration {
 	out := make([]*corev1ac.EnvVarApplyConfiguration, 0, len(env))
 	for _, e := range env {
-		b, err := json.Marshal(e)
-		if err != nil {
-			panic(fmt.Sprintf("encoding env var %s: %v", e.Name, err)) // a corev1.EnvVar always encodes
-		}
-		ac := &corev1ac.EnvVarApplyConfiguration{}
-		if err := json.Unmarshal(b, ac); err != nil {
-			panic(fmt.Sprintf("decoding env var %s: %v", e.Name, err))
-		}
-		out = append(out, ac)
+		out = append(out, applyConfiguration[corev1ac.EnvVarApplyConfiguration](e))
 	}
 	return out
+}
+
+// applyConfiguration converts an API object into its apply configuration. Both share one
+// JSON form, so the conversion goes through it and keeps every field.
+func applyConfiguration[AC any](obj any) *AC {
+	b, err := json.Marshal(obj)
+	if err != nil {
+		panic(fmt.Sprintf("encoding %T: %v", obj, err)) // API types always encode
+	}
+	ac := new(AC)
+	if err := json.Unmarshal(b, ac); err != nil {
+		panic(fmt.Sprintf("decoding %T into %T: %v", obj, ac, err))
+	}
+	return ac
 }
 
 func resourceQuantity(s string) resource.Quantity { return resource.MustParse(s) }

@@ -1,13 +1,18 @@
 // Package controllers reconciles FleetIngestion resources: it provisions the fleet's NATS
 // streams and mapping bucket through the data plane's own function (ingester.EnsureStreams)
 // and applies its Kubernetes objects (shard-map ConfigMap, Deployments, Services, Ingress,
-// PodDisruptionBudgets) with server-side apply. Desired objects come from pure functions of
-// the FleetIngestion; the reconciler only observes, applies and reports.
+// PodDisruptionBudgets, NetworkPolicies) with server-side apply. Desired objects come from
+// pure functions of the FleetIngestion; the reconciler only observes, applies and reports.
 package controllers
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
@@ -27,6 +32,12 @@ const (
 	defaultReplicas         int32 = 1
 	defaultStreamReplicas   int32 = 1
 	defaultHistoryRetention       = 90 * 24 * time.Hour
+	defaultOIDCAudience           = "fleetingest"
+	defaultOIDCRolesClaim         = "roles"
+	// The namespaces whose pods the NetworkPolicies admit by default: the ingress
+	// controller's (to the HTTP ports) and Prometheus' (to the metrics ports).
+	defaultIngressNamespace = "ingress-nginx"
+	defaultMetricsNamespace = "monitoring"
 )
 
 // fleet is a FleetIngestion with the operator's defaults resolved: the one input of every
@@ -39,6 +50,11 @@ type fleet struct {
 	slotMap *placement.SlotMap
 	// natsCreds is true when the fleet uses a NATS credentials Secret.
 	natsCreds bool
+	// networkPolicies is spec.networkPolicy.enabled, default true.
+	networkPolicies bool
+	// ingressFrom and metricsFrom are spec.networkPolicy's peers, or their defaults when
+	// unset (an empty list stays empty: it admits nobody).
+	ingressFrom, metricsFrom []networkingv1.NetworkPolicyPeer
 }
 
 // resolveFleet resolves fi's defaults. It fails only on a spec the API server's validation
@@ -59,7 +75,47 @@ func resolveFleet(fi *v1alpha1.FleetIngestion, defaultImage string) (fleet, erro
 	if err := f.topology().Validate(); err != nil {
 		return f, fmt.Errorf("naming NATS objects: %w", err)
 	}
+	if err := validateAuth(fi.Spec.Auth); err != nil {
+		return f, err
+	}
+	np := fi.Spec.NetworkPolicy
+	f.networkPolicies = np.Enabled == nil || *np.Enabled
+	f.ingressFrom, f.metricsFrom = np.IngressFrom, np.MetricsFrom
+	if f.ingressFrom == nil {
+		f.ingressFrom = []networkingv1.NetworkPolicyPeer{namespacePeer(defaultIngressNamespace)}
+	}
+	if f.metricsFrom == nil {
+		f.metricsFrom = []networkingv1.NetworkPolicyPeer{namespacePeer(defaultMetricsNamespace)}
+	}
 	return f, nil
+}
+
+// validateAuth refuses what the CRD's rules refuse: no keys without insecureNoAuth, keys
+// with it, or not exactly one way of verifying users.
+func validateAuth(a v1alpha1.AuthSpec) error {
+	if a.InsecureNoAuth {
+		if a.DeviceKeysSecretRef != nil || a.Users != nil {
+			return errors.New("spec.auth.insecureNoAuth cannot be combined with deviceKeysSecretRef or users")
+		}
+		return nil
+	}
+	if a.DeviceKeysSecretRef == nil || a.Users == nil {
+		return errors.New("spec.auth needs deviceKeysSecretRef and users (or insecureNoAuth: true)")
+	}
+	if (a.Users.OIDC == nil) == (a.Users.KeysSecretRef == nil) {
+		return errors.New("spec.auth.users needs exactly one of oidc and keysSecretRef")
+	}
+	return nil
+}
+
+// insecureNoAuth is true when the fleet asks nobody for tokens.
+func (f fleet) insecureNoAuth() bool { return f.Spec.Auth.InsecureNoAuth }
+
+// namespacePeer admits every pod of one namespace, by its immutable name label.
+func namespacePeer(ns string) networkingv1.NetworkPolicyPeer {
+	return networkingv1.NetworkPolicyPeer{NamespaceSelector: &metav1.LabelSelector{
+		MatchLabels: map[string]string{corev1.LabelMetadataName: ns},
+	}}
 }
 
 // topology names the fleet's NATS objects.

@@ -65,11 +65,14 @@ func fleetStatus(f fleet, old v1alpha1.FleetIngestionStatus, obs *observed, stre
 
 	gen := f.Generation
 	setStreamsCondition(&st.Conditions, f, streams, gen, now)
-	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionShardsReady, "ingester", ingesters, applyErr, gen, now)
-	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionGatewayReady, "gateway", []deploymentState{obs.deployment(gatewayName(f))}, applyErr, gen, now)
-	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionAnalyticsReady, "analytics", []deploymentState{obs.deployment(analyticsName(f))}, applyErr, gen, now)
-	setReadyCondition(&st.Conditions, gen, now)
-	if streams.err == nil && applyErr == nil {
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionShardsReady, componentIngester, ingesters, nil, applyErr, gen, now)
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionGatewayReady, componentGateway, []deploymentState{obs.deployment(gatewayName(f))},
+		obs.secretProblems[componentGateway], applyErr, gen, now)
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionAnalyticsReady, componentAnalytics, []deploymentState{obs.deployment(analyticsName(f))},
+		obs.secretProblems[componentAnalytics], applyErr, gen, now)
+	setAuthCondition(&st.Conditions, f, gen, now)
+	setReadyCondition(&st.Conditions, f.insecureNoAuth(), gen, now)
+	if streams.err == nil && applyErr == nil && obs.secretsErr() == nil {
 		st.ObservedGeneration = gen
 	}
 	return st
@@ -92,8 +95,13 @@ func setStreamsCondition(conds *[]metav1.Condition, f fleet, streams streamsResu
 		fmt.Sprintf("%d stream(s) %s..%s and bucket %s match the spec", t.Shards, t.Stream(0), t.Stream(t.Shards-1), t.MappingBucket()), gen, now)
 }
 
-// setDeploymentsCondition reports whether every Deployment of a component is available.
-func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, ds []deploymentState, applyErr error, gen int64, now metav1.Time) {
+// setDeploymentsCondition reports whether every Deployment of a component is available;
+// blocked, when set, is a Secret that keeps its pods from starting.
+func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, ds []deploymentState, blocked *secretProblem, applyErr error, gen int64, now metav1.Time) {
+	if blocked != nil {
+		setCondition(conds, typ, metav1.ConditionFalse, blocked.reason, blocked.message, gen, now)
+		return
+	}
 	if applyErr != nil {
 		setCondition(conds, typ, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, applyErr.Error(), gen, now)
 		return
@@ -117,25 +125,46 @@ func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, d
 		fmt.Sprintf("%d %s Deployment(s) available", len(ds), component), gen, now)
 }
 
-// setReadyCondition summarises the other conditions.
-func setReadyCondition(conds *[]metav1.Condition, gen int64, now metav1.Time) {
+// setReadyCondition summarises the other conditions (AuthEnabled only informs). When a
+// condition is false for a reason a person must act on (a missing Secret), Ready takes
+// that reason and its message, so `kubectl get` shows what to fix.
+func setReadyCondition(conds *[]metav1.Condition, insecureNoAuth bool, gen int64, now metav1.Time) {
 	var notReady []string
+	readyReason := v1alpha1.ReasonComponentsNotReady
 	for _, typ := range []string{v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady} {
 		c := meta.FindStatusCondition(*conds, typ)
-		if c == nil || c.Status != metav1.ConditionTrue {
-			reason := "Unknown"
-			if c != nil {
-				reason = c.Reason
+		switch {
+		case c == nil:
+			notReady = append(notReady, typ+" (Unknown)")
+		case c.Status == metav1.ConditionTrue:
+		case needsAction(c.Reason):
+			if readyReason == v1alpha1.ReasonComponentsNotReady {
+				readyReason = c.Reason
 			}
-			notReady = append(notReady, fmt.Sprintf("%s (%s)", typ, reason))
+			notReady = append(notReady, fmt.Sprintf("%s (%s: %s)", typ, c.Reason, c.Message))
+		default:
+			notReady = append(notReady, fmt.Sprintf("%s (%s)", typ, c.Reason))
 		}
 	}
 	if len(notReady) > 0 {
-		setCondition(conds, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonComponentsNotReady,
-			"not ready: "+strings.Join(notReady, ", "), gen, now)
+		setCondition(conds, v1alpha1.ConditionReady, metav1.ConditionFalse, readyReason, "not ready: "+strings.Join(notReady, ", "), gen, now)
 		return
 	}
-	setCondition(conds, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled, "every component is ready", gen, now)
+	msg := "every component is ready"
+	if insecureNoAuth {
+		msg += "; authentication is off (spec.auth.insecureNoAuth)"
+	}
+	setCondition(conds, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReconciled, msg, gen, now)
+}
+
+// needsAction is true for the condition reasons that only a person can resolve: a Secret
+// the spec names is missing or unusable.
+func needsAction(reason string) bool {
+	switch reason {
+	case v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretInvalid, v1alpha1.ReasonCredentialsUnavailable:
+		return true
+	}
+	return false
 }
 
 // setCondition sets one condition; its LastTransitionTime moves only when its status does.
@@ -148,7 +177,7 @@ func setCondition(conds *[]metav1.Condition, typ string, status metav1.Condition
 }
 
 func conditionOrder(typ string) int {
-	for i, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady} {
+	for i, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady, v1alpha1.ConditionAuthEnabled} {
 		if t == typ {
 			return i
 		}

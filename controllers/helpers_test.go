@@ -1,7 +1,9 @@
 package controllers
 
 import (
+	"encoding/json"
 	"fmt"
+	"testing"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -32,4 +34,20 @@ func createRaw(h *harness, body string) error {
 		h.t.Fatalf("test body does not parse: %v", err)
 	}
 	return h.c.Create(h.ctx, u)
+}
+
+// toJSON encodes v for comparison and messages.
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// equalJSON compares two values by their JSON form, which is what the API server keeps.
+func equalJSON(t *testing.T, a, b any) bool {
+	t.Helper()
+	return toJSON(t, a) == toJSON(t, b)
 }

@@ -2,15 +2,20 @@ package controllers
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"github.com/fleetingest/fleetingest/test/envtest"
 )
@@ -20,7 +25,7 @@ var generatedFiles = []string{
 	"config/crd/bases/fleetingest.io_fleetingestions.yaml",
 	"config/rbac/role.yaml",
 	"charts/fleetingest/crds/fleetingest.io_fleetingestions.yaml",
-	"charts/fleetingest/templates/clusterrole.yaml",
+	"charts/fleetingest/templates/_rules.tpl",
 }
 
 // The committed CRD and RBAC are what controller-gen makes of the code's markers today.
@@ -86,6 +91,79 @@ func TestTheHelmChartLintsAndRendersObjectsTheAPIServerAccepts(t *testing.T) {
 		}
 		kubectlDryRun(t, rendered)
 	}
+}
+
+// With watchNamespaces, the chart grants the operator's generated rules in a Role per
+// listed namespace and nothing cluster-wide; config/namespaced does the same for one.
+func TestWatchingNamespacesRendersRolesAndNoClusterRole(t *testing.T) {
+	helm, err := envtest.Tool("HELM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := envtest.RepoRoot()
+	ensureNamespaces(t, "fleetingest", "fleetingest-system", "fleet-a", "fleet-b")
+	want := clusterRoleRules(t)
+	for name, tc := range map[string]struct {
+		manifests  string
+		namespaces []string
+	}{
+		"chart": {run(t, nil, helm, "template", "fi", filepath.Join(root, "charts", "fleetingest"), "--namespace", "fleetingest-system",
+			"--set", "watchNamespaces={fleet-a,fleet-b}"), []string{"fleet-a", "fleet-b"}},
+		"config/namespaced": {run(t, nil, kube.Kubectl, "kustomize", filepath.Join(root, "config", "namespaced")), []string{"fleetingest"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			roles := map[string][]rbacv1.PolicyRule{}
+			bound := map[string]string{}
+			for _, doc := range strings.Split(tc.manifests, "\n---\n") {
+				var o struct {
+					metav1.TypeMeta   `json:",inline"`
+					metav1.ObjectMeta `json:"metadata"`
+					Rules             []rbacv1.PolicyRule `json:"rules"`
+					RoleRef           rbacv1.RoleRef      `json:"roleRef"`
+				}
+				if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+					t.Fatalf("decoding %q: %v", doc, err)
+				}
+				switch {
+				case o.Kind == "ClusterRole" || o.Kind == "ClusterRoleBinding":
+					t.Errorf("renders %s %s with namespaces to watch", o.Kind, o.Name)
+				case o.Kind == "Role" && !strings.HasSuffix(o.Name, "-leader-election"):
+					roles[o.Namespace] = o.Rules
+				case o.Kind == "RoleBinding" && !strings.HasSuffix(o.Name, "-leader-election"):
+					bound[o.Namespace] = o.RoleRef.Kind + "/" + o.RoleRef.Name
+				}
+			}
+			if len(roles) != len(tc.namespaces) {
+				t.Errorf("Roles in %v, want one in each of %v", slices.Sorted(maps.Keys(roles)), tc.namespaces)
+			}
+			for _, ns := range tc.namespaces {
+				if !equality.Semantic.DeepEqual(roles[ns], want) {
+					t.Errorf("Role in %s has rules %+v\nwant the generated ones %+v", ns, roles[ns], want)
+				}
+				if !strings.HasPrefix(bound[ns], "Role/") {
+					t.Errorf("RoleBinding in %s binds %q, want the Role", ns, bound[ns])
+				}
+			}
+			kubectlDryRun(t, tc.manifests)
+		})
+	}
+}
+
+// clusterRoleRules are the rules of the generated ClusterRole, config/rbac/role.yaml.
+func clusterRoleRules(t *testing.T) []rbacv1.PolicyRule {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cr rbacv1.ClusterRole
+	if err := yaml.Unmarshal(b, &cr); err != nil {
+		t.Fatal(err)
+	}
+	if len(cr.Rules) == 0 {
+		t.Fatal("config/rbac/role.yaml has no rules")
+	}
+	return cr.Rules
 }
 
 func TestSamplesKindManifestsAndConfigPassServerSideDryRun(t *testing.T) {

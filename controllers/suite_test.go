@@ -92,7 +92,56 @@ func newHarness(t *testing.T) *harness {
 		Registerer:         prometheus.NewRegistry(),
 	})
 	_, js := natstest.Connect(t, nsrv.URL())
-	return &harness{t: t, ctx: ctx, c: kube.Client, r: r, rec: rec, js: js, ns: ns, natsPool: pool}
+	h := &harness{t: t, ctx: ctx, c: kube.Client, r: r, rec: rec, js: js, ns: ns, natsPool: pool}
+	h.createKeysSecret(deviceKeysSecret, "k1")
+	h.createKeysSecret(userKeysSecret, "k1")
+	t.Cleanup(h.deleteFleets)
+	return h
+}
+
+// deleteFleets removes the test's FleetIngestions, finalizers and all, so that an
+// operator started by a later test has only its own to reconcile (envtest runs no
+// namespace controller: deleting the namespace would leave them).
+func (h *harness) deleteFleets() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var fis v1alpha1.FleetIngestionList
+	if err := h.c.List(ctx, &fis, client.InNamespace(h.ns)); err != nil {
+		h.t.Errorf("listing FleetIngestions to delete: %v", err)
+		return
+	}
+	for i := range fis.Items {
+		fi := &fis.Items[i]
+		if len(fi.Finalizers) > 0 {
+			base := fi.DeepCopy()
+			fi.Finalizers = nil
+			if err := client.IgnoreNotFound(h.c.Patch(ctx, fi, client.MergeFrom(base))); err != nil {
+				h.t.Errorf("removing the finalizers of %s: %v", fi.Name, err)
+			}
+		}
+		if err := client.IgnoreNotFound(h.c.Delete(ctx, fi)); err != nil {
+			h.t.Errorf("deleting %s: %v", fi.Name, err)
+		}
+	}
+}
+
+// The auth Secrets every fleet of the harness names, made by newHarness.
+const (
+	deviceKeysSecret = "fleet-device-keys"
+	userKeysSecret   = "fleet-user-keys"
+)
+
+// createKeysSecret creates a Secret of verification keys, one "<kid>.pub" per kid (the
+// operator only checks their names).
+func (h *harness) createKeysSecret(name string, kids ...string) {
+	h.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, Data: map[string][]byte{}}
+	for _, kid := range kids {
+		s.Data[kid+".pub"] = []byte("-----BEGIN PUBLIC KEY-----\n" + kid + "\n-----END PUBLIC KEY-----\n")
+	}
+	if err := h.c.Create(h.ctx, s); err != nil {
+		h.t.Fatalf("creating secret %s: %v", name, err)
+	}
 }
 
 // fleetIngestion builds a FleetIngestion with n shards; mods adjust it.
@@ -101,6 +150,10 @@ func (h *harness) fleetIngestion(name string, n int, mods ...func(*v1alpha1.Flee
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns},
 		Spec: v1alpha1.FleetIngestionSpec{
 			NATS: v1alpha1.NATSSpec{URL: nsrv.URL(), StreamReplicas: 1, MaxBytesPerShard: ptr.To(resource.MustParse("64Mi"))},
+			Auth: v1alpha1.AuthSpec{
+				DeviceKeysSecretRef: &v1alpha1.SecretRef{Name: deviceKeysSecret},
+				Users:               &v1alpha1.UsersAuthSpec{KeysSecretRef: &v1alpha1.SecretRef{Name: userKeysSecret}},
+			},
 		},
 	}
 	for i := 0; i < n; i++ {

@@ -32,6 +32,23 @@ func TestTheAPIServerRejectsInvalidFleets(t *testing.T) {
 			`spec.nats.url: Invalid value: "nats.example.com:4222": must be one or more nats://`},
 		{"no shards", "noshards", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Shards = nil },
 			"spec.shards"},
+		{"no device keys without insecureNoAuth", "nodevkeys", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Auth.DeviceKeysSecretRef = nil },
+			"spec.auth: Invalid value: deviceKeysSecretRef is required unless insecureNoAuth is true"},
+		{"no users without insecureNoAuth", "nousers", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Auth.Users = nil },
+			"users is required unless insecureNoAuth is true"},
+		{"both oidc and keysSecretRef for users", "bothusers", func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Auth.Users.OIDC = &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com/realms/x"}
+		}, "spec.auth.users: Invalid value: exactly one of oidc and keysSecretRef is required"},
+		{"neither oidc nor keysSecretRef for users", "nousersource", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Auth.Users = &v1alpha1.UsersAuthSpec{} },
+			"exactly one of oidc and keysSecretRef is required"},
+		{"insecureNoAuth with keys", "insecurekeys", func(fi *v1alpha1.FleetIngestion) { fi.Spec.Auth.InsecureNoAuth = true },
+			"insecureNoAuth cannot be combined with deviceKeysSecretRef or users"},
+		{"an OIDC issuer over plain http", "httpissuer", func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Auth.Users = &v1alpha1.UsersAuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "http://localhost:8080/realms/x"}}
+		}, "spec.auth.users.oidc.issuerURL: Invalid value: \"http://localhost:8080/realms/x\": must be an https:// URL without query or fragment"},
+		{"an OIDC issuer with a query", "queryissuer", func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Auth.Users = &v1alpha1.UsersAuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com/?realm=x"}}
+		}, "must be an https:// URL without query or fragment"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -50,6 +67,43 @@ func TestTheAPIServerRejectsInvalidFleets(t *testing.T) {
 	}
 }
 
+// A fleet without spec.auth is refused: authentication is never off by omission.
+func TestTheAPIServerRequiresAuth(t *testing.T) {
+	h := newHarness(t)
+	body := `{"apiVersion":"fleetingest.io/v1alpha1","kind":"FleetIngestion","metadata":{"name":"noauth","namespace":"` + h.ns + `"},
+		"spec":{"nats":{"url":"nats://n:4222"},"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}]}}`
+	err := createRaw(h, body)
+	if err == nil || !strings.Contains(err.Error(), "spec.auth: Required value") {
+		t.Errorf("error = %v, want spec.auth required", err)
+	}
+}
+
+// What authentication may look like: insecureNoAuth alone, local user keys, or an OIDC
+// issuer whose audience and roles claim default.
+func TestTheAPIServerAcceptsEachWayOfAuthenticating(t *testing.T) {
+	h := newHarness(t)
+	cases := []struct {
+		name string
+		auth v1alpha1.AuthSpec
+	}{
+		{"insecure", v1alpha1.AuthSpec{InsecureNoAuth: true}},
+		{"local", v1alpha1.AuthSpec{DeviceKeysSecretRef: &v1alpha1.SecretRef{Name: "d"}, Users: &v1alpha1.UsersAuthSpec{KeysSecretRef: &v1alpha1.SecretRef{Name: "u"}}}},
+		{"oidc", v1alpha1.AuthSpec{DeviceKeysSecretRef: &v1alpha1.SecretRef{Name: "d"}, Users: &v1alpha1.UsersAuthSpec{
+			OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com/realms/fleet"}}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := h.c.Create(h.ctx, h.fleetIngestion(tc.name, 1, func(fi *v1alpha1.FleetIngestion) { fi.Spec.Auth = tc.auth })); err != nil {
+				t.Errorf("refused: %v", err)
+			}
+		})
+	}
+	o := h.get("oidc").Spec.Auth.Users.OIDC
+	if o.Audience != "fleetingest" || o.RolesClaim != "roles" {
+		t.Errorf("defaulted OIDC = %+v, want audience fleetingest and roles claim roles", o)
+	}
+}
+
 // Durations travel as strings; Go's metav1.Duration always encodes a valid one, so the
 // unparseable ones are sent as raw JSON.
 func TestTheAPIServerRejectsUnparseableDurations(t *testing.T) {
@@ -57,10 +111,10 @@ func TestTheAPIServerRejectsUnparseableDurations(t *testing.T) {
 	for _, field := range []string{`"retention":{"history":"90 days"}`, `"gateway":{"maxLateness":"7d"}`, `"nats":{"url":"nats://n:4222","maxAge":"-1h"}`} {
 		t.Run(field, func(t *testing.T) {
 			body := `{"apiVersion":"fleetingest.io/v1alpha1","kind":"FleetIngestion","metadata":{"name":"dur","namespace":"` + h.ns + `"},
-				"spec":{"nats":{"url":"nats://n:4222"},"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}],` + field + `}}`
+				"spec":{"nats":{"url":"nats://n:4222"},"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}],"auth":{"insecureNoAuth":true},` + field + `}}`
 			if strings.Contains(field, `"nats"`) {
 				body = `{"apiVersion":"fleetingest.io/v1alpha1","kind":"FleetIngestion","metadata":{"name":"dur","namespace":"` + h.ns + `"},
-				"spec":{"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}],` + field + `}}`
+				"spec":{"shards":[{"dsnSecretRef":{"name":"s","key":"dsn"}}],"auth":{"insecureNoAuth":true},` + field + `}}`
 			}
 			err := createRaw(h, body)
 			if err == nil || !strings.Contains(err.Error(), "must be a duration such as") {

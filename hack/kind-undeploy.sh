@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Removes the dev FleetIngestion (its streams go too: deletionPolicy Delete), then the
-# operator, RBAC and CRD. NATS and Postgres (hack/kind/) stay; `kind delete cluster` removes all.
+# operator, RBAC and CRD (config/default, or OPERATOR_CONFIG as given to kind-deploy.sh).
+# NATS, Postgres (hack/kind/) and the auth Secrets stay; `kind delete cluster` removes all.
 # Usage: hack/kind-undeploy.sh [cluster-name]
 set -euo pipefail
 
@@ -10,4 +11,4 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ctx="kind-$cluster"
 
 "$kubectl" --context "$ctx" delete -f "$root/config/samples/fleetingest_v1alpha1_fleetingestion_dev.yaml" --ignore-not-found --wait=true --timeout=120s
-"$kubectl" --context "$ctx" delete -k "$root/config/default" --ignore-not-found
+"$kubectl" --context "$ctx" delete -k "$root/${OPERATOR_CONFIG:-config/default}" --ignore-not-found

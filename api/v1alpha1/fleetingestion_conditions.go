@@ -14,6 +14,10 @@ const (
 	ConditionGatewayReady = "GatewayReady"
 	// ConditionAnalyticsReady is true when the analytics Deployment is available.
 	ConditionAnalyticsReady = "AnalyticsReady"
+	// ConditionAuthEnabled is true when the gateway asks devices for tokens and analytics
+	// asks users for tokens; false (reason InsecureNoAuth) when spec.auth.insecureNoAuth
+	// turned that off. It informs and does not count towards Ready.
+	ConditionAuthEnabled = "AuthEnabled"
 )
 
 // Condition reasons.
@@ -36,10 +40,23 @@ const (
 	ReasonDeploymentsProgressing = "Progressing"
 	// ReasonDeploymentsAvailable: every Deployment has all its replicas ready.
 	ReasonDeploymentsAvailable = "Available"
-	// ReasonComponentsNotReady: Ready is false because another condition is.
+	// ReasonComponentsNotReady: Ready is false because another condition is. When that
+	// condition's reason asks a person to act (SecretNotFound, SecretInvalid,
+	// CredentialsUnavailable), Ready takes that reason and its message instead.
 	ReasonComponentsNotReady = "ComponentsNotReady"
 	// ReasonDeleting: the FleetIngestion is being deleted.
 	ReasonDeleting = "Deleting"
+	// ReasonSecretNotFound: a Secret the spec names (the auth keys) does not exist, so the
+	// pods that mount it cannot start; the message names it and the spec field. The
+	// operator checks again with backoff.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretInvalid: a Secret of verification keys holds no "<kid>.pub" key, so the
+	// component that reads it refuses to start; the message names it.
+	ReasonSecretInvalid = "SecretInvalid"
+	// ReasonTokensRequired: AuthEnabled is true; the message says where the keys come from.
+	ReasonTokensRequired = "TokensRequired"
+	// ReasonInsecureNoAuth: AuthEnabled is false because spec.auth.insecureNoAuth is true.
+	ReasonInsecureNoAuth = "InsecureNoAuth"
 )
 
 const (

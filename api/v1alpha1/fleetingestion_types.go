@@ -52,10 +52,32 @@ type FleetIngestionSpec struct {
 	// +kubebuilder:default={}
 	Analytics ComponentSpec `json:"analytics,omitempty"`
 
+	// Auth is how callers prove who they are. Devices present a device token to the gateway
+	// and users a user token to analytics (roles: viewer reads, admin also changes
+	// mappings); /healthz, /readyz and /metrics never ask for one. The verification keys
+	// come from Secrets mounted whole into the pods and re-read every second, so a key added
+	// to or removed from a Secret takes effect without restarting anything. Users may
+	// instead come from an OIDC issuer. insecureNoAuth: true turns authentication off, for
+	// experiments only.
+	// +required
+	Auth AuthSpec `json:"auth"`
+
 	// Ingress, when set, exposes the gateway (and, when opted in, analytics) through an
 	// Ingress. Unset means no Ingress: reach the Services from inside the cluster.
 	// +optional
 	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// NetworkPolicy restricts who can open connections to the fleet's pods. On by default:
+	// one NetworkPolicy per component restricts ingress only (egress is left alone, since
+	// NATS and Postgres usually live outside the namespace). The gateway admits its HTTP
+	// port (8080) from ingressFrom; analytics admits its HTTP port from the fleet's own pods,
+	// and from ingressFrom when spec.ingress.exposeAnalytics is true; every component admits
+	// its metrics port (9090) from metricsFrom; nothing else gets in. Kubelet probes and
+	// `kubectl port-forward` are not subject to NetworkPolicies. The policies take effect
+	// only where the cluster's network plugin enforces NetworkPolicies.
+	// +optional
+	// +kubebuilder:default={}
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitempty"`
 
 	// Retention of the fleet's data.
 	// +optional
@@ -202,8 +224,10 @@ type IngressSpec struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 
 	// ExposeAnalytics also routes /v1/analytics, /v1/status and the Connect service's paths
-	// to analytics. Off by default: analytics does not authenticate its callers yet, so only
-	// opt in behind an ingress controller that does.
+	// to analytics, whose callers then reach it from outside the cluster with user tokens
+	// (spec.auth.users). Off by default: only the gateway is published unless asked. With
+	// spec.auth.insecureNoAuth, whoever reaches the Ingress could then read everything and
+	// change mappings.
 	// +optional
 	ExposeAnalytics bool `json:"exposeAnalytics,omitempty"`
 }
@@ -225,7 +249,8 @@ type FleetIngestionStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, StreamsReady, ShardsReady, GatewayReady and AnalyticsReady.
+	// Conditions: Ready, StreamsReady, ShardsReady, GatewayReady, AnalyticsReady and
+	// AuthEnabled.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

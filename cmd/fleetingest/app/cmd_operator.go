@@ -7,19 +7,12 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -39,6 +32,7 @@ type operatorOptions struct {
 	resyncPeriod            time.Duration
 	natsTimeout             time.Duration
 	maxConcurrentReconciles int
+	watchNamespaces         []string
 }
 
 func newOperatorCommand() *cobra.Command {
@@ -61,6 +55,7 @@ func newOperatorCommand() *cobra.Command {
 	fs.DurationVar(&o.resyncPeriod, "resync-period", 5*time.Minute, "how often each FleetIngestion is re-checked against NATS without any event (jittered by up to 20%)")
 	fs.DurationVar(&o.natsTimeout, "nats-timeout", 10*time.Second, "bound on one pass's JetStream requests")
 	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 2, "FleetIngestions reconciled at once")
+	fs.StringSliceVar(&o.watchNamespaces, "watch-namespaces", nil, "namespaces whose FleetIngestions are reconciled, comma-separated (the operator then needs a Role in each, no ClusterRole); default: every namespace")
 	return cmd
 }
 
@@ -79,9 +74,6 @@ func runOperator(cmd *cobra.Command, o operatorOptions, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	// The cache holds only the objects the operator made (by label), not every Deployment,
-	// Service and ConfigMap of the cluster.
-	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{"app.kubernetes.io/managed-by": controllers.ManagedBy})}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        operatorScheme(),
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
@@ -90,13 +82,7 @@ func runOperator(cmd *cobra.Command, o operatorOptions, log *slog.Logger) error 
 		LeaderElectionID:              "fleetingest-operator.fleetingest.io",
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&appsv1.Deployment{}:            managed,
-			&corev1.Service{}:               managed,
-			&corev1.ConfigMap{}:             managed,
-			&networkingv1.Ingress{}:         managed,
-			&policyv1.PodDisruptionBudget{}: managed,
-		}},
+		Cache:                         controllers.CacheOptions(o.watchNamespaces),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
@@ -119,7 +105,7 @@ func runOperator(cmd *cobra.Command, o operatorOptions, log *slog.Logger) error 
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
-	log.Info("starting operator", "defaultImage", o.defaultImage, "leaderElect", o.leaderElect, "resyncPeriod", o.resyncPeriod)
+	log.Info("starting operator", "defaultImage", o.defaultImage, "leaderElect", o.leaderElect, "resyncPeriod", o.resyncPeriod, "watchNamespaces", o.watchNamespaces)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running the controller manager: %w", err)
 	}
