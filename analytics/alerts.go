@@ -11,10 +11,12 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 )
 
 // Page sizes of list RPCs.
@@ -148,7 +150,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 func (s *Service) mergeAlerts(parts []query.AlertRows, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	var sites []*analyticsv1.SiteAlert
 	type veh struct {
-		ac, dc float64
+		ac, dc int64 // mWh
 		meters map[string]bool
 	}
 	vehicles := map[string]*veh{}
@@ -163,8 +165,8 @@ func (s *Service) mergeAlerts(parts []query.AlertRows, threshold float64) ([]*an
 	for _, p := range parts {
 		for _, st := range p.Sites {
 			sites = append(sites, &analyticsv1.SiteAlert{
-				MeterId: st.MeterID, AcConsumed: st.AC, DcDelivered: st.DC,
-				EfficiencyRatio: st.DC / st.AC, VehicleIds: st.VehicleIDs,
+				MeterId: st.MeterID, AcConsumed: telemetry.KWh(st.AC), DcDelivered: telemetry.KWh(st.DC),
+				EfficiencyRatio: efficiency(st.DC, st.AC), VehicleIds: st.VehicleIDs,
 			})
 		}
 		for _, vt := range p.Vehicles {
@@ -179,14 +181,14 @@ func (s *Service) mergeAlerts(parts []query.AlertRows, threshold float64) ([]*an
 			mapped := s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
 			for _, id := range mapped {
 				v := get(id)
-				v.ac += u.AC / float64(len(mapped))
+				v.ac += attribution.Equal(u.AC, len(mapped))
 				v.meters[u.MeterID] = true
 			}
 		}
 	}
 	var valerts []*analyticsv1.VehicleAlert
 	for id, v := range vehicles {
-		if v.ac <= 0 || v.dc/v.ac >= threshold {
+		if v.ac <= 0 || efficiency(v.dc, v.ac) >= threshold {
 			continue
 		}
 		ms := make([]string, 0, len(v.meters))
@@ -195,7 +197,7 @@ func (s *Service) mergeAlerts(parts []query.AlertRows, threshold float64) ([]*an
 		}
 		sort.Strings(ms)
 		valerts = append(valerts, &analyticsv1.VehicleAlert{
-			VehicleId: id, AcConsumed: v.ac, DcDelivered: v.dc, EfficiencyRatio: v.dc / v.ac, MeterIds: ms,
+			VehicleId: id, AcConsumed: telemetry.KWh(v.ac), DcDelivered: telemetry.KWh(v.dc), EfficiencyRatio: efficiency(v.dc, v.ac), MeterIds: ms,
 		})
 	}
 	sort.Slice(sites, func(i, j int) bool {

@@ -281,7 +281,7 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 				continue
 			}
 			meter, _ := m.MeterAt(ts)
-			r := fleetload.VehicleReading{VehicleID: id, TS: ts, SOC: 20 + 80*rng.Float64(), DC: 0.1 + 0.4*rng.Float64(), Temp: 15 + 25*rng.Float64(), MeterID: meter}
+			r := fleetload.VehicleReading{VehicleID: id, TS: ts, SOC: 20 + 80*rng.Float64(), DC: 100_000 + rng.Int64N(400_000), Temp: 15 + 25*rng.Float64(), MeterID: meter}
 			shard := f.slots.ShardOf(registry.PlacementKey(&m, id, ts))
 			late := i >= 50 && i < 60 && !ts.Before(hoursBefore(f.end, 12)) && ts.Before(hoursBefore(f.end, 11))
 			b := 0
@@ -303,7 +303,7 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 			if j >= 115 && !ts.Before(hoursBefore(f.end, 1)) {
 				continue
 			}
-			r := fleetload.MeterReading{MeterID: id, TS: ts, AC: level * (0.5 + rng.Float64()), Voltage: 220 + 20*rng.Float64()}
+			r := fleetload.MeterReading{MeterID: id, TS: ts, AC: int64(level * float64(500_000+rng.Int64N(1_000_000))), Voltage: 220 + 20*rng.Float64()}
 			shard := f.slots.ShardOf(id)
 			b := 0
 			if !ts.Before(hoursBefore(f.end, 1)) {

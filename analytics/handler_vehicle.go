@@ -10,14 +10,22 @@ import (
 
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 )
 
-func ratio(dc, ac float64) *float64 {
+// efficiency is DC / AC, two exact sums of mWh.
+func efficiency(dc, ac int64) float64 { return float64(dc) / float64(ac) }
+
+// ratio is the efficiency, absent without AC.
+func ratio(dc, ac int64) *float64 {
 	if ac == 0 {
 		return nil
 	}
-	return proto.Float64(dc / ac)
+	return proto.Float64(efficiency(dc, ac))
 }
+
+// kwh is an energy of an answer, in kWh.
+func kwh(mwh int64) *float64 { return proto.Float64(telemetry.KWh(mwh)) }
 
 func mean(sum float64, n int) *float64 {
 	if n == 0 {
@@ -56,8 +64,8 @@ func (h *handler) GetVehiclePerformance(ctx context.Context, req *connect.Reques
 		VehicleId: id,
 		Period:    w.Period(),
 		Energy: &analyticsv1.Energy{
-			AcConsumed:      proto.Float64(ans.total.ac),
-			DcDelivered:     proto.Float64(ans.total.dc),
+			AcConsumed:      kwh(ans.total.ac),
+			DcDelivered:     kwh(ans.total.dc),
 			EfficiencyRatio: ratio(ans.total.dc, ans.total.ac),
 		},
 		Battery:         &analyticsv1.Battery{AvgTemperature: mean(ans.total.tempSum, ans.total.readings)},
@@ -72,8 +80,8 @@ func (h *handler) GetVehiclePerformance(ctx context.Context, req *connect.Reques
 			MeterId:       a.meterID,
 			From:          timestamppb.New(a.r.From),
 			To:            timestamppb.New(a.r.To),
-			AcConsumed:    a.ac,
-			DcDelivered:   a.dc,
+			AcConsumed:    telemetry.KWh(a.ac),
+			DcDelivered:   telemetry.KWh(a.dc),
 			Shared:        a.shared,
 			MeterReadings: int32(a.meterReadings),
 		})
@@ -137,7 +145,7 @@ func series(id string, w window.Window, step time.Duration, hours map[time.Time]
 		}
 		p := &analyticsv1.SeriesPoint{Start: timestamppb.New(from), End: timestamppb.New(to)}
 		if t, ok := buckets[b]; ok {
-			p.DcDelivered, p.AcConsumed = t.dc, t.ac
+			p.DcDelivered, p.AcConsumed = telemetry.KWh(t.dc), telemetry.KWh(t.ac)
 			p.EfficiencyRatio = ratio(t.dc, t.ac)
 			if meter {
 				p.AvgVoltage = mean(t.voltageSum, t.meterReadings)

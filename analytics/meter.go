@@ -6,18 +6,19 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 )
 
 type vehicleShare struct {
 	vehicleID string
-	dc, ac    float64
+	dc, ac    int64 // mWh
 	readings  int
 }
 
@@ -25,7 +26,7 @@ type vehicleShare struct {
 // vehicle's share of the AC.
 type meterAnswer struct {
 	total        hourTotals
-	unattributed float64
+	unattributed int64 // mWh
 	vehicles     map[string]*vehicleShare
 	hours        map[time.Time]*hourTotals
 	known        bool
@@ -89,7 +90,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		}
 		if t.dc > 0 {
 			for _, d := range perHour[a.Hour] {
-				veh(d.VehicleID).ac += a.AC * d.DC / t.dc
+				veh(d.VehicleID).ac += attribution.Share(a.AC, d.DC, t.dc)
 			}
 			continue
 		}
@@ -100,7 +101,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 			continue
 		}
 		for _, id := range mapped {
-			veh(id).ac += a.AC / float64(len(mapped))
+			veh(id).ac += attribution.Equal(a.AC, len(mapped))
 		}
 	}
 	for _, h := range sortedHours(ans.hours) {
@@ -136,8 +137,8 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 		MeterId: id,
 		Period:  w.Period(),
 		Energy: &analyticsv1.Energy{
-			AcConsumed:      proto.Float64(ans.total.ac),
-			DcDelivered:     proto.Float64(ans.total.dc),
+			AcConsumed:      kwh(ans.total.ac),
+			DcDelivered:     kwh(ans.total.dc),
 			EfficiencyRatio: ratio(ans.total.dc, ans.total.ac),
 		},
 		WindowStart:     timestamppb.New(w.Start),
@@ -145,7 +146,7 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 		MeterReadings:   int32(ans.total.meterReadings),
 		VehicleReadings: int32(ans.total.readings),
 		AvgVoltage:      mean(ans.total.voltageSum, ans.total.meterReadings),
-		UnattributedAc:  ans.unattributed,
+		UnattributedAc:  telemetry.KWh(ans.unattributed),
 	}
 	vs := make([]*vehicleShare, 0, len(ans.vehicles))
 	for _, v := range ans.vehicles {
@@ -159,7 +160,7 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 	})
 	for _, v := range vs {
 		res.Vehicles = append(res.Vehicles, &analyticsv1.VehicleShare{
-			VehicleId: v.vehicleID, DcDelivered: v.dc, AcConsumed: v.ac,
+			VehicleId: v.vehicleID, DcDelivered: telemetry.KWh(v.dc), AcConsumed: telemetry.KWh(v.ac),
 			EfficiencyRatio: ratio(v.dc, v.ac), Readings: int32(v.readings),
 		})
 	}

@@ -5,10 +5,14 @@ import (
 	"math"
 	"testing"
 	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/attribution"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 )
 
 // The oracle computes every answer again from raw history in one unsharded database, with
 // the definitions of docs/analytics.md written directly in SQL (no rollups, no placement).
+// Energy is whole mWh, so the answers must equal it exactly.
 
 const oracleHours = `
 hours AS (
@@ -21,23 +25,23 @@ vm AS (SELECT DISTINCT i.meter_id, hours.f, hours.t
          FROM mapping_intervals i JOIN hours ON i.f < hours.t AND coalesce(i.t, 'infinity') > hours.f
         WHERE i.vehicle_id = $1),
 seg AS (SELECT vm.*,
-   (SELECT coalesce(sum(kwh_consumed_ac), 0) FROM meter_telemetry_history x WHERE x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS ac,
+   (SELECT coalesce(sum(mwh_consumed_ac), 0) FROM meter_telemetry_history x WHERE x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS ac,
    (SELECT count(*) FROM meter_telemetry_history x WHERE x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS mn,
-   (SELECT coalesce(sum(kwh_delivered_dc), 0) FROM vehicle_telemetry_history x WHERE x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS tot,
-   (SELECT coalesce(sum(kwh_delivered_dc), 0) FROM vehicle_telemetry_history x WHERE x.vehicle_id = $1 AND x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS mine,
+   (SELECT coalesce(sum(mwh_delivered_dc), 0) FROM vehicle_telemetry_history x WHERE x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS tot,
+   (SELECT coalesce(sum(mwh_delivered_dc), 0) FROM vehicle_telemetry_history x WHERE x.vehicle_id = $1 AND x.meter_id = vm.meter_id AND x.ts >= vm.f AND x.ts < vm.t) AS mine,
    (SELECT count(DISTINCT vehicle_id) FROM mapping_intervals i WHERE i.meter_id = vm.meter_id AND i.f < vm.t AND coalesce(i.t, 'infinity') > vm.f) AS k
   FROM vm)
 SELECT
-  (SELECT coalesce(sum(kwh_delivered_dc), 0) FROM vehicle_telemetry_history WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3),
+  (SELECT coalesce(sum(mwh_delivered_dc), 0)::int8 FROM vehicle_telemetry_history WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3),
   (SELECT count(*) FROM vehicle_telemetry_history WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3),
   (SELECT avg(battery_temp) FROM vehicle_telemetry_history WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3),
-  (SELECT coalesce(sum(CASE WHEN tot > 0 THEN ac * mine / tot ELSE ac / k END), 0) FROM seg),
+  (SELECT coalesce(sum(CASE WHEN tot > 0 THEN div(2 * ac * mine + tot, 2 * tot) ELSE div(2 * ac + k, 2 * k) END), 0)::int8 FROM seg),
   (SELECT coalesce(sum(mn), 0) FROM seg),
   (SELECT coalesce(bool_or(k > 1 AND tot = 0 AND ac > 0), false) OR
           coalesce(bool_or(EXISTS (SELECT 1 FROM vehicle_telemetry_history x WHERE x.meter_id = seg.meter_id AND x.vehicle_id <> $1 AND x.ts >= seg.f AND x.ts < seg.t)), false) FROM seg)`
 
 type vehicleTruth struct {
-	dc, ac float64
+	dc, ac int64 // mWh
 	n, mn  int64
 	temp   *float64
 	shared bool
@@ -53,22 +57,22 @@ func (f *fixture) oracleVehicle(t *testing.T, id string, from, to time.Time) veh
 }
 
 type meterTruth struct {
-	ac, dc       float64
+	ac, dc       int64 // mWh
 	mn, vn       int64
-	unattributed float64
-	vehicles     map[string][2]float64 // dc, ac
+	unattributed int64
+	vehicles     map[string][2]int64 // dc, ac
 }
 
 const oracleMeterSegSQL = `
 WITH ` + oracleHours + `
 SELECT hours.f, hours.t,
-  (SELECT coalesce(sum(kwh_consumed_ac), 0) FROM meter_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t),
+  (SELECT coalesce(sum(mwh_consumed_ac), 0)::int8 FROM meter_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t),
   (SELECT count(*) FROM meter_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t),
-  (SELECT coalesce(sum(kwh_delivered_dc), 0) FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t),
+  (SELECT coalesce(sum(mwh_delivered_dc), 0)::int8 FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t),
   (SELECT count(*) FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t),
   (SELECT coalesce(array_agg(DISTINCT vehicle_id), '{}') FROM mapping_intervals i WHERE i.meter_id = $1 AND i.f < hours.t AND coalesce(i.t, 'infinity') > hours.f),
-  (SELECT coalesce(array_agg(vehicle_id ORDER BY vehicle_id), '{}') FROM (SELECT vehicle_id, sum(kwh_delivered_dc) AS dc FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t GROUP BY vehicle_id) v),
-  (SELECT coalesce(array_agg(dc ORDER BY vehicle_id), '{}') FROM (SELECT vehicle_id, sum(kwh_delivered_dc) AS dc FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t GROUP BY vehicle_id) v)
+  (SELECT coalesce(array_agg(vehicle_id ORDER BY vehicle_id), '{}') FROM (SELECT vehicle_id, sum(mwh_delivered_dc) AS dc FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t GROUP BY vehicle_id) v),
+  (SELECT coalesce(array_agg(dc ORDER BY vehicle_id), '{}') FROM (SELECT vehicle_id, sum(mwh_delivered_dc)::int8 AS dc FROM vehicle_telemetry_history x WHERE x.meter_id = $1 AND x.ts >= hours.f AND x.ts < hours.t GROUP BY vehicle_id) v)
 FROM hours`
 
 func (f *fixture) oracleMeter(t *testing.T, id string, from, to time.Time) meterTruth {
@@ -78,14 +82,14 @@ func (f *fixture) oracleMeter(t *testing.T, id string, from, to time.Time) meter
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	m := meterTruth{vehicles: map[string][2]float64{}}
+	m := meterTruth{vehicles: map[string][2]int64{}}
 	for rows.Next() {
 		var (
 			sf, st      time.Time
-			ac, tot     float64
+			ac, tot     int64
 			mn, vn      int64
 			mapped, ids []string
-			dcs         []float64
+			dcs         []int64
 		)
 		if err := rows.Scan(&sf, &st, &ac, &mn, &tot, &vn, &mapped, &ids, &dcs); err != nil {
 			t.Fatal(err)
@@ -98,7 +102,7 @@ func (f *fixture) oracleMeter(t *testing.T, id string, from, to time.Time) meter
 			v := m.vehicles[id]
 			v[0] += dcs[i]
 			if tot > 0 {
-				v[1] += ac * dcs[i] / tot
+				v[1] += attribution.Share(ac, dcs[i], tot)
 			}
 			m.vehicles[id] = v
 		}
@@ -108,7 +112,7 @@ func (f *fixture) oracleMeter(t *testing.T, id string, from, to time.Time) meter
 			}
 			for _, id := range mapped {
 				v := m.vehicles[id]
-				v[1] += ac / float64(len(mapped))
+				v[1] += attribution.Equal(ac, len(mapped))
 				m.vehicles[id] = v
 			}
 		}
@@ -119,7 +123,14 @@ func (f *fixture) oracleMeter(t *testing.T, id string, from, to time.Time) meter
 	return m
 }
 
-// near reports whether got equals want within a relative 1e-9 (absolute for values near 0).
-func near(got, want float64) bool {
+// kwh is an exact mWh sum as an answer states it, in kWh.
+func kwh(mwh int64) float64 { return telemetry.KWh(mwh) }
+
+// nearFloat reports whether got equals want within a relative 1e-9: for averages of floats
+// (temperature, voltage), summed in different orders.
+func nearFloat(got, want float64) bool {
 	return math.Abs(got-want) <= 1e-9*math.Max(1, math.Max(math.Abs(got), math.Abs(want)))
 }
+
+// ratio is the efficiency an answer states for exact sums.
+func ratio(dc, ac int64) float64 { return float64(dc) / float64(ac) }

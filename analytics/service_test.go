@@ -43,7 +43,7 @@ func TestAnalytics(t *testing.T) {
 			}
 			got, want := res.Msg, f.oracleVehicle(t, id, start, f.end)
 			e := got.GetEnergy()
-			if !near(e.GetDcDelivered(), want.dc) || !near(e.GetAcConsumed(), want.ac) || int64(got.VehicleReadings) != want.n || int64(got.MeterReadings) != want.mn {
+			if e.GetDcDelivered() != kwh(want.dc) || e.GetAcConsumed() != kwh(want.ac) || int64(got.VehicleReadings) != want.n || int64(got.MeterReadings) != want.mn {
 				t.Fatalf("%s: got dc %v ac %v readings %d/%d, want dc %v ac %v readings %d/%d", id, e.GetDcDelivered(), e.GetAcConsumed(), got.VehicleReadings, got.MeterReadings, want.dc, want.ac, want.n, want.mn)
 			}
 			if want.ac == 0 {
@@ -51,10 +51,10 @@ func TestAnalytics(t *testing.T) {
 				if e.EfficiencyRatio != nil {
 					t.Fatalf("%s: efficiency %v with no AC", id, e.GetEfficiencyRatio())
 				}
-			} else if !near(e.GetEfficiencyRatio(), want.dc/want.ac) {
+			} else if e.GetEfficiencyRatio() != ratio(want.dc, want.ac) {
 				t.Fatalf("%s: efficiency %v, want %v", id, e.GetEfficiencyRatio(), want.dc/want.ac)
 			}
-			if want.temp == nil || !near(got.GetBattery().GetAvgTemperature(), *want.temp) {
+			if want.temp == nil || !nearFloat(got.GetBattery().GetAvgTemperature(), *want.temp) {
 				t.Fatalf("%s: avg temperature %v, want %v", id, got.GetBattery().AvgTemperature, want.temp)
 			}
 			if got.SharedMeter != want.shared {
@@ -107,7 +107,7 @@ func TestAnalytics(t *testing.T) {
 				}
 				want := f.oracleVehicle(t, id, w.Start, w.End)
 				e := res.Msg.GetEnergy()
-				if !near(e.GetDcDelivered(), want.dc) || !near(e.GetAcConsumed(), want.ac) || int64(res.Msg.VehicleReadings) != want.n {
+				if e.GetDcDelivered() != kwh(want.dc) || e.GetAcConsumed() != kwh(want.ac) || int64(res.Msg.VehicleReadings) != want.n {
 					t.Fatalf("%s window %s end %s: got dc %v ac %v n %d, want dc %v ac %v n %d", id, c.window, c.end, e.GetDcDelivered(), e.GetAcConsumed(), res.Msg.VehicleReadings, want.dc, want.ac, want.n)
 				}
 				if res.Msg.Period != "last_"+c.window {
@@ -125,7 +125,7 @@ func TestAnalytics(t *testing.T) {
 				t.Fatalf("%s: %v", id, err)
 			}
 			got, want := res.Msg, f.oracleMeter(t, id, start, f.end)
-			if !near(got.Energy.GetAcConsumed(), want.ac) || !near(got.Energy.GetDcDelivered(), want.dc) || int64(got.MeterReadings) != want.mn || int64(got.VehicleReadings) != want.vn || !near(got.UnattributedAc, want.unattributed) {
+			if got.Energy.GetAcConsumed() != kwh(want.ac) || got.Energy.GetDcDelivered() != kwh(want.dc) || int64(got.MeterReadings) != want.mn || int64(got.VehicleReadings) != want.vn || got.UnattributedAc != kwh(want.unattributed) {
 				t.Fatalf("%s: got ac %v dc %v n %d/%d unattributed %v, want ac %v dc %v n %d/%d unattributed %v", id,
 					got.Energy.GetAcConsumed(), got.Energy.GetDcDelivered(), got.MeterReadings, got.VehicleReadings, got.UnattributedAc,
 					want.ac, want.dc, want.mn, want.vn, want.unattributed)
@@ -135,7 +135,7 @@ func TestAnalytics(t *testing.T) {
 			}
 			for _, v := range got.Vehicles {
 				w := want.vehicles[v.VehicleId]
-				if !near(v.DcDelivered, w[0]) || !near(v.AcConsumed, w[1]) {
+				if v.DcDelivered != kwh(w[0]) || v.AcConsumed != kwh(w[1]) {
 					t.Fatalf("%s/%s: dc %v ac %v, want %v %v", id, v.VehicleId, v.DcDelivered, v.AcConsumed, w[0], w[1])
 				}
 			}
@@ -170,7 +170,7 @@ func TestAnalytics(t *testing.T) {
 		var wantSites []string
 		for j := 0; j < nMeters; j++ {
 			m := f.oracleMeter(t, meterID(j), hs, he)
-			if m.ac > 0 && m.dc/m.ac < threshold {
+			if m.ac > 0 && ratio(m.dc, m.ac) < threshold {
 				wantSites = append(wantSites, meterID(j))
 			}
 		}
@@ -178,7 +178,7 @@ func TestAnalytics(t *testing.T) {
 		for k, s := range res.Msg.Sites {
 			gotSites = append(gotSites, s.MeterId)
 			m := f.oracleMeter(t, s.MeterId, hs, he)
-			if !near(s.AcConsumed, m.ac) || !near(s.DcDelivered, m.dc) {
+			if s.AcConsumed != kwh(m.ac) || s.DcDelivered != kwh(m.dc) {
 				t.Fatalf("site %s: ac %v dc %v, want %v %v", s.MeterId, s.AcConsumed, s.DcDelivered, m.ac, m.dc)
 			}
 			if k > 0 && res.Msg.Sites[k-1].EfficiencyRatio > s.EfficiencyRatio {
@@ -202,7 +202,7 @@ func TestAnalytics(t *testing.T) {
 		var wantVehicles []string
 		for i := 0; i < nVehicles; i++ {
 			v := f.oracleVehicle(t, vehicleID(i), hs, he)
-			if v.ac > 0 && v.dc/v.ac < threshold {
+			if v.ac > 0 && ratio(v.dc, v.ac) < threshold {
 				wantVehicles = append(wantVehicles, vehicleID(i))
 			}
 		}
@@ -210,7 +210,7 @@ func TestAnalytics(t *testing.T) {
 		for k, v := range res.Msg.Vehicles {
 			gotVehicles = append(gotVehicles, v.VehicleId)
 			w := f.oracleVehicle(t, v.VehicleId, hs, he)
-			if !near(v.AcConsumed, w.ac) || !near(v.DcDelivered, w.dc) {
+			if v.AcConsumed != kwh(w.ac) || v.DcDelivered != kwh(w.dc) {
 				t.Fatalf("vehicle %s: ac %v dc %v, want %v %v", v.VehicleId, v.AcConsumed, v.DcDelivered, w.ac, w.dc)
 			}
 			if k > 0 && res.Msg.Vehicles[k-1].EfficiencyRatio > v.EfficiencyRatio {
@@ -259,7 +259,7 @@ func TestAnalytics(t *testing.T) {
 			}
 			for _, p := range res.Msg.Points {
 				w := f.oracleVehicle(t, id, p.Start.AsTime(), p.End.AsTime())
-				if !near(p.DcDelivered, w.dc) || !near(p.AcConsumed, w.ac) || int64(p.Readings) != w.n {
+				if p.DcDelivered != kwh(w.dc) || p.AcConsumed != kwh(w.ac) || int64(p.Readings) != w.n {
 					t.Fatalf("%s at %s: dc %v ac %v n %d, want %v %v %d", id, p.Start.AsTime(), p.DcDelivered, p.AcConsumed, p.Readings, w.dc, w.ac, w.n)
 				}
 			}
@@ -272,7 +272,7 @@ func TestAnalytics(t *testing.T) {
 			}
 			for _, p := range res.Msg.Points {
 				w := f.oracleMeter(t, id, p.Start.AsTime(), p.End.AsTime())
-				if !near(p.AcConsumed, w.ac) || !near(p.DcDelivered, w.dc) || int64(p.Readings) != w.mn {
+				if p.AcConsumed != kwh(w.ac) || p.DcDelivered != kwh(w.dc) || int64(p.Readings) != w.mn {
 					t.Fatalf("%s at %s: ac %v dc %v, want %v %v", id, p.Start.AsTime(), p.AcConsumed, p.DcDelivered, w.ac, w.dc)
 				}
 			}
@@ -454,7 +454,7 @@ func TestAnalytics(t *testing.T) {
 		// id's shard, unattributed.
 		now := f.clk.Now()
 		shard := f.slots.ShardOf("EV-101")
-		reading := fleetload.VehicleReading{VehicleID: "EV-101", TS: now.Add(-time.Minute), SOC: 85.5, DC: 45.2, Temp: 28.5}
+		reading := fleetload.VehicleReading{VehicleID: "EV-101", TS: now.Add(-time.Minute), SOC: 85.5, DC: 45_200_000, Temp: 28.5}
 		if _, err := f.shardSt[shard].Write(context.Background(), []fleetload.VehicleReading{reading}, nil, 1); err != nil {
 			t.Fatal(err)
 		}

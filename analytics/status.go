@@ -23,7 +23,7 @@ import (
 
 func vehicleStatusMsg(st query.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
 	return &analyticsv1.VehicleStatus{
-		VehicleId: st.VehicleID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: proto.Float64(st.DC),
+		VehicleId: st.VehicleID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: kwh(st.DC),
 		BatteryTemp: proto.Float64(st.Temp), MeterId: st.MeterID,
 		LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
 	}
@@ -31,7 +31,7 @@ func vehicleStatusMsg(st query.VehicleStatus, shard int) *analyticsv1.VehicleSta
 
 func meterStatusMsg(st query.MeterStatus, shard int) *analyticsv1.MeterStatus {
 	return &analyticsv1.MeterStatus{
-		MeterId: st.MeterID, LastKwhConsumedAc: proto.Float64(st.AC), Voltage: proto.Float64(st.Voltage),
+		MeterId: st.MeterID, LastKwhConsumedAc: kwh(st.AC), Voltage: proto.Float64(st.Voltage),
 		LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -17,15 +18,16 @@ import (
 
 // hourTotals is what one hour (the window's part of it) contributes to an answer.
 type hourTotals struct {
-	dc, ac, tempSum, voltageSum float64
-	readings, meterReadings     int
+	dc, ac                  int64 // mWh
+	tempSum, voltageSum     float64
+	readings, meterReadings int
 }
 
-// attribution is a vehicle's use of one meter during one piece of the window.
-type attribution struct {
+// meterUse is a vehicle's use of one meter during one piece of the window.
+type meterUse struct {
 	meterID       string
 	r             window.Range
-	ac, dc        float64
+	ac, dc        int64 // mWh
 	shared        bool
 	meterReadings int
 }
@@ -34,7 +36,7 @@ type attribution struct {
 type vehicleAnswer struct {
 	total  hourTotals
 	shared bool
-	meters []attribution
+	meters []meterUse
 	hours  map[time.Time]*hourTotals
 }
 
@@ -71,11 +73,11 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 	ans := vehicleAnswer{hours: make(map[time.Time]*hourTotals, n/2+2)}
 	segs := ans.mergeSegments(results, n)
 
-	// One attribution per piece; a (meter, hour) belongs to the first piece of that meter
+	// One meterUse per piece; a (meter, hour) belongs to the first piece of that meter
 	// that touches the hour.
-	ans.meters = make([]attribution, len(ps))
+	ans.meters = make([]meterUse, len(ps))
 	for i, p := range ps {
-		ans.meters[i] = attribution{meterID: p.meterID, r: p.r}
+		ans.meters[i] = meterUse{meterID: p.meterID, r: p.r}
 	}
 	for _, sg := range segs {
 		if a := ans.pieceOf(w, sg.segKey); a != nil {
@@ -127,7 +129,7 @@ func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Wi
 // the meter's AC and the DC of every vehicle attributed to it.
 type seg struct {
 	segKey
-	mine float64
+	mine int64 // mWh
 	ac   *query.MeterHour
 	dc   *query.MeterDC
 }
@@ -192,7 +194,7 @@ func (ans *vehicleAnswer) mergeSegments(results []query.VehicleRows, n int) []se
 
 // pieceOf returns the attribution of the first piece of meter k.meterID that touches hour
 // k.hour, or nil.
-func (ans *vehicleAnswer) pieceOf(w window.Window, k segKey) *attribution {
+func (ans *vehicleAnswer) pieceOf(w window.Window, k segKey) *meterUse {
 	for i := range ans.meters {
 		a := &ans.meters[i]
 		if a.meterID != k.meterID {
@@ -207,7 +209,7 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, k segKey) *attribution {
 }
 
 // attribute adds the vehicle's share of one (meter, hour)'s AC to its piece and its hour.
-func (s *Service) attribute(ans *vehicleAnswer, a *attribution, w window.Window, sg seg) {
+func (s *Service) attribute(ans *vehicleAnswer, a *meterUse, w window.Window, sg seg) {
 	k := sg.segKey
 	var ac query.MeterHour
 	var dc query.MeterDC
@@ -218,14 +220,14 @@ func (s *Service) attribute(ans *vehicleAnswer, a *attribution, w window.Window,
 		dc = *sg.dc
 	}
 	my := sg.mine
-	share, shared := 0.0, dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
+	share, shared := int64(0), dc.Vehicles > 1 || (dc.Vehicles == 1 && !dc.Includes)
 	switch {
 	case dc.Total > 0:
-		share = ac.AC * my / dc.Total
+		share = attribution.Share(ac.AC, my, dc.Total)
 	case ac.AC > 0:
 		seg := w.Segment(k.hour)
-		n := max(len(s.reg.MappedTo(k.meterID, seg.From, seg.To)), 1)
-		share = ac.AC / float64(n)
+		n := len(s.reg.MappedTo(k.meterID, seg.From, seg.To))
+		share = attribution.Equal(ac.AC, n)
 		shared = shared || n > 1
 	}
 	a.ac += share
@@ -238,7 +240,8 @@ func (s *Service) attribute(ans *vehicleAnswer, a *attribution, w window.Window,
 	t.voltageSum += ac.VoltageSum
 }
 
-// sortedHours lists the hours in time order, so the same data always sums to the same float.
+// sortedHours lists the hours in time order: the battery temperature and voltage sums (floats,
+// averaged into answers) then come out the same from the same hours.
 func sortedHours(hours map[time.Time]*hourTotals) []time.Time {
 	hs := make([]time.Time, 0, len(hours))
 	for h := range hours {

@@ -18,27 +18,29 @@ import (
 
 // VehicleReading is one vehicle row; MeterID is the meter it was mapped to at TS (” if none).
 type VehicleReading struct {
-	VehicleID     string
-	TS            time.Time
-	SOC, DC, Temp float64
-	MeterID       string
+	VehicleID string
+	TS        time.Time
+	SOC, Temp float64
+	DC        int64 // mWh
+	MeterID   string
 }
 
 // Proto is the reading as a stream message carries it.
 func (v VehicleReading) Proto() *telemetrypb.VehicleReading {
-	return &telemetrypb.VehicleReading{VehicleId: v.VehicleID, Soc: v.SOC, KwhDeliveredDc: v.DC, BatteryTemp: v.Temp, TimestampMicros: v.TS.UnixMicro(), MeterId: v.MeterID}
+	return &telemetrypb.VehicleReading{VehicleId: v.VehicleID, Soc: v.SOC, MwhDeliveredDc: v.DC, BatteryTemp: v.Temp, TimestampMicros: v.TS.UnixMicro(), MeterId: v.MeterID}
 }
 
 // MeterReading is one meter row.
 type MeterReading struct {
-	MeterID     string
-	TS          time.Time
-	AC, Voltage float64
+	MeterID string
+	TS      time.Time
+	AC      int64 // mWh
+	Voltage float64
 }
 
 // Proto is the reading as a stream message carries it.
 func (m MeterReading) Proto() *telemetrypb.MeterReading {
-	return &telemetrypb.MeterReading{MeterId: m.MeterID, KwhConsumedAc: m.AC, Voltage: m.Voltage, TimestampMicros: m.TS.UnixMicro()}
+	return &telemetrypb.MeterReading{MeterId: m.MeterID, MwhConsumedAc: m.AC, Voltage: m.Voltage, TimestampMicros: m.TS.UnixMicro()}
 }
 
 // Shard is one prepared shard database.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
@@ -156,24 +157,27 @@ func (h *hour) locate(id int32) (where, bool) {
 // meter_hourly row and its attributed DC (a meter: meters[meter], dc[dc]; -1 for none).
 type where struct{ from, to, meter, dc int32 }
 
+// Energy is in mWh.
 type meterDC struct {
 	meter, vehicles int32
-	total           float64
+	total           int64
 }
 
 type meterAC struct {
 	meter int32
-	ac    float64
+	ac    int64
 }
 
 type meterRow struct {
 	meter, readings int32
-	ac, voltageSum  float64
+	ac              int64
+	voltageSum      float64
 }
 
 type row struct {
 	vehicle, meter, readings int32
-	dc, share, tempSum       float64
+	dc, share                int64
+	tempSum                  float64
 }
 
 // span is where id's entries are, [from, to), in a slice ordered by id.
@@ -380,9 +384,8 @@ func (c *Cache) intern(names []string) (ids []int32, n int) {
 }
 
 // build indexes an hour's rollup rows and gives each (vehicle, meter) row its DC-share of the
-// meter's AC (ac × dc / the meter's DC, 0 when that DC is 0 or the meter has no AC row), as
-// the alert statement computes it. The meter's DC is summed in (vehicle, meter) order, so the
-// same rows always give the same floats. The rows name devices by their index in the names
+// meter's AC (attribution.Share; 0 when the meter's DC is 0 or it has no AC row), as the alert
+// statement computes it. The rows name devices by their index in the names
 // read with them: ids maps those to interned ids, rank orders interned ids as their strings
 // (len(rank) is how many ids are interned).
 func build(r *query.HourRollups, ids, rank []int32) *hour {
@@ -454,7 +457,7 @@ func build(r *query.HourRollups, ids, rank []int32) *hour {
 			continue
 		}
 		if w := h.index[rw.meter]; w.meter >= 0 && h.dc[w.dc].total > 0 {
-			rw.share = h.meters[w.meter].ac * rw.dc / h.dc[w.dc].total
+			rw.share = attribution.Share(h.meters[w.meter].ac, rw.dc, h.dc[w.dc].total)
 		}
 	}
 	for _, m := range h.meters {
@@ -473,7 +476,7 @@ func (c *Cache) sum(hours []*hour) query.AlertSums {
 	c.mu.Lock()
 	names := c.names // only ever appended to: the ids of these hours are all in it
 	c.mu.Unlock()
-	meterAC := map[int32]float64{}
+	meterAC := map[int32]int64{}
 	pairs := map[uint64]int{} // (vehicle, meter) → index in out.VehicleMeters
 	var out query.AlertSums
 	for _, h := range hours {
@@ -495,7 +498,7 @@ func (c *Cache) sum(hours []*hour) query.AlertSums {
 			out.Unshared = append(out.Unshared, query.MeterHour{MeterID: names[u.meter], Hour: h.at, AC: u.ac})
 		}
 	}
-	out.MeterAC = make(map[string]float64, len(meterAC))
+	out.MeterAC = make(map[string]int64, len(meterAC))
 	for m, ac := range meterAC {
 		if ac > 0 {
 			out.MeterAC[names[m]] = ac

@@ -23,8 +23,8 @@ func coldRollups(from time.Time, hours, devices int) *query.Rollups {
 		for k := range devices {
 			d := (k * 7919) % devices
 			meter, vehicle := int32(1+2*d), int32(2+2*d)
-			hr.Meters.Append(query.MeterAC{Meter: meter, Readings: 60, AC: 1.5, VoltageSum: 13800})
-			hr.Vehicles.Append(query.VehicleDC{Vehicle: vehicle, Meter: meter, Readings: 60, DC: 1.25, TempSum: 1800})
+			hr.Meters.Append(query.MeterAC{Meter: meter, Readings: 60, AC: 1_500_000, VoltageSum: 13800})
+			hr.Vehicles.Append(query.VehicleDC{Vehicle: vehicle, Meter: meter, Readings: 60, DC: 1_250_000, TempSum: 1800})
 		}
 		rs.Changed = append(rs.Changed, hr)
 	}

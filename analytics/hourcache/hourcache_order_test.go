@@ -11,7 +11,7 @@ import (
 
 // TestTheSameRowsGiveTheSameSumsWhateverTheirOrder reads the same hours twice, with the rows
 // and the device ids in different orders (as two heap scans or two services may see them):
-// shared meters' DC is summed in (vehicle, meter) order, so the sums are equal to the bit.
+// energy is whole mWh, so the sums and shares are equal whatever the order.
 func TestTheSameRowsGiveTheSameSumsWhateverTheirOrder(t *testing.T) {
 	from := time.Date(2026, 11, 19, 12, 0, 0, 0, time.UTC)
 	const vehicles, meters = 60, 7
@@ -39,15 +39,15 @@ func TestTheSameRowsGiveTheSameSumsWhateverTheirOrder(t *testing.T) {
 			rs.Versions = append(rs.Versions, query.HourVersion{Hour: at, Version: int64(1 + h)})
 			hr := query.HourRollups{Hour: at, Version: int64(1 + h)}
 			for _, m := range rng.Perm(meters) {
-				hr.Meters.Append(query.MeterAC{Meter: name(fmt.Sprintf("meter-%d", m)), Readings: 60, AC: 0.1 + 0.37*float64(m)})
+				hr.Meters.Append(query.MeterAC{Meter: name(fmt.Sprintf("meter-%d", m)), Readings: 60, AC: 100_000 + 370_001*int64(m)})
 			}
-			// Several vehicles to a meter, DC that does not add up exactly in floats, and some
-			// vehicles on two meters in the hour; rows in the seed's order.
+			// Several vehicles to a meter, shares that do not divide evenly, and some vehicles on
+			// two meters in the hour; rows in the seed's order.
 			var rows []query.VehicleDC
 			for v := range vehicles {
-				rows = append(rows, query.VehicleDC{Vehicle: name(fmt.Sprintf("EV-%02d", v)), Meter: name(fmt.Sprintf("meter-%d", v%meters)), Readings: 30, DC: 0.1 * float64(v+h+1) / 3})
+				rows = append(rows, query.VehicleDC{Vehicle: name(fmt.Sprintf("EV-%02d", v)), Meter: name(fmt.Sprintf("meter-%d", v%meters)), Readings: 30, DC: 33_333 * int64(v+h+1)})
 				if v%11 == 0 {
-					rows = append(rows, query.VehicleDC{Vehicle: name(fmt.Sprintf("EV-%02d", v)), Meter: name(fmt.Sprintf("meter-%d", (v+1)%meters)), Readings: 30, DC: 0.7 / 3})
+					rows = append(rows, query.VehicleDC{Vehicle: name(fmt.Sprintf("EV-%02d", v)), Meter: name(fmt.Sprintf("meter-%d", (v+1)%meters)), Readings: 30, DC: 233_333})
 				}
 			}
 			for _, k := range rng.Perm(len(rows)) {
@@ -58,10 +58,10 @@ func TestTheSameRowsGiveTheSameSumsWhateverTheirOrder(t *testing.T) {
 		c := New(Config{})
 		return c.sum(c.store(rs, nil))
 	}
-	key := func(s query.AlertSums) map[string][2]float64 {
-		out := map[string][2]float64{}
+	key := func(s query.AlertSums) map[string][2]int64 {
+		out := map[string][2]int64{}
 		for _, v := range s.VehicleMeters {
-			out[v.VehicleID+"/"+v.MeterID] = [2]float64{v.AC, v.DC}
+			out[v.VehicleID+"/"+v.MeterID] = [2]int64{v.AC, v.DC}
 		}
 		return out
 	}

@@ -28,14 +28,16 @@ type rawHour struct {
 }
 
 type rawVehicle struct {
-	ts       int64 // Unix microseconds
-	meter    int32
-	dc, temp float64
+	ts    int64 // Unix microseconds
+	meter int32
+	dc    int64 // mWh
+	temp  float64
 }
 
 type rawMeter struct {
-	ts          int64
-	ac, voltage float64
+	ts      int64
+	ac      int64 // mWh
+	voltage float64
 }
 
 // loadRaw reads the hour's raw history from the shard and builds it.
@@ -44,11 +46,12 @@ func (c *Cache) loadRaw(ctx context.Context, db query.DBTX, at time.Time) (*rawH
 		device, meter string
 		vehicle       bool
 		ts            int64
-		x1, x2        float64
+		e             int64
+		x2            float64
 	}
 	var rs []reading
 	version, err := query.RawHour(ctx, db, at, func(r query.RawReading) {
-		rs = append(rs, reading{device: r.DeviceID, meter: r.MeterID, vehicle: r.Vehicle, ts: r.TS.UnixMicro(), x1: r.X1, x2: r.X2})
+		rs = append(rs, reading{device: r.DeviceID, meter: r.MeterID, vehicle: r.Vehicle, ts: r.TS.UnixMicro(), e: r.E, x2: r.X2})
 	})
 	if err != nil {
 		return nil, err
@@ -85,14 +88,14 @@ func (c *Cache) loadRaw(ctx context.Context, db query.DBTX, at time.Time) (*rawH
 	var pairs []pair
 	for i, k := range vs {
 		r, m := &rs[k.i], meterOf[k.i]
-		h.vehicles[i] = rawVehicle{ts: r.ts, meter: m, dc: r.x1, temp: r.x2}
+		h.vehicles[i] = rawVehicle{ts: r.ts, meter: m, dc: r.e, temp: r.x2}
 		if m != 0 {
 			pairs = append(pairs, pair{m, k.device})
 		}
 	}
 	for i, k := range ms {
 		r := &rs[k.i]
-		h.meters[i] = rawMeter{ts: r.ts, ac: r.x1, voltage: r.x2}
+		h.meters[i] = rawMeter{ts: r.ts, ac: r.e, voltage: r.x2}
 	}
 	h.vspans = spansOf(len(vs), func(i int) int32 { return vs[i].device })
 	h.mspans = spansOf(len(ms), func(i int) int32 { return ms[i].device })

@@ -277,9 +277,10 @@ func edgeHour(col *query.VehicleCollector, r *rawHour, e window.Range, vid int32
 	slices.Sort(us)
 	us = slices.Compact(us)
 	type sums struct {
-		meter    int32
-		dc, temp float64
-		n        int
+		meter int32
+		dc    int64
+		temp  float64
+		n     int
 	}
 	var by []sums
 	for _, u := range us {
@@ -310,7 +311,8 @@ func edgeHour(col *query.VehicleCollector, r *rawHour, e window.Range, vid int32
 		if !ok {
 			continue
 		}
-		var ac, v float64
+		var ac int64
+		var v float64
 		n := 0
 		for _, x := range between(r.meters[sp.from:sp.to], func(x rawMeter) int64 { return x.ts }, from, to) {
 			ac += x.ac

@@ -35,7 +35,7 @@ type HourDC struct {
 	MeterID   string
 	VehicleID string
 	Hour      time.Time
-	DC        float64
+	DC        int64 // mWh
 	TempSum   float64
 	Readings  int
 }
@@ -44,7 +44,7 @@ type HourDC struct {
 type MeterHour struct {
 	MeterID    string
 	Hour       time.Time
-	AC         float64
+	AC         int64 // mWh
 	VoltageSum float64
 	Readings   int
 }
@@ -53,7 +53,7 @@ type MeterHour struct {
 type MeterDC struct {
 	MeterID string
 	Hour    time.Time
-	Total   float64
+	Total   int64 // mWh
 	// Vehicles is the number of distinct vehicles with readings attributed to the meter.
 	Vehicles int
 	// Includes reports whether the asked vehicle is one of them.
@@ -97,12 +97,12 @@ func edgeArrays(edges []window.Range) (from, to []time.Time) {
 //
 // Rows of a meter outside the hours the vehicle was mapped to it are dropped by Vehicle.
 var vehicleSQL = `
-SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings
+SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, vh.mwh_delivered_dc, vh.battery_temp_sum, vh.readings
   FROM vehicle_hourly vh
  WHERE vh.hour >= $4::timestamptz AND vh.hour < $5::timestamptz
    AND (vh.vehicle_id = $1::text OR vh.meter_id = ANY($2::text[]))
 UNION ALL
-SELECT 1, '', mh.meter_id, mh.hour, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings
+SELECT 1, '', mh.meter_id, mh.hour, mh.mwh_consumed_ac, mh.voltage_sum, mh.readings
   FROM meter_hourly mh
  WHERE mh.meter_id = ANY($2) AND mh.hour >= $4 AND mh.hour < $5
 UNION ALL` + edgeSQL("$3::timestamptz", "$4", "date_bin('1 hour', $3, 'epoch')") + `
@@ -115,7 +115,7 @@ UNION ALL` + edgeSQL("$5", "$6::timestamptz", "$5")
 // meter), and the meters' raw AC.
 func edgeSQL(from, to, hour string) string {
 	return fmt.Sprintf(`
-SELECT 0, x.vehicle_id, x.meter_id, %[3]s, sum(x.kwh_delivered_dc), sum(x.battery_temp), count(*)::int
+SELECT 0, x.vehicle_id, x.meter_id, %[3]s, sum(x.mwh_delivered_dc)::int8, sum(x.battery_temp), count(*)::int
   FROM vehicle_telemetry_history x
  WHERE x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s
    AND x.vehicle_id = ANY(ARRAY(
@@ -124,7 +124,7 @@ SELECT 0, x.vehicle_id, x.meter_id, %[3]s, sum(x.kwh_delivered_dc), sum(x.batter
    AND (x.vehicle_id = $1::text OR x.meter_id = ANY($2::text[]))
  GROUP BY 2, 3
 UNION ALL
-SELECT 1, '', x.meter_id, %[3]s, sum(x.kwh_consumed_ac), sum(x.voltage), count(*)::int
+SELECT 1, '', x.meter_id, %[3]s, sum(x.mwh_consumed_ac)::int8, sum(x.voltage), count(*)::int
   FROM meter_telemetry_history x
  WHERE x.meter_id = ANY($2::text[]) AND x.ts >= %[1]s AND x.ts < %[2]s AND %[1]s < %[2]s
  GROUP BY 3`, from, to, hour)
@@ -134,7 +134,7 @@ SELECT 1, '', x.meter_id, %[3]s, sum(x.kwh_consumed_ac), sum(x.voltage), count(*
 // in [$5, $6) that have one (row kind 2, the version in the first number) and the per-vehicle
 // rows of the partial hour [$3, $4).
 var vehicleEdgeSQL = `
-SELECT 2, '', '', hour, version::float8, 0::float8, 0 FROM rollup_hours WHERE hour >= $5::timestamptz AND hour < $6::timestamptz
+SELECT 2, '', '', hour, version, 0::float8, 0 FROM rollup_hours WHERE hour >= $5::timestamptz AND hour < $6::timestamptz
 UNION ALL` + edgeSQL("$3::timestamptz", "$4::timestamptz", "date_bin('1 hour', $3, 'epoch')")
 
 // inSpan reports whether hour h of meter m lies in one of the meter's spans.
@@ -190,13 +190,14 @@ func collectVehicleRows(rows pgx.Rows, col *VehicleCollector) error {
 }
 
 // collectRows adds per-vehicle rows to col, gives version rows to version, and closes rows.
-func collectRows(rows pgx.Rows, col *VehicleCollector, version func(hour time.Time, v float64)) error {
+func collectRows(rows pgx.Rows, col *VehicleCollector, version func(hour time.Time, v int64)) error {
 	defer rows.Close()
 	var (
 		kind           int
 		vehicle, meter string
 		hour           time.Time
-		x1, x2         float64
+		x1             int64 // mWh, or a version
+		x2             float64
 		n              int
 	)
 	scan := []any{&kind, &vehicle, &meter, &hour, &x1, &x2, &n}
@@ -228,7 +229,7 @@ func VehicleEdge(ctx context.Context, db DBTX, vehicleID string, meters []MeterS
 		return nil, err
 	}
 	versions := map[time.Time]int64{}
-	err = collectRows(rows, col, func(hour time.Time, version float64) { versions[hour] = int64(version) })
+	err = collectRows(rows, col, func(hour time.Time, version int64) { versions[hour] = version })
 	return versions, err
 }
 
@@ -241,23 +242,23 @@ type MeterRows struct {
 
 const meterSQL = `
 WITH e AS (SELECT * FROM unnest($4::timestamptz[], $5::timestamptz[]) AS e(f, t))
-SELECT 1, ''::text, hour, kwh_consumed_ac, voltage_sum, readings
+SELECT 1, ''::text, hour, mwh_consumed_ac, voltage_sum, readings
   FROM meter_hourly WHERE meter_id = $1 AND hour >= $2 AND hour < $3
 UNION ALL
 SELECT 1, '', date_bin('1 hour', e.f, 'epoch'), a.ac, a.v, a.n
   FROM e CROSS JOIN LATERAL (
-       SELECT sum(x.kwh_consumed_ac) AS ac, sum(x.voltage) AS v, count(*)::int AS n
+       SELECT sum(x.mwh_consumed_ac)::int8 AS ac, sum(x.voltage) AS v, count(*)::int AS n
          FROM meter_telemetry_history x
         WHERE x.meter_id = $1 AND x.ts >= e.f AND x.ts < e.t) a
  WHERE a.n > 0
 UNION ALL
-SELECT 3, vehicle_id, hour, kwh_delivered_dc, battery_temp_sum, readings
+SELECT 3, vehicle_id, hour, mwh_delivered_dc, battery_temp_sum, readings
   FROM vehicle_hourly WHERE meter_id = $1 AND hour >= $2 AND hour < $3
 UNION ALL
 SELECT 3, ids.vehicle_id, date_bin('1 hour', e.f, 'epoch'), d.dc, d.temp, d.n
   FROM e JOIN vehicle_hourly ids ON ids.meter_id = $1 AND ids.hour = date_bin('1 hour', e.f, 'epoch')
  CROSS JOIN LATERAL (
-       SELECT sum(x.kwh_delivered_dc) AS dc, sum(x.battery_temp) AS temp, count(*)::int AS n
+       SELECT sum(x.mwh_delivered_dc)::int8 AS dc, sum(x.battery_temp) AS temp, count(*)::int AS n
          FROM vehicle_telemetry_history x
         WHERE x.vehicle_id = ids.vehicle_id AND x.ts >= e.f AND x.ts < e.t AND x.meter_id = $1) d
  WHERE d.n > 0`
@@ -278,7 +279,8 @@ func Meter(ctx context.Context, db DBTX, meterID string, w window.Window) (Meter
 			kind    int
 			vehicle string
 			hour    time.Time
-			x1, x2  float64
+			x1      int64
+			x2      float64
 			n       int
 		)
 		if err := rows.Scan(&kind, &vehicle, &hour, &x1, &x2, &n); err != nil {

@@ -14,7 +14,7 @@ import (
 // SiteTotals is a meter's AC and the DC attributed to it over whole hours.
 type SiteTotals struct {
 	MeterID    string
-	AC, DC     float64
+	AC, DC     int64 // mWh
 	VehicleIDs []string
 }
 
@@ -22,7 +22,7 @@ type SiteTotals struct {
 // there by DC share (hours where its meter's total DC was 0 are returned as Unshared instead).
 type VehicleTotals struct {
 	VehicleID string
-	AC, DC    float64
+	AC, DC    int64 // mWh
 	MeterIDs  []string
 }
 
@@ -39,25 +39,26 @@ type AlertRows struct {
 
 // alertSQL is one statement per shard over the whole hours, aggregated with hashes only (no
 // sort, no DISTINCT): every meter's AC (kind 0), every (vehicle, meter)'s DC and DC-share of
-// the meter's AC (kind 1), and meter hours with AC but no DC (kind 2). Site DC, the vehicles
+// the meter's AC (kind 1, each hour's share rounded as attribution.Share does), and meter hours
+// with AC but no DC (kind 2). Site DC, the vehicles
 // of a site and the meters of a vehicle are derived from the kind 1 rows by the caller.
 // It is planned for its actual hours on every call (see alertMode).
 const alertSQL = `
 WITH j AS MATERIALIZED (
-       SELECT mh.meter_id, mh.hour, mh.kwh_consumed_ac AS ac, coalesce(t.total, 0) AS total
+       SELECT mh.meter_id, mh.hour, mh.mwh_consumed_ac AS ac, coalesce(t.total, 0) AS total
          FROM meter_hourly mh
-         LEFT JOIN (SELECT meter_id, hour, sum(kwh_delivered_dc) AS total
+         LEFT JOIN (SELECT meter_id, hour, sum(mwh_delivered_dc)::int8 AS total
                       FROM vehicle_hourly
                      WHERE hour >= $1 AND hour < $2 AND meter_id <> ''
                      GROUP BY 1, 2) t ON t.meter_id = mh.meter_id AND t.hour = mh.hour
         WHERE mh.hour >= $1 AND mh.hour < $2)
-SELECT 0 AS kind, meter_id, ''::text, sum(kwh_consumed_ac), 0::float8, NULL::timestamptz
+SELECT 0 AS kind, meter_id, ''::text, sum(mwh_consumed_ac)::int8, 0::int8, NULL::timestamptz
   FROM meter_hourly WHERE hour >= $1 AND hour < $2
- GROUP BY meter_id HAVING sum(kwh_consumed_ac) > 0
+ GROUP BY meter_id HAVING sum(mwh_consumed_ac) > 0
 UNION ALL
 SELECT 1, vh.meter_id, vh.vehicle_id,
-       coalesce(sum(j.ac * vh.kwh_delivered_dc / j.total) FILTER (WHERE j.total > 0), 0),
-       sum(vh.kwh_delivered_dc), NULL
+       coalesce(sum(div(2 * j.ac::numeric * vh.mwh_delivered_dc + j.total, 2 * j.total)) FILTER (WHERE j.total > 0), 0)::int8,
+       sum(vh.mwh_delivered_dc)::int8, NULL
   FROM vehicle_hourly vh LEFT JOIN j ON j.meter_id = vh.meter_id AND j.hour = vh.hour
  WHERE vh.hour >= $1 AND vh.hour < $2
  GROUP BY vh.vehicle_id, vh.meter_id
@@ -75,14 +76,14 @@ const alertMode = pgx.QueryExecModeSimpleProtocol
 // and its DC-share of that meter's AC.
 type VehicleMeter struct {
 	VehicleID, MeterID string
-	AC, DC             float64
+	AC, DC             int64 // mWh
 }
 
 // AlertSums are what one shard holds of the alert question over whole hours, before the
 // threshold: every meter's AC (meters with AC > 0), every (vehicle, meter)'s DC and DC-share
 // of the meter's AC, and the meter hours with AC but no DC.
 type AlertSums struct {
-	MeterAC       map[string]float64
+	MeterAC       map[string]int64
 	VehicleMeters []VehicleMeter
 	Unshared      []MeterHour
 }
@@ -90,7 +91,7 @@ type AlertSums struct {
 // AlertTotals sums one shard's rollups over the whole hours for the alert query, in one
 // statement aggregated by Postgres.
 func AlertTotals(ctx context.Context, db DBTX, hours window.Range) (AlertSums, error) {
-	out := AlertSums{MeterAC: map[string]float64{}}
+	out := AlertSums{MeterAC: map[string]int64{}}
 	rows, err := db.Query(ctx, alertSQL, alertMode, hours.From, hours.To)
 	if err != nil {
 		return out, err
@@ -100,7 +101,7 @@ func AlertTotals(ctx context.Context, db DBTX, hours window.Range) (AlertSums, e
 		var (
 			kind       int
 			meter, veh string
-			ac, dc     float64
+			ac, dc     int64
 			hour       *time.Time
 		)
 		if err := rows.Scan(&kind, &meter, &veh, &ac, &dc, &hour); err != nil {
@@ -121,8 +122,7 @@ func AlertTotals(ctx context.Context, db DBTX, hours window.Range) (AlertSums, e
 // Rows applies the threshold: the sites below it, and every vehicle with its meters.
 func (s AlertSums) Rows(threshold float64) AlertRows {
 	out := AlertRows{Unshared: s.Unshared}
-	// In (vehicle, meter) order, so the same rows always sum to the same floats and every
-	// list comes out sorted.
+	// In (vehicle, meter) order, so that every list comes out sorted.
 	vms := slices.Clone(s.VehicleMeters)
 	sort.Slice(vms, func(i, j int) bool {
 		if vms[i].VehicleID != vms[j].VehicleID {
@@ -130,7 +130,7 @@ func (s AlertSums) Rows(threshold float64) AlertRows {
 		}
 		return vms[i].MeterID < vms[j].MeterID
 	})
-	siteDC := map[string]float64{}
+	siteDC := map[string]int64{}
 	siteVehicles := map[string][]string{}
 	for i, vm := range vms {
 		if i == 0 || vms[i-1].VehicleID != vm.VehicleID {
@@ -152,7 +152,7 @@ func (s AlertSums) Rows(threshold float64) AlertRows {
 	sort.Strings(meters)
 	for _, m := range meters {
 		ac, dc := s.MeterAC[m], siteDC[m]
-		if dc/ac >= threshold {
+		if float64(dc)/float64(ac) >= threshold {
 			continue
 		}
 		ids := siteVehicles[m]

@@ -32,7 +32,7 @@ func NewVehicleCollector(vehicleID string, meters []MeterSpan, hours int) *Vehic
 
 // VehicleRow adds a vehicle's DC attributed to meter ("" for none) in hour (the window's
 // part of it). Every (vehicle, meter, hour) is added once.
-func (c *VehicleCollector) VehicleRow(vehicle, meter string, hour time.Time, dc, tempSum float64, readings int) {
+func (c *VehicleCollector) VehicleRow(vehicle, meter string, hour time.Time, dc int64, tempSum float64, readings int) {
 	if vehicle == c.vehicleID {
 		c.out.Own = append(c.out.Own, HourDC{MeterID: meter, VehicleID: vehicle, Hour: hour, DC: dc, TempSum: tempSum, Readings: readings})
 	}
@@ -47,7 +47,7 @@ func (c *VehicleCollector) VehicleRow(vehicle, meter string, hour time.Time, dc,
 
 // Own adds a row of the vehicle's own DC in hour (the window's part of it) attributed to
 // meter, without adding it to the meter's DC (see MeterDC).
-func (c *VehicleCollector) Own(meter string, hour time.Time, dc, tempSum float64, readings int) {
+func (c *VehicleCollector) Own(meter string, hour time.Time, dc int64, tempSum float64, readings int) {
 	c.out.Own = append(c.out.Own, HourDC{MeterID: meter, VehicleID: c.vehicleID, Hour: hour, DC: dc, TempSum: tempSum, Readings: readings})
 }
 
@@ -55,7 +55,7 @@ func (c *VehicleCollector) Own(meter string, hour time.Time, dc, tempSum float64
 // over vehicles (the number of vehicles), includes telling whether the asked vehicle is one.
 // It is left out outside the meter's spans. A (meter, hour) given here is given once, and
 // never in VehicleRow.
-func (c *VehicleCollector) MeterDC(meter string, hour time.Time, total float64, vehicles int, includes bool) {
+func (c *VehicleCollector) MeterDC(meter string, hour time.Time, total int64, vehicles int, includes bool) {
 	if inSpan(c.meters, meter, hour) {
 		c.out.DC = append(c.out.DC, MeterDC{MeterID: meter, Hour: hour, Total: total, Vehicles: vehicles, Includes: includes})
 	}
@@ -78,7 +78,7 @@ func (c *VehicleCollector) meterDC(meter string, hour time.Time) *MeterDC {
 
 // MeterRow adds a meter's AC in hour (the window's part of it); rows outside the meter's
 // spans are left out.
-func (c *VehicleCollector) MeterRow(meter string, hour time.Time, ac, voltageSum float64, readings int) {
+func (c *VehicleCollector) MeterRow(meter string, hour time.Time, ac int64, voltageSum float64, readings int) {
 	if inSpan(c.meters, meter, hour) {
 		c.out.AC = append(c.out.AC, MeterHour{MeterID: meter, Hour: hour, AC: ac, VoltageSum: voltageSum, Readings: readings})
 	}

@@ -41,7 +41,7 @@ type HourRollups struct {
 type MeterAC struct {
 	Meter      int32 // in Rollups.Names
 	Readings   int32
-	AC         float64
+	AC         int64 // mWh
 	VoltageSum float64
 }
 
@@ -49,7 +49,7 @@ type MeterAC struct {
 type VehicleDC struct {
 	Vehicle, Meter int32 // in Rollups.Names
 	Readings       int32
-	DC             float64
+	DC             int64 // mWh
 	TempSum        float64
 }
 
@@ -93,17 +93,17 @@ WITH v AS MATERIALIZED (
          FROM rollup_sealed p JOIN s ON s.hour = p.hour AND s.version = p.version),
      u AS MATERIALIZED (
        SELECT s.hour FROM s WHERE NOT EXISTS (SELECT FROM p WHERE p.hour = s.hour))
-SELECT 0 AS kind, hour, version, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, NULL::bytea FROM v
+SELECT 0 AS kind, hour, version, NULL::text, NULL::text, NULL::int8, NULL::float8, NULL::int4, NULL::bytea FROM v
 UNION ALL
-SELECT 3, hour, NULL::int8, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, meters FROM p
+SELECT 3, hour, NULL::int8, NULL::text, NULL::text, NULL::int8, NULL::float8, NULL::int4, meters FROM p
 UNION ALL
-SELECT 4, hour, NULL::int8, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, vehicles FROM p
+SELECT 4, hour, NULL::int8, NULL::text, NULL::text, NULL::int8, NULL::float8, NULL::int4, vehicles FROM p
 UNION ALL
-SELECT 1, mh.hour, NULL::int8, mh.meter_id, NULL::text, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, NULL::bytea
+SELECT 1, mh.hour, NULL::int8, mh.meter_id, NULL::text, mh.mwh_consumed_ac, mh.voltage_sum, mh.readings, NULL::bytea
   FROM meter_hourly mh
  WHERE mh.hour >= $1 AND mh.hour < $2 AND mh.hour = ANY (ARRAY(SELECT hour FROM u))
 UNION ALL
-SELECT 2, vh.hour, NULL::int8, vh.meter_id, vh.vehicle_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, NULL::bytea
+SELECT 2, vh.hour, NULL::int8, vh.meter_id, vh.vehicle_id, vh.mwh_delivered_dc, vh.battery_temp_sum, vh.readings, NULL::bytea
   FROM vehicle_hourly vh
  WHERE vh.hour >= $1 AND vh.hour < $2 AND vh.hour = ANY (ARRAY(SELECT hour FROM u))
 ) TO STDOUT (FORMAT binary)`
@@ -221,7 +221,7 @@ func (r *rollupReader) row(f [][]byte) error {
 	case 4:
 		return r.packedVehicles(h, f[8])
 	}
-	x1, err1 := copyFloat64(f[5])
+	x1, err1 := copyInt64(f[5])
 	x2, err2 := copyFloat64(f[6])
 	readings, err3 := copyInt32(f[7])
 	if err := errors.Join(err1, err2, err3); err != nil {

@@ -27,7 +27,8 @@ type LiveRollups struct {
 // sum attributed to MeterID, or a meter's AC and voltage sum (VehicleID empty).
 type LiveRow struct {
 	VehicleID, MeterID string
-	X1, X2             float64
+	E                  int64 // mWh: DC or AC
+	X2                 float64
 	Readings           int
 	// Last is the time of the row's latest reading; zero when unknown.
 	Last time.Time
@@ -37,15 +38,15 @@ type LiveRow struct {
 // version of hour $3 is $6, the rollup rows of hour $3 of the vehicles $4 and the meters $5
 // with their latest readings.
 const liveHourSQL = `
-SELECT 2, '', '', hour, version, 0::float8, 0::float8, 0, NULL::timestamptz
+SELECT 2, '', '', hour, version, 0::int8, 0::float8, 0, NULL::timestamptz
   FROM rollup_hours WHERE hour >= $1 AND hour < $2
 UNION ALL
-SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, 0, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, vh.last_ts
+SELECT 0, vh.vehicle_id, vh.meter_id, vh.hour, 0, vh.mwh_delivered_dc, vh.battery_temp_sum, vh.readings, vh.last_ts
   FROM vehicle_hourly vh
  WHERE vh.hour = $3::timestamptz AND (vh.vehicle_id = ANY($4::text[]) OR vh.meter_id = ANY($5::text[]))
    AND (SELECT version FROM rollup_hours WHERE hour = $3) IS DISTINCT FROM $6::int8
 UNION ALL
-SELECT 1, '', mh.meter_id, mh.hour, 0, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts
+SELECT 1, '', mh.meter_id, mh.hour, 0, mh.mwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts
   FROM meter_hourly mh
  WHERE mh.hour = $3 AND mh.meter_id = ANY($5)
    AND (SELECT version FROM rollup_hours WHERE hour = $3) IS DISTINCT FROM $6`
@@ -69,7 +70,7 @@ func LiveHour(ctx context.Context, db DBTX, hours window.Range, hour time.Time, 
 		last    *time.Time
 	)
 	for rows.Next() {
-		if err := rows.Scan(&kind, &r.VehicleID, &r.MeterID, &h, &version, &r.X1, &r.X2, &r.Readings, &last); err != nil {
+		if err := rows.Scan(&kind, &r.VehicleID, &r.MeterID, &h, &version, &r.E, &r.X2, &r.Readings, &last); err != nil {
 			return nil, err
 		}
 		r.Last = time.Time{}
@@ -109,12 +110,12 @@ func (l *LiveRollups) Edge(col *VehicleCollector, hour time.Time, vehicle string
 	}
 	for _, r := range l.Vehicles {
 		if uses(r) {
-			col.VehicleRow(r.VehicleID, r.MeterID, hour, r.X1, r.X2, r.Readings)
+			col.VehicleRow(r.VehicleID, r.MeterID, hour, r.E, r.X2, r.Readings)
 		}
 	}
 	for _, r := range l.Meters {
 		if slices.Contains(meters, r.MeterID) {
-			col.MeterRow(r.MeterID, hour, r.X1, r.X2, r.Readings)
+			col.MeterRow(r.MeterID, hour, r.E, r.X2, r.Readings)
 		}
 	}
 	return true
@@ -124,13 +125,13 @@ func (l *LiveRollups) Edge(col *VehicleCollector, hour time.Time, vehicle string
 // their latest readings (a binary COPY with the hour written in; see copyOut).
 const liveHourAllSQL = `
 COPY (
-SELECT 2 AS kind, NULL::text, NULL::text, NULL::float8, NULL::float8, NULL::int4, NULL::timestamptz, version
+SELECT 2 AS kind, NULL::text, NULL::text, NULL::int8, NULL::float8, NULL::int4, NULL::timestamptz, version
   FROM rollup_hours WHERE hour = $1
 UNION ALL
-SELECT 0, vh.vehicle_id, vh.meter_id, vh.kwh_delivered_dc, vh.battery_temp_sum, vh.readings, vh.last_ts, NULL::int8
+SELECT 0, vh.vehicle_id, vh.meter_id, vh.mwh_delivered_dc, vh.battery_temp_sum, vh.readings, vh.last_ts, NULL::int8
   FROM vehicle_hourly vh WHERE vh.hour = $1
 UNION ALL
-SELECT 1, NULL::text, mh.meter_id, mh.kwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts, NULL::int8
+SELECT 1, NULL::text, mh.meter_id, mh.mwh_consumed_ac, mh.voltage_sum, mh.readings, mh.last_ts, NULL::int8
   FROM meter_hourly mh WHERE mh.hour = $1
 ) TO STDOUT (FORMAT binary)`
 
@@ -157,7 +158,7 @@ func WholeLiveHour(ctx context.Context, db DBTX, hour time.Time, intern func([]b
 		if kind == 0 {
 			r.VehicleID = intern(f[1])
 		}
-		x1, err1 := copyFloat64(f[3])
+		e, err1 := copyInt64(f[3])
 		x2, err2 := copyFloat64(f[4])
 		n, err3 := copyInt32(f[5])
 		var err4 error
@@ -167,7 +168,7 @@ func WholeLiveHour(ctx context.Context, db DBTX, hour time.Time, intern func([]b
 		if err := errors.Join(err1, err2, err3, err4); err != nil {
 			return err
 		}
-		r.X1, r.X2, r.Readings = x1, x2, int(n)
+		r.E, r.X2, r.Readings = e, x2, int(n)
 		if kind == 0 {
 			rows.Vehicles = append(rows.Vehicles, r)
 		} else {

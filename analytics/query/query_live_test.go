@@ -44,14 +44,14 @@ func TestWholeLiveHourReadsEveryRowOfTheHourWithItsVersionAndLatestReading(t *te
 	last := hour.Add(17*time.Minute + 123*time.Microsecond)
 	if _, err := st.WriteBatch(ctx,
 		[]*telemetrypb.MeterReading{
-			{MeterId: "m-é", TimestampMicros: hour.Add(time.Minute).UnixMicro(), KwhConsumedAc: 1.5, Voltage: 230},
-			{MeterId: "m-é", TimestampMicros: last.UnixMicro(), KwhConsumedAc: 2.25, Voltage: 231},
+			{MeterId: "m-é", TimestampMicros: hour.Add(time.Minute).UnixMicro(), MwhConsumedAc: 1500000, Voltage: 230},
+			{MeterId: "m-é", TimestampMicros: last.UnixMicro(), MwhConsumedAc: 2250000, Voltage: 231},
 		},
 		[]*telemetrypb.VehicleReading{
-			{VehicleId: "v1", TimestampMicros: last.UnixMicro(), Soc: 50, KwhDeliveredDc: 3, BatteryTemp: 20, MeterId: "m-é"},
-			{VehicleId: "v2", TimestampMicros: hour.Add(time.Minute).UnixMicro(), Soc: 50, KwhDeliveredDc: 1, BatteryTemp: 30},
+			{VehicleId: "v1", TimestampMicros: last.UnixMicro(), Soc: 50, MwhDeliveredDc: 3000000, BatteryTemp: 20, MeterId: "m-é"},
+			{VehicleId: "v2", TimestampMicros: hour.Add(time.Minute).UnixMicro(), Soc: 50, MwhDeliveredDc: 1000000, BatteryTemp: 30},
 			// Another hour: not read.
-			{VehicleId: "v1", TimestampMicros: hour.Add(-time.Minute).UnixMicro(), Soc: 50, KwhDeliveredDc: 9, BatteryTemp: 20, MeterId: "m-é"},
+			{VehicleId: "v1", TimestampMicros: hour.Add(-time.Minute).UnixMicro(), Soc: 50, MwhDeliveredDc: 9000000, BatteryTemp: 20, MeterId: "m-é"},
 		}); err != nil {
 		t.Fatal(err)
 	}
@@ -71,17 +71,17 @@ func TestWholeLiveHourReadsEveryRowOfTheHourWithItsVersionAndLatestReading(t *te
 	if len(rows.Meters) != 1 || len(rows.Vehicles) != 2 || interned != 1+2*2 {
 		t.Fatalf("%d meter and %d vehicle rows, %d ids interned; want 1, 2 and 5", len(rows.Meters), len(rows.Vehicles), interned)
 	}
-	if m := rows.Meters[0]; m.VehicleID != "" || m.MeterID != "m-é" || m.X1 != 3.75 || m.X2 != 461 || m.Readings != 2 || !m.Last.Equal(last) {
+	if m := rows.Meters[0]; m.VehicleID != "" || m.MeterID != "m-é" || m.E != 3_750_000 || m.X2 != 461 || m.Readings != 2 || !m.Last.Equal(last) {
 		t.Errorf("meter row %+v", m)
 	}
 	for _, v := range rows.Vehicles {
 		switch v.VehicleID {
 		case "v1":
-			if v.MeterID != "m-é" || v.X1 != 3 || v.X2 != 20 || v.Readings != 1 || !v.Last.Equal(last) {
+			if v.MeterID != "m-é" || v.E != 3_000_000 || v.X2 != 20 || v.Readings != 1 || !v.Last.Equal(last) {
 				t.Errorf("v1 row %+v", v)
 			}
 		case "v2":
-			if v.MeterID != "" || v.X1 != 1 || !v.Last.IsZero() {
+			if v.MeterID != "" || v.E != 1_000_000 || !v.Last.IsZero() {
 				t.Errorf("v2 row %+v, want no meter and an unknown latest reading", v)
 			}
 		default:
@@ -96,8 +96,8 @@ func TestLiveHourLeavesOutTheRowsOfAnHourHeldAtItsVersion(t *testing.T) {
 	pool, st := shardStore(t, now)
 	hour := now.Truncate(time.Hour)
 	if _, err := st.WriteBatch(ctx,
-		[]*telemetrypb.MeterReading{{MeterId: "m1", TimestampMicros: hour.Add(time.Minute).UnixMicro(), KwhConsumedAc: 1, Voltage: 230}},
-		[]*telemetrypb.VehicleReading{{VehicleId: "v1", TimestampMicros: hour.Add(time.Minute).UnixMicro(), Soc: 50, KwhDeliveredDc: 1, BatteryTemp: 20, MeterId: "m1"}}); err != nil {
+		[]*telemetrypb.MeterReading{{MeterId: "m1", TimestampMicros: hour.Add(time.Minute).UnixMicro(), MwhConsumedAc: 1000000, Voltage: 230}},
+		[]*telemetrypb.VehicleReading{{VehicleId: "v1", TimestampMicros: hour.Add(time.Minute).UnixMicro(), Soc: 50, MwhDeliveredDc: 1000000, BatteryTemp: 20, MeterId: "m1"}}); err != nil {
 		t.Fatal(err)
 	}
 	hours := window.Range{From: hour.Add(-24 * time.Hour), To: hour.Add(time.Hour)}

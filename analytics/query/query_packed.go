@@ -40,6 +40,14 @@ func (p *packed) int32() int32 {
 	return int32(binary.BigEndian.Uint32(b))
 }
 
+func (p *packed) int64() int64 {
+	b := p.next(8)
+	if b == nil {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
+}
+
 func (p *packed) float64() float64 {
 	b := p.next(8)
 	if b == nil {
@@ -59,7 +67,7 @@ func (r *rollupReader) packedMeters(h *HourRollups, b []byte) error {
 	p := packed{b: b}
 	for p.more() {
 		id := p.text()
-		m := MeterAC{AC: p.float64(), VoltageSum: p.float64(), Readings: p.int32()}
+		m := MeterAC{AC: p.int64(), VoltageSum: p.float64(), Readings: p.int32()}
 		if p.err != nil {
 			break
 		}
@@ -80,7 +88,7 @@ func (r *rollupReader) packedVehicles(h *HourRollups, b []byte) error {
 	p := packed{b: b}
 	for p.more() {
 		vehicle, meter := p.text(), p.text()
-		v := VehicleDC{DC: p.float64(), TempSum: p.float64(), Readings: p.int32()}
+		v := VehicleDC{DC: p.int64(), TempSum: p.float64(), Readings: p.int32()}
 		if p.err != nil {
 			break
 		}

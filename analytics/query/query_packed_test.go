@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 )
 
@@ -21,10 +22,10 @@ func canonicalRollups(rs *Rollups) map[time.Time][]string {
 	for _, h := range rs.Changed {
 		var rows []string
 		for _, m := range h.Meters.All() {
-			rows = append(rows, fmt.Sprintf("m %q %d %x %x", rs.Names[m.Meter], m.Readings, math.Float64bits(m.AC), math.Float64bits(m.VoltageSum)))
+			rows = append(rows, fmt.Sprintf("m %q %d %x %x", rs.Names[m.Meter], m.Readings, m.AC, math.Float64bits(m.VoltageSum)))
 		}
 		for _, v := range h.Vehicles.All() {
-			rows = append(rows, fmt.Sprintf("v %q %q %d %x %x", rs.Names[v.Vehicle], rs.Names[v.Meter], v.Readings, math.Float64bits(v.DC), math.Float64bits(v.TempSum)))
+			rows = append(rows, fmt.Sprintf("v %q %q %d %x %x", rs.Names[v.Vehicle], rs.Names[v.Meter], v.Readings, v.DC, math.Float64bits(v.TempSum)))
 		}
 		slices.Sort(rows)
 		out[h.Hour] = rows
@@ -48,7 +49,7 @@ func TestPackedHoursReadExactlyAsTheirRowsAndOnlyAtTheirVersion(t *testing.T) {
 	for ts := from; ts.Before(now); ts = ts.Add(3*time.Minute + 17*time.Microsecond) {
 		for m := range 20 {
 			meters = append(meters, &telemetrypb.MeterReading{MeterId: meterID(m), TimestampMicros: ts.UnixMicro(),
-				KwhConsumedAc: rng.ExpFloat64() * math.Pow(10, float64(rng.IntN(6)-3)), Voltage: 200 + 60*rng.Float64()})
+				MwhConsumedAc: telemetry.MWhFromKWh(rng.ExpFloat64() * math.Pow(10, float64(rng.IntN(6)-3))), Voltage: 200 + 60*rng.Float64()})
 		}
 		for v := range 40 {
 			meter := meterID((v + ts.Minute()/20) % 19)
@@ -56,7 +57,7 @@ func TestPackedHoursReadExactlyAsTheirRowsAndOnlyAtTheirVersion(t *testing.T) {
 				meter = ""
 			}
 			vehicles = append(vehicles, &telemetrypb.VehicleReading{VehicleId: fmt.Sprintf("EV-€%03d", v), TimestampMicros: ts.UnixMicro(),
-				Soc: 50, KwhDeliveredDc: rng.ExpFloat64(), BatteryTemp: 10 + 30*rng.Float64(), MeterId: meter})
+				Soc: 50, MwhDeliveredDc: telemetry.MWhFromKWh(rng.ExpFloat64()), BatteryTemp: 10 + 30*rng.Float64(), MeterId: meter})
 		}
 	}
 	if _, err := st.WriteBatch(ctx, meters, vehicles); err != nil {
@@ -134,14 +135,14 @@ func TestAPackedValueCutShortIsAnErrorNotFewerRows(t *testing.T) {
 	for i := range 3 {
 		id := fmt.Sprintf("m-%d-é", i)
 		meters = append(be.AppendUint32(meters, uint32(len(id))), id...)
-		meters = be.AppendUint64(meters, math.Float64bits(float64(i)+0.5))
+		meters = be.AppendUint64(meters, uint64(i)*1_000_000+500_000)
 		meters = be.AppendUint64(meters, math.Float64bits(230))
 		meters = be.AppendUint32(meters, uint32(i+1))
 		meterEnds = append(meterEnds, len(meters))
 		for _, s := range []string{fmt.Sprintf("v-%d", i), id} {
 			vehicles = append(be.AppendUint32(vehicles, uint32(len(s))), s...)
 		}
-		vehicles = be.AppendUint64(vehicles, math.Float64bits(float64(i)))
+		vehicles = be.AppendUint64(vehicles, uint64(i)*1_000_000)
 		vehicles = be.AppendUint64(vehicles, math.Float64bits(20))
 		vehicles = be.AppendUint32(vehicles, 1)
 		vehicleEnds = append(vehicleEnds, len(vehicles))
@@ -161,7 +162,7 @@ func TestAPackedValueCutShortIsAnErrorNotFewerRows(t *testing.T) {
 	for _, m := range h.Meters.All() {
 		last = m
 	}
-	if r.out.Names[last.Meter] != "m-2-é" || last.AC != 2.5 || last.VoltageSum != 230 || last.Readings != 3 {
+	if r.out.Names[last.Meter] != "m-2-é" || last.AC != 2_500_000 || last.VoltageSum != 230 || last.Readings != 3 {
 		t.Errorf("last meter row %+v (%q)", last, r.out.Names[last.Meter])
 	}
 	// A cut between rows is a shorter value, which nothing tells apart; any other is an error.

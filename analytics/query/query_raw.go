@@ -12,19 +12,20 @@ type RawReading struct {
 	DeviceID string
 	MeterID  string
 	TS       time.Time
-	X1, X2   float64
+	E        int64 // mWh: DC or AC
+	X2       float64
 }
 
 // rawHourSQL reads, in one statement and so from one snapshot, the version of hour $1 and
 // every raw reading of the hour on the shard. It is planned for its actual hour, so only that
 // day's partitions are read.
 const rawHourSQL = `
-SELECT 0 AS kind, coalesce((SELECT version FROM rollup_hours WHERE hour = $1), 0), ''::text, ''::text, $1::timestamptz, 0::float8, 0::float8
+SELECT 0 AS kind, coalesce((SELECT version FROM rollup_hours WHERE hour = $1), 0), ''::text, ''::text, $1::timestamptz, 0::int8, 0::float8
 UNION ALL
-SELECT 1, 0, vehicle_id, meter_id, ts, kwh_delivered_dc, battery_temp
+SELECT 1, 0, vehicle_id, meter_id, ts, mwh_delivered_dc, battery_temp
   FROM vehicle_telemetry_history WHERE ts >= $1::timestamptz AND ts < $2::timestamptz
 UNION ALL
-SELECT 2, 0, meter_id, '', ts, kwh_consumed_ac, voltage
+SELECT 2, 0, meter_id, '', ts, mwh_consumed_ac, voltage
   FROM meter_telemetry_history WHERE ts >= $1::timestamptz AND ts < $2::timestamptz`
 
 // RawHour reads the hour starting at hour: fn is called for each reading, in no particular
@@ -42,7 +43,7 @@ func RawHour(ctx context.Context, db DBTX, hour time.Time, fn func(RawReading)) 
 		r    RawReading
 	)
 	for rows.Next() {
-		if err := rows.Scan(&kind, &v, &r.DeviceID, &r.MeterID, &r.TS, &r.X1, &r.X2); err != nil {
+		if err := rows.Scan(&kind, &v, &r.DeviceID, &r.MeterID, &r.TS, &r.E, &r.X2); err != nil {
 			return 0, err
 		}
 		switch kind {

@@ -11,7 +11,8 @@ import (
 // VehicleStatus is a row of current_vehicle_status.
 type VehicleStatus struct {
 	VehicleID     string
-	SOC, DC, Temp float64
+	SOC, Temp     float64
+	DC            int64 // mWh
 	MeterID       string
 	LastUpdatedAt time.Time
 }
@@ -19,12 +20,13 @@ type VehicleStatus struct {
 // MeterStatus is a row of current_meter_status.
 type MeterStatus struct {
 	MeterID       string
-	AC, Voltage   float64
+	AC            int64 // mWh
+	Voltage       float64
 	LastUpdatedAt time.Time
 }
 
-const vehicleStatusCols = `vehicle_id, soc, last_kwh_delivered_dc, battery_temp, meter_id, last_updated_at`
-const meterStatusCols = `meter_id, last_kwh_consumed_ac, voltage, last_updated_at`
+const vehicleStatusCols = `vehicle_id, soc, last_mwh_delivered_dc, battery_temp, meter_id, last_updated_at`
+const meterStatusCols = `meter_id, last_mwh_consumed_ac, voltage, last_updated_at`
 
 func scanVehicleStatus(r pgx.CollectableRow) (VehicleStatus, error) {
 	var s VehicleStatus

@@ -98,10 +98,27 @@ func UnmarshalBatch(data []byte) (*telemetrypb.ReadingBatch, error) {
 	if err := proto.Unmarshal(data, &b); err != nil {
 		return nil, fmt.Errorf("decoding reading batch: %w", err)
 	}
+	upgradeEnergy(&b)
 	if err := CheckBatch(&b); err != nil {
 		return nil, err
 	}
 	return &b, nil
+}
+
+// upgradeEnergy gives the readings of a message of the previous version, which carry energy
+// only as float kWh, their energy in mWh. A reading of this version carries both, and its
+// mWh are taken as they are.
+func upgradeEnergy(b *telemetrypb.ReadingBatch) {
+	for _, m := range b.GetMeters() {
+		if kwh := m.GetKwhConsumedAc(); m.GetMwhConsumedAc() == 0 && kwh != 0 { //nolint:staticcheck // the previous version's field
+			m.MwhConsumedAc = MWhFromKWh(kwh)
+		}
+	}
+	for _, v := range b.GetVehicles() {
+		if kwh := v.GetKwhDeliveredDc(); v.GetMwhDeliveredDc() == 0 && kwh != 0 { //nolint:staticcheck // the previous version's field
+			v.MwhDeliveredDc = MWhFromKWh(kwh)
+		}
+	}
 }
 
 // HeaderPublishedAt names the stream-message header that carries, as Unix nanoseconds, when

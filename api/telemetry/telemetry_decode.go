@@ -85,6 +85,7 @@ type payload struct {
 	id     [2]string // meterId, vehicleId
 	ts     int64     // Unix microseconds
 	values [numFields]float64
+	mwh    int64 // the energy field's value (consumed AC or delivered DC), in mWh
 }
 
 // DecodeReading strictly decodes one device reading (a JSON object of either kind) and
@@ -147,7 +148,8 @@ func (p *payload) reading(now time.Time, l Limits) (Reading, *Error) {
 	if isMeter {
 		m := &telemetrypb.MeterReading{
 			MeterId:         p.id[0],
-			KwhConsumedAc:   p.values[fKwhConsumedAc],
+			MwhConsumedAc:   p.mwh,
+			KwhConsumedAc:   KWh(p.mwh), //nolint:staticcheck // written for ingesters of the previous version
 			Voltage:         p.values[fVoltage],
 			TimestampMicros: p.ts,
 		}
@@ -159,7 +161,8 @@ func (p *payload) reading(now time.Time, l Limits) (Reading, *Error) {
 	r := &telemetrypb.VehicleReading{
 		VehicleId:       p.id[1],
 		Soc:             p.values[fSoc],
-		KwhDeliveredDc:  p.values[fKwhDeliveredDc],
+		MwhDeliveredDc:  p.mwh,
+		KwhDeliveredDc:  KWh(p.mwh), //nolint:staticcheck // written for ingesters of the previous version
 		BatteryTemp:     p.values[fBatteryTemp],
 		TimestampMicros: p.ts,
 	}
@@ -291,6 +294,21 @@ func (d *decoder) value(p *payload, f field) *Error {
 			}
 			return d.syntax("a value")
 		}
+		if f == fKwhConsumedAc || f == fKwhDeliveredDc {
+			text, err := d.scanNumber()
+			if err != nil {
+				return err
+			}
+			switch mwh, kind := parseMWh(text); kind {
+			case energyNegative:
+				p.mwh = -1 // refused by validation as below zero
+			case energyTooLarge:
+				p.mwh = MaxMWh + 1 // refused by validation as above the maximum
+			default:
+				p.mwh = mwh
+			}
+			return nil
+		}
 		x, err := d.number()
 		if err != nil {
 			return err
@@ -322,6 +340,19 @@ func jsonType(c byte) string {
 // number scans a JSON number (RFC 8259 grammar) and parses it. A number too large for a
 // float64 becomes ±Inf, which validation refuses as not finite.
 func (d *decoder) number() (float64, *Error) {
+	text, derr := d.scanNumber()
+	if derr != nil {
+		return 0, derr
+	}
+	x, err := strconv.ParseFloat(string(text), 64)
+	if err != nil && !math.IsInf(x, 0) {
+		return 0, malformed("", "invalid number at offset %d", d.pos-len(text))
+	}
+	return x, nil
+}
+
+// scanNumber scans a JSON number (RFC 8259 grammar) and returns its text.
+func (d *decoder) scanNumber() ([]byte, *Error) {
 	start := d.pos
 	b := d.data
 	i := d.pos
@@ -337,13 +368,13 @@ func (d *decoder) number() (float64, *Error) {
 		}
 	default:
 		d.pos = i
-		return 0, d.syntax("a digit")
+		return nil, d.syntax("a digit")
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
 		if i >= len(b) || b[i] < '0' || b[i] > '9' {
 			d.pos = i
-			return 0, d.syntax("a digit after the decimal point")
+			return nil, d.syntax("a digit after the decimal point")
 		}
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
 			i++
@@ -356,18 +387,14 @@ func (d *decoder) number() (float64, *Error) {
 		}
 		if i >= len(b) || b[i] < '0' || b[i] > '9' {
 			d.pos = i
-			return 0, d.syntax("a digit in the exponent")
+			return nil, d.syntax("a digit in the exponent")
 		}
 		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
 			i++
 		}
 	}
 	d.pos = i
-	x, err := strconv.ParseFloat(string(b[start:i]), 64)
-	if err != nil && !math.IsInf(x, 0) {
-		return 0, malformed("", "invalid number at offset %d", start)
-	}
-	return x, nil
+	return b[start:i], nil
 }
 
 // str scans a JSON string at d.pos and returns its decoded bytes. The result aliases the

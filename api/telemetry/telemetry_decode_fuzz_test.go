@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"math/big"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -83,10 +84,24 @@ func checkAccepted(t *testing.T, data []byte, r Reading, now time.Time, l Limits
 	if ts.Before(now.Add(-l.MaxLateness)) || ts.After(now.Add(l.MaxFutureSkew)) {
 		t.Fatalf("accepted timestamp %s outside the limits", ts)
 	}
-	// What encoding/json makes of the same bytes agrees with the decoder.
+	// What encoding/json makes of the same bytes agrees with the decoder: floats as floats,
+	// energy as the exact decimal value in mWh, rounded half away from zero.
 	var generic map[string]any
 	if err := json.Unmarshal(data, &generic); err != nil {
 		t.Fatalf("encoding/json refuses accepted input %q: %v", data, err)
+	}
+	var texts map[string]json.Number
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var raw map[string]any
+	if err := dec.Decode(&raw); err != nil {
+		t.Fatalf("encoding/json refuses accepted input %q: %v", data, err)
+	}
+	texts = map[string]json.Number{}
+	for k, v := range raw {
+		if n, ok := v.(json.Number); ok {
+			texts[k] = n
+		}
 	}
 	var want []float64
 	var got []float64
@@ -97,8 +112,11 @@ func checkAccepted(t *testing.T, data []byte, r Reading, now time.Time, l Limits
 		if len(generic) != 4 || generic[FieldMeterID] != m.GetMeterId() {
 			t.Fatalf("encoding/json sees %v, decoder %+v", generic, m)
 		}
-		got = []float64{m.GetKwhConsumedAc(), m.GetVoltage()}
-		want = []float64{num(generic[FieldKwhConsumedAc]), num(generic[FieldVoltage])}
+		if e := exactMWh(t, texts[FieldKwhConsumedAc]); m.GetMwhConsumedAc() != e {
+			t.Fatalf("energy %s: decoder %d mWh, exact %d", texts[FieldKwhConsumedAc], m.GetMwhConsumedAc(), e)
+		}
+		got = []float64{m.GetVoltage()}
+		want = []float64{num(generic[FieldVoltage])}
 	} else {
 		v := r.Vehicle
 		if err := ValidateVehicle(v, now, l); err != nil {
@@ -107,8 +125,11 @@ func checkAccepted(t *testing.T, data []byte, r Reading, now time.Time, l Limits
 		if len(generic) != 5 || generic[FieldVehicleID] != v.GetVehicleId() || v.GetMeterId() != "" {
 			t.Fatalf("encoding/json sees %v, decoder %+v", generic, v)
 		}
-		got = []float64{v.GetSoc(), v.GetKwhDeliveredDc(), v.GetBatteryTemp()}
-		want = []float64{num(generic[FieldSoc]), num(generic[FieldKwhDeliveredDc]), num(generic[FieldBatteryTemp])}
+		if e := exactMWh(t, texts[FieldKwhDeliveredDc]); v.GetMwhDeliveredDc() != e {
+			t.Fatalf("energy %s: decoder %d mWh, exact %d", texts[FieldKwhDeliveredDc], v.GetMwhDeliveredDc(), e)
+		}
+		got = []float64{v.GetSoc(), v.GetBatteryTemp()}
+		want = []float64{num(generic[FieldSoc]), num(generic[FieldBatteryTemp])}
 	}
 	for i := range got {
 		if math.IsNaN(got[i]) || math.IsInf(got[i], 0) || got[i] != want[i] {
@@ -135,4 +156,24 @@ func num(v any) float64 {
 		return math.NaN()
 	}
 	return f
+}
+
+// exactMWh is a kWh number's text in mWh, computed in exact rationals and rounded half away
+// from zero.
+func exactMWh(t *testing.T, text json.Number) int64 {
+	t.Helper()
+	r, ok := new(big.Rat).SetString(string(text))
+	if !ok {
+		t.Fatalf("big.Rat cannot read %q", text)
+	}
+	r.Mul(r, big.NewRat(MWhPerKWh, 1))
+	neg := r.Sign() < 0
+	r.Abs(r)
+	// floor(r + 1/2)
+	r.Add(r, big.NewRat(1, 2))
+	q := new(big.Int).Quo(r.Num(), r.Denom())
+	if neg {
+		q.Neg(q)
+	}
+	return q.Int64()
 }

@@ -22,7 +22,7 @@ func TestDecodeReadingAcceptsBothKinds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("meter refused: %v", err)
 	}
-	if r.Kind() != KindMeter || r.Meter.GetMeterId() != "meter-001" || r.Meter.GetKwhConsumedAc() != 12.5 || r.Meter.GetVoltage() != 230.1 {
+	if r.Kind() != KindMeter || r.Meter.GetMeterId() != "meter-001" || r.Meter.GetMwhConsumedAc() != 12_500_000 || r.Meter.GetVoltage() != 230.1 {
 		t.Fatalf("meter decoded as %+v", r.Meter)
 	}
 	if want := time.Date(2026, 11, 20, 11, 59, 0, 0, time.UTC).UnixMicro(); r.TimestampMicros() != want {
@@ -34,7 +34,7 @@ func TestDecodeReadingAcceptsBothKinds(t *testing.T) {
 		t.Fatalf("vehicle refused: %v", err)
 	}
 	v := r.Vehicle
-	if r.Kind() != KindVehicle || v.GetVehicleId() != "EV-101" || v.GetSoc() != 55 || v.GetKwhDeliveredDc() != 10.75 || v.GetBatteryTemp() != 31.5 || v.GetMeterId() != "" {
+	if r.Kind() != KindVehicle || v.GetVehicleId() != "EV-101" || v.GetSoc() != 55 || v.GetMwhDeliveredDc() != 10_750_000 || v.GetBatteryTemp() != 31.5 || v.GetMeterId() != "" {
 		t.Fatalf("vehicle decoded as %+v", v)
 	}
 	// +01:00 is one hour ahead of UTC; the nanoseconds are truncated to microseconds.
@@ -49,7 +49,7 @@ func TestDecodeReadingAcceptsEscapedNamesAndValues(t *testing.T) {
 	if err != nil {
 		t.Fatalf("refused: %v", err)
 	}
-	if r.Meter.GetMeterId() != "meter-1" || r.Meter.GetKwhConsumedAc() != 10 {
+	if r.Meter.GetMeterId() != "meter-1" || r.Meter.GetMwhConsumedAc() != 10_000_000 {
 		t.Fatalf("decoded %+v", r.Meter)
 	}
 	if got := r.Time(); got.Nanosecond() != 500_000_000 {
@@ -300,7 +300,7 @@ func TestDecodeReadingMatchesEncodingJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := r.Vehicle
-	if v.GetVehicleId() != want.VehicleID || v.GetSoc() != want.Soc || v.GetKwhDeliveredDc() != want.KwhDeliveredDc || v.GetBatteryTemp() != want.BatteryTemp {
+	if v.GetVehicleId() != want.VehicleID || v.GetSoc() != want.Soc || v.GetMwhDeliveredDc() != MWhFromKWh(want.KwhDeliveredDc) || v.GetBatteryTemp() != want.BatteryTemp {
 		t.Fatalf("got %+v, encoding/json %+v", v, want)
 	}
 	if math.Signbit(v.GetBatteryTemp()) != true {

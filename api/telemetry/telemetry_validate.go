@@ -69,7 +69,6 @@ func DefaultLimits() Limits {
 
 // Plausible value ranges (inclusive).
 const (
-	MaxKWh         = 100_000.0 // energy of one reporting interval
 	MaxVoltage     = 2_000.0
 	MinBatteryTemp = -60.0
 	MaxBatteryTemp = 120.0
@@ -87,6 +86,20 @@ func (v *violations) between(field string, x, lo, hi float64) {
 		v.add(field, "must be a finite number")
 	case x < lo || x > hi:
 		v.add(field, "must be between %g and %g, got %g", lo, hi, x)
+	}
+}
+
+// maxStoredMWh is the largest energy a gateway of any version accepted in one reading (the
+// previous version allowed 100,000 kWh): an ingester refuses no message a gateway accepted.
+const maxStoredMWh = 100_000 * MWhPerKWh
+
+// energy checks an energy in mWh against 0 kWh to maxMWh.
+func (v *violations) energy(field string, mwh, maxMWh int64) {
+	switch {
+	case mwh < 0:
+		v.add(field, "must not be negative")
+	case mwh > maxMWh:
+		v.add(field, "must be at most %d kWh in one reading", maxMWh/MWhPerKWh)
 	}
 }
 
@@ -117,11 +130,15 @@ func (v *violations) timestamp(micros int64, now time.Time, l Limits) {
 
 // ValidateMeter checks a decoded meter reading against the id grammar and the limits.
 func ValidateMeter(m *telemetrypb.MeterReading, now time.Time, l Limits) *Error {
+	return validateMeter(m, now, l, MaxMWh)
+}
+
+func validateMeter(m *telemetrypb.MeterReading, now time.Time, l Limits, maxMWh int64) *Error {
 	if !placement.ValidDeviceID(m.GetMeterId()) {
 		return malformed("meterId", "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 	}
 	var v violations
-	v.between("kwhConsumedAc", m.GetKwhConsumedAc(), 0, MaxKWh)
+	v.energy("kwhConsumedAc", m.GetMwhConsumedAc(), maxMWh)
 	v.between("voltage", m.GetVoltage(), 0, MaxVoltage)
 	v.timestamp(m.GetTimestampMicros(), now, l)
 	if len(v) > 0 {
@@ -132,12 +149,16 @@ func ValidateMeter(m *telemetrypb.MeterReading, now time.Time, l Limits) *Error 
 
 // ValidateVehicle checks a decoded vehicle reading against the id grammar and the limits.
 func ValidateVehicle(r *telemetrypb.VehicleReading, now time.Time, l Limits) *Error {
+	return validateVehicle(r, now, l, MaxMWh)
+}
+
+func validateVehicle(r *telemetrypb.VehicleReading, now time.Time, l Limits, maxMWh int64) *Error {
 	if !placement.ValidDeviceID(r.GetVehicleId()) {
 		return malformed("vehicleId", "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 	}
 	var v violations
 	v.between("soc", r.GetSoc(), 0, 100)
-	v.between("kwhDeliveredDc", r.GetKwhDeliveredDc(), 0, MaxKWh)
+	v.energy("kwhDeliveredDc", r.GetMwhDeliveredDc(), maxMWh)
 	v.between("batteryTemp", r.GetBatteryTemp(), MinBatteryTemp, MaxBatteryTemp)
 	v.timestamp(r.GetTimestampMicros(), now, l)
 	if len(v) > 0 {
@@ -150,12 +171,12 @@ func ValidateVehicle(r *telemetrypb.VehicleReading, now time.Time, l Limits) *Er
 // the right grammar, values in range and timestamps in the years 1970 to 9999. It refuses the whole message on the first bad one.
 func CheckBatch(b *telemetrypb.ReadingBatch) error {
 	for i, m := range b.GetMeters() {
-		if err := ValidateMeter(m, time.Time{}, Limits{}); err != nil {
+		if err := validateMeter(m, time.Time{}, Limits{}, maxStoredMWh); err != nil {
 			return fmt.Errorf("meter reading %d: %w", i, err)
 		}
 	}
 	for i, r := range b.GetVehicles() {
-		if err := ValidateVehicle(r, time.Time{}, Limits{}); err != nil {
+		if err := validateVehicle(r, time.Time{}, Limits{}, maxStoredMWh); err != nil {
 			return fmt.Errorf("vehicle reading %d: %w", i, err)
 		}
 		if m := r.GetMeterId(); m != "" && !placement.ValidDeviceID(m) {

@@ -35,10 +35,12 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/ingester/store"
+	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 	"github.com/fleetingest/fleetingest/internal/localpg"
 	"github.com/fleetingest/fleetingest/test/natstest"
@@ -73,7 +75,12 @@ type stack struct {
 	live func() *stack
 	// fresh starts another service on the same data.
 	fresh func() *stack
-	// close stops a service started by fresh or live.
+	// secured starts another service on the same data that asks for user tokens.
+	secured func() *stack
+	// token is the viewer token every question carries ("" for a service without
+	// authentication).
+	token string
+	// close stops a service started by fresh, live or secured.
 	close func()
 	// from is the data set's first hour.
 	from  time.Time
@@ -205,7 +212,7 @@ func (s *stack) wrk(b *testing.B, conns int, d time.Duration) (requests int, p50
 		b.Fatalf("wrk is not installed: run the benchmarks with `make bench`, which installs it (%v)", err)
 	}
 	cmd := exec.Command(wrk, "-t2", "-c"+strconv.Itoa(conns), "-d"+d.String(), "--timeout", "10s",
-		"-s", "testdata/performance.lua", s.url, "--", strconv.Itoa(s.size.vehicles), s.end.Format(time.RFC3339Nano))
+		"-s", "testdata/performance.lua", s.url, "--", strconv.Itoa(s.size.vehicles), s.end.Format(time.RFC3339Nano), s.token)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk: %v\n%s", err, out)
@@ -325,12 +332,13 @@ func startStack(b *testing.B, sz size) *stack {
 	maxConns := int32(envInt(b, "ANALYTICS_BENCH_MAX_CONNS", 2*runtime.NumCPU()))
 	// serve starts a service on the shards with the clock now and returns its URL, its metrics
 	// and what stops it.
-	serve := func(now func() time.Time) (string, *prometheus.Registry, func()) {
+	serve := func(now func() time.Time, users auth.UserVerifier) (string, *prometheus.Registry, func()) {
 		prom := prometheus.NewRegistry()
 		svc, err := analytics.New(analytics.Config{
 			Shards:     shards.Config{DSNs: dsns, MaxConns: maxConns, MinConns: min(16, maxConns)},
 			SlotMap:    slots,
 			Registry:   reg,
+			Users:      users,
 			Now:        now,
 			Registerer: prom,
 			Logger:     slog.New(slog.DiscardHandler),
@@ -359,7 +367,7 @@ func startStack(b *testing.B, sz size) *stack {
 		time.Sleep(time.Second)
 		return "http://" + l.Addr().String(), prom, closeSvc
 	}
-	url, prom, _ := serve(time.Now)
+	url, prom, _ := serve(time.Now, nil)
 	end := dataEnd.Add(-17 * time.Minute)
 	// The executed plan of one per-vehicle query, for the record.
 	pool, err := pgxpool.New(ctx, dsns[slots.ShardOf(meterID(0))])
@@ -390,8 +398,29 @@ func startStack(b *testing.B, sz size) *stack {
 	st.fresh = func() *stack {
 		// Another service on the same shards, with nothing in memory.
 		fresh := *st
-		fresh.url, fresh.prom, fresh.close = serve(time.Now)
+		fresh.url, fresh.prom, fresh.close = serve(time.Now, nil)
 		return &fresh
+	}
+	st.secured = func() *stack {
+		// Another service on the same shards whose callers present a viewer token.
+		keys, err := auth.EnsureDevKeys(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		userKeys, err := auth.NewKeySet(auth.KeySetConfig{Dir: keys.UserKeyDir, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		users, err := auth.NewLocalUserVerifier(auth.LocalUserConfig{Keys: userKeys})
+		if err != nil {
+			b.Fatal(err)
+		}
+		secured := *st
+		if secured.token, _, err = keys.UserSigner.UserToken("bench", auth.RoleViewer, time.Hour, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		secured.url, secured.prom, secured.close = serve(time.Now, users)
+		return &secured
 	}
 	st.live = func() *stack {
 		// A second service whose clock is just after the data set's last readings (the last at
@@ -399,7 +428,7 @@ func startStack(b *testing.B, sz size) *stack {
 		// is the hour being written, as for a dashboard.
 		live := *st
 		live.end = dataEnd.Add(-100 * time.Millisecond)
-		live.url, live.prom, live.close = serve(func() time.Time { return live.end })
+		live.url, live.prom, live.close = serve(func() time.Time { return live.end }, nil)
 		return &live
 	}
 	return st
@@ -537,9 +566,9 @@ func (s *stack) ingest(b *testing.B) (stop func() int) {
 				for k := range perBatch {
 					i := vehicles[(n*perBatch+k)%len(vehicles)]
 					vb = append(vb, &telemetrypb.VehicleReading{VehicleId: vehicleID(i), TimestampMicros: stamp(), Soc: 50,
-						KwhDeliveredDc: 0.1 + 0.3*rng.Float64(), BatteryTemp: 25, MeterId: meterID(i % s.size.meters)})
+						MwhDeliveredDc: telemetry.MWhFromKWh(0.1 + 0.3*rng.Float64()), BatteryTemp: 25, MeterId: meterID(i % s.size.meters)})
 					j := meters[(n*perBatch+k)%len(meters)]
-					mb = append(mb, &telemetrypb.MeterReading{MeterId: meterID(j), TimestampMicros: stamp(), KwhConsumedAc: 0.2 + 0.4*rng.Float64(), Voltage: 230})
+					mb = append(mb, &telemetrypb.MeterReading{MeterId: meterID(j), TimestampMicros: stamp(), MwhConsumedAc: telemetry.MWhFromKWh(0.2 + 0.4*rng.Float64()), Voltage: 230})
 				}
 				if _, err := st.WriteBatch(ctx, mb, vb); err != nil {
 					if ctx.Err() == nil {
@@ -600,7 +629,7 @@ func (s *stack) measure(b *testing.B, conns, requests int) ([]time.Duration, tim
 				}
 				url := fmt.Sprintf("%s/v1/analytics/performance/%s?window=24h&end=%s", s.url, vehicleID(rng.IntN(s.size.vehicles)), end)
 				t0 := time.Now()
-				res, err := s.client.Get(url)
+				res, err := s.get(url)
 				if err == nil {
 					_, _ = io.Copy(io.Discard, res.Body)
 					_ = res.Body.Close()
@@ -770,6 +799,18 @@ func (s *stack) reportClient(b *testing.B, conns, requests int) {
 	}
 }
 
+// get asks one question, with the stack's token if it has one.
+func (s *stack) get(url string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, url, http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
+	}
+	return s.client.Do(req)
+}
+
 // reportWrk measures 10 s of questions on conns connections with wrk and reports p50, p99 and
 // requests per second.
 func (s *stack) reportWrk(b *testing.B, conns int) {
@@ -786,7 +827,7 @@ func (s *stack) reportWrk(b *testing.B, conns int) {
 func (s *stack) alerts(b *testing.B, url string) time.Duration {
 	b.Helper()
 	t0 := time.Now()
-	res, err := s.client.Get(url)
+	res, err := s.get(url)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -805,6 +846,32 @@ func (s *stack) alerts(b *testing.B, url string) time.Duration {
 // history length (1 and 7 days; ANALYTICS_BENCH_HISTORY_DEVICES vehicles and as many meters,
 // default 100), both served at once and asked ANALYTICS_BENCH_REQUESTS questions in
 // alternating rounds, and reports p50/p99 of each and their ratio.
+// BenchmarkAnalyticsAuth compares per-vehicle questions to a service that asks for user
+// tokens with the same questions to one that does not, on the same data: both served at
+// once, warmed, and asked in alternating rounds (1 connection, then 16 with wrk).
+func BenchmarkAnalyticsAuth(b *testing.B) {
+	sz := size{
+		vehicles: envInt(b, "ANALYTICS_BENCH_VEHICLES", 200),
+		meters:   envInt(b, "ANALYTICS_BENCH_METERS", 200),
+		days:     envInt(b, "ANALYTICS_BENCH_DAYS", 1),
+		shards:   envInt(b, "ANALYTICS_BENCH_SHARDS", 2),
+	}
+	requests := envInt(b, "ANALYTICS_BENCH_REQUESTS", 2000)
+	open := startStack(b, sz)
+	secured := open.secured()
+	open.warm(b)
+	secured.warm(b)
+	for r := range 3 {
+		for _, s := range []struct {
+			name string
+			st   *stack
+		}{{"auth", secured}, {"no-auth", open}} {
+			b.Run(fmt.Sprintf("%s/round-%d/conns=1", s.name, r), func(b *testing.B) { s.st.reportClient(b, 1, requests) })
+			b.Run(fmt.Sprintf("%s/round-%d/wrk-conns=16", s.name, r), func(b *testing.B) { s.st.reportWrk(b, 16) })
+		}
+	}
+}
+
 func BenchmarkHistorySize(b *testing.B) {
 	n := envInt(b, "ANALYTICS_BENCH_HISTORY_DEVICES", 100)
 	requests := envInt(b, "ANALYTICS_BENCH_REQUESTS", 2000)

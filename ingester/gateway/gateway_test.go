@@ -122,7 +122,7 @@ func TestGatewayAcceptsAndRoutesReadings(t *testing.T) {
 	if shard != 1 || len(meters) != 1 {
 		t.Fatalf("meter on shard %d (%d readings), want shard 1", shard, len(meters))
 	}
-	if m := meters[0]; m.GetKwhConsumedAc() != 1.25 || m.GetVoltage() != 230 || m.GetTimestampMicros() != now.UnixMicro() {
+	if m := meters[0]; m.GetMwhConsumedAc() != 1_250_000 || m.GetVoltage() != 230 || m.GetTimestampMicros() != now.UnixMicro() {
 		t.Fatalf("meter stored as %+v", m)
 	}
 	shard, _, vehicles := e.find(vehicle)

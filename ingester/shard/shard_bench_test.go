@@ -28,8 +28,8 @@ func BenchmarkIngesterDrain(b *testing.B) {
 			ts := base.Add(time.Duration(round) * time.Minute).UnixMicro()
 			for j := range perKind {
 				id := fmt.Sprintf("%05d", i*perKind+j)
-				rb.Meters = append(rb.Meters, &telemetrypb.MeterReading{MeterId: "meter-" + id, KwhConsumedAc: 0.5, Voltage: 230, TimestampMicros: ts})
-				rb.Vehicles = append(rb.Vehicles, &telemetrypb.VehicleReading{VehicleId: "EV-" + id, Soc: 50, KwhDeliveredDc: 0.4, BatteryTemp: 30, TimestampMicros: ts, MeterId: "meter-" + id})
+				rb.Meters = append(rb.Meters, &telemetrypb.MeterReading{MeterId: "meter-" + id, MwhConsumedAc: 500000, Voltage: 230, TimestampMicros: ts})
+				rb.Vehicles = append(rb.Vehicles, &telemetrypb.VehicleReading{VehicleId: "EV-" + id, Soc: 50, MwhDeliveredDc: 400000, BatteryTemp: 30, TimestampMicros: ts, MeterId: "meter-" + id})
 			}
 			data, err := telemetry.MarshalBatch(rb)
 			if err != nil {

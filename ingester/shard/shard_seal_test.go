@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )
@@ -28,8 +29,8 @@ func TestIngesterPacksSettledHoursAndPacksAgainAHourALateReadingChanges(t *testi
 	hour := now.Truncate(time.Hour)
 	reading := func(ts time.Time, kwh float64) *telemetrypb.ReadingBatch {
 		return &telemetrypb.ReadingBatch{
-			Meters:   []*telemetrypb.MeterReading{{MeterId: "meter-1", KwhConsumedAc: kwh, Voltage: 230, TimestampMicros: ts.UnixMicro()}},
-			Vehicles: []*telemetrypb.VehicleReading{{VehicleId: "EV-1", Soc: 50, KwhDeliveredDc: kwh, BatteryTemp: 30, TimestampMicros: ts.UnixMicro(), MeterId: "meter-1"}},
+			Meters:   []*telemetrypb.MeterReading{{MeterId: "meter-1", MwhConsumedAc: telemetry.MWhFromKWh(kwh), Voltage: 230, TimestampMicros: ts.UnixMicro()}},
+			Vehicles: []*telemetrypb.VehicleReading{{VehicleId: "EV-1", Soc: 50, MwhDeliveredDc: telemetry.MWhFromKWh(kwh), BatteryTemp: 30, TimestampMicros: ts.UnixMicro(), MeterId: "meter-1"}},
 		}
 	}
 	// Two settled hours, the hour being written, and one from beyond the horizon.

@@ -109,8 +109,8 @@ func readings(i, n int) *telemetrypb.ReadingBatch {
 	b := &telemetrypb.ReadingBatch{}
 	for j := range n {
 		ts := base.Add(time.Duration(i)*time.Second + time.Duration(j)*time.Millisecond).UnixMicro()
-		b.Meters = append(b.Meters, &telemetrypb.MeterReading{MeterId: fmt.Sprintf("meter-%d", j%7), KwhConsumedAc: 0.5, Voltage: 230, TimestampMicros: ts})
-		b.Vehicles = append(b.Vehicles, &telemetrypb.VehicleReading{VehicleId: fmt.Sprintf("EV-%d", j%5), Soc: 50, KwhDeliveredDc: 0.25, BatteryTemp: 30, TimestampMicros: ts, MeterId: fmt.Sprintf("meter-%d", j%7)})
+		b.Meters = append(b.Meters, &telemetrypb.MeterReading{MeterId: fmt.Sprintf("meter-%d", j%7), MwhConsumedAc: 500000, Voltage: 230, TimestampMicros: ts})
+		b.Vehicles = append(b.Vehicles, &telemetrypb.VehicleReading{VehicleId: fmt.Sprintf("EV-%d", j%5), Soc: 50, MwhDeliveredDc: 250000, BatteryTemp: 30, TimestampMicros: ts, MeterId: fmt.Sprintf("meter-%d", j%7)})
 	}
 	return b
 }

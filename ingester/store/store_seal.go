@@ -10,7 +10,7 @@ import (
 
 // sealHoursSQL packs, in one statement and so from one snapshot, the rollup rows of the hours
 // in [$1, $2) whose packed row (rollup_sealed) is missing or at another version than the
-// hour's, newest first, at most $3 of them (format: migrations/0006_rollup_sealed.sql). A
+// hour's, newest first, at most $3 of them (format: migrations/0007_energy_mwh.sql). A
 // packed row is replaced only by one of another version; packing the same hour twice at once
 // leaves one of the two versions, and a stale one is packed again on the next pass.
 const sealHoursSQL = `
@@ -24,12 +24,12 @@ WITH todo AS MATERIALIZED (
 INSERT INTO rollup_sealed AS s (hour, version, meters, vehicles)
 SELECT t.hour, t.version,
        coalesce((SELECT string_agg(int4send(octet_length(convert_to(m.meter_id, 'UTF8'))) || convert_to(m.meter_id, 'UTF8')
-                                   || float8send(m.kwh_consumed_ac) || float8send(m.voltage_sum)
+                                   || int8send(m.mwh_consumed_ac) || float8send(m.voltage_sum)
                                    || int4send(m.readings), ''::bytea)
                    FROM meter_hourly m WHERE m.hour = t.hour), ''::bytea),
        coalesce((SELECT string_agg(int4send(octet_length(convert_to(v.vehicle_id, 'UTF8'))) || convert_to(v.vehicle_id, 'UTF8')
                                    || int4send(octet_length(convert_to(v.meter_id, 'UTF8'))) || convert_to(v.meter_id, 'UTF8')
-                                   || float8send(v.kwh_delivered_dc) || float8send(v.battery_temp_sum)
+                                   || int8send(v.mwh_delivered_dc) || float8send(v.battery_temp_sum)
                                    || int4send(v.readings), ''::bytea)
                    FROM vehicle_hourly v WHERE v.hour = t.hour), ''::bytea)
   FROM todo t

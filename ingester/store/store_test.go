@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 	"github.com/fleetingest/fleetingest/internal/localpg"
 	"github.com/fleetingest/fleetingest/test/pgtest"
@@ -49,11 +51,11 @@ func newStore(tb testing.TB, pool *pgxpool.Pool, now time.Time) *Store {
 }
 
 func meter(id string, ts time.Time, kwh, volt float64) *telemetrypb.MeterReading {
-	return &telemetrypb.MeterReading{MeterId: id, TimestampMicros: ts.UnixMicro(), KwhConsumedAc: kwh, Voltage: volt}
+	return &telemetrypb.MeterReading{MeterId: id, TimestampMicros: ts.UnixMicro(), MwhConsumedAc: telemetry.MWhFromKWh(kwh), Voltage: volt}
 }
 
 func vehicle(id string, ts time.Time, soc, kwh, temp float64, meterID string) *telemetrypb.VehicleReading {
-	return &telemetrypb.VehicleReading{VehicleId: id, TimestampMicros: ts.UnixMicro(), Soc: soc, KwhDeliveredDc: kwh, BatteryTemp: temp, MeterId: meterID}
+	return &telemetrypb.VehicleReading{VehicleId: id, TimestampMicros: ts.UnixMicro(), Soc: soc, MwhDeliveredDc: telemetry.MWhFromKWh(kwh), BatteryTemp: temp, MeterId: meterID}
 }
 
 func count(tb testing.TB, pool *pgxpool.Pool, sql string, args ...any) int {
@@ -72,21 +74,21 @@ func checkRollups(tb testing.TB, pool *pgxpool.Pool) {
 		"meter_hourly": `
 			WITH want AS (
 				SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour,
-					sum(kwh_consumed_ac) AS kwh, sum(voltage) AS volt, count(*)::int AS n, max(ts) AS last
+					sum(mwh_consumed_ac) AS mwh, sum(voltage) AS volt, count(*)::int AS n, max(ts) AS last
 				FROM meter_telemetry_history GROUP BY 1, 2)
 			SELECT count(*) FROM want FULL JOIN meter_hourly h USING (meter_id, hour)
 			WHERE want.n IS DISTINCT FROM h.readings OR want.last IS DISTINCT FROM h.last_ts
-				OR abs(want.kwh - h.kwh_consumed_ac) > 1e-6 OR abs(want.volt - h.voltage_sum) > 1e-6
+				OR want.mwh <> h.mwh_consumed_ac OR abs(want.volt - h.voltage_sum) > 1e-6
 				OR want.n IS NULL OR h.readings IS NULL`,
 		"vehicle_hourly": `
 			WITH want AS (
 				SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour,
-					sum(kwh_delivered_dc) AS kwh, sum(battery_temp) AS temp, min(soc) AS lo, max(soc) AS hi, count(*)::int AS n,
+					sum(mwh_delivered_dc) AS mwh, sum(battery_temp) AS temp, min(soc) AS lo, max(soc) AS hi, count(*)::int AS n,
 					max(ts) AS last
 				FROM vehicle_telemetry_history GROUP BY 1, 2, 3)
 			SELECT count(*) FROM want FULL JOIN vehicle_hourly h USING (vehicle_id, meter_id, hour)
 			WHERE want.n IS DISTINCT FROM h.readings OR want.last IS DISTINCT FROM h.last_ts
-				OR abs(want.kwh - h.kwh_delivered_dc) > 1e-6 OR abs(want.temp - h.battery_temp_sum) > 1e-6
+				OR want.mwh <> h.mwh_delivered_dc OR abs(want.temp - h.battery_temp_sum) > 1e-6
 				OR want.lo IS DISTINCT FROM h.soc_min OR want.hi IS DISTINCT FROM h.soc_max
 				OR want.n IS NULL OR h.readings IS NULL`,
 	} {
@@ -188,13 +190,13 @@ func TestWriteBatchCountsDuplicatesWithinAndAcrossBatches(t *testing.T) {
 	if n := count(t, pool, "SELECT count(*) FROM vehicle_telemetry_history"); n != 3 {
 		t.Errorf("%d vehicle history rows, want 3", n)
 	}
-	var kwh float64
+	var mwh int64
 	var readings int
-	if err := pool.QueryRow(ctx, "SELECT kwh_consumed_ac, readings FROM meter_hourly WHERE meter_id = 'm1' AND hour = $1", t0).Scan(&kwh, &readings); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT mwh_consumed_ac, readings FROM meter_hourly WHERE meter_id = 'm1' AND hour = $1", t0).Scan(&mwh, &readings); err != nil {
 		t.Fatal(err)
 	}
-	if kwh != 6.5 || readings != 3 {
-		t.Errorf("m1 hour rollup = %v kWh over %d readings, want 6.5 over 3", kwh, readings)
+	if mwh != 6_500_000 || readings != 3 {
+		t.Errorf("m1 hour rollup = %d mWh over %d readings, want 6,500,000 over 3", mwh, readings)
 	}
 	// v1 drew from two meters within the hour: one rollup row per attributed meter.
 	if n := count(t, pool, "SELECT count(*) FROM vehicle_hourly WHERE vehicle_id = 'v1' AND hour = $1", t0); n != 2 {
@@ -240,15 +242,16 @@ func TestWriteBatchStatusNeverMovesBackwards(t *testing.T) {
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		var mts time.Time
-		var kwh, soc float64
-		if err := pool.QueryRow(ctx, "SELECT last_updated_at, last_kwh_consumed_ac FROM current_meter_status WHERE meter_id = 'm'").Scan(&mts, &kwh); err != nil {
+		var mwh int64
+		var soc float64
+		if err := pool.QueryRow(ctx, "SELECT last_updated_at, last_mwh_consumed_ac FROM current_meter_status WHERE meter_id = 'm'").Scan(&mts, &mwh); err != nil {
 			t.Fatal(err)
 		}
 		if err := pool.QueryRow(ctx, "SELECT soc FROM current_vehicle_status WHERE vehicle_id = 'v'").Scan(&soc); err != nil {
 			t.Fatal(err)
 		}
-		if !mts.Equal(st.wantTS) || kwh != st.wantKWh || soc != st.wantSoC {
-			t.Errorf("%s: meter status at %v with %v kWh, vehicle soc %v; want %v, %v, %v", st.name, mts, kwh, soc, st.wantTS, st.wantKWh, st.wantSoC)
+		if !mts.Equal(st.wantTS) || mwh != telemetry.MWhFromKWh(st.wantKWh) || soc != st.wantSoC {
+			t.Errorf("%s: meter status at %v with %v mWh, vehicle soc %v; want %v, %v kWh, %v", st.name, mts, mwh, soc, st.wantTS, st.wantKWh, st.wantSoC)
 		}
 	}
 	checkRollups(t, pool)
@@ -495,5 +498,93 @@ func TestARollupRowsLatestReadingIsUnknownWhenWrittenBeforeItWasKept(t *testing.
 	}
 	if ts := last("vehicle_hourly", "v1", h.Add(time.Hour)); ts == nil || !ts.Equal(h.Add(75*time.Minute)) {
 		t.Errorf("new vehicle row: latest reading %v, want %v", ts, h.Add(75*time.Minute))
+	}
+}
+
+// TestTheEnergyMigrationConvertsStoredKWhToWholeMilliwattHours applies the migrations before
+// 0007 to a fresh database, stores float kWh as the previous version did, and checks 0007
+// converts history, rollups and status in place (rounding half away from zero at the sixth
+// decimal), drops the packed hours and gives every hour a new version.
+func TestTheEnergyMigrationConvertsStoredKWhToWholeMilliwattHours(t *testing.T) {
+	ctx := t.Context()
+	pool, err := OpenPool(ctx, pgtest.NewDatabase(t, cluster), PoolConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Version >= 7 {
+			break
+		}
+		if _, err := pool.Exec(ctx, m.SQL); err != nil {
+			t.Fatalf("migration %d: %v", m.Version, err)
+		}
+		if _, err := pool.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `
+		CREATE TABLE meter_telemetry_history_p20261203 PARTITION OF meter_telemetry_history FOR VALUES FROM ('2026-12-03') TO ('2026-12-04');
+		CREATE TABLE vehicle_telemetry_history_p20261203 PARTITION OF vehicle_telemetry_history FOR VALUES FROM ('2026-12-03') TO ('2026-12-04');
+		INSERT INTO meter_telemetry_history VALUES
+			('m1', '2026-12-03 10:01:00+00', 0.30000000000000004, 230), ('m1', '2026-12-03 10:02:00+00', 1.25, 231),
+			('m2', '2026-12-03 10:01:00+00', 0.0000005, 230), ('m2', '2026-12-03 10:02:00+00', 0.0000004, 230);
+		INSERT INTO vehicle_telemetry_history VALUES ('v1', '2026-12-03 10:01:00+00', 50, 17.999999999999996, 20, 'm1');
+		INSERT INTO meter_hourly VALUES ('m1', '2026-12-03 10:00:00+00', 1.55, 461, 2, '2026-12-03 10:02:00+00');
+		INSERT INTO vehicle_hourly VALUES ('v1', 'm1', '2026-12-03 10:00:00+00', 17.999999999999996, 20, 50, 50, 1, '2026-12-03 10:01:00+00');
+		INSERT INTO current_meter_status VALUES ('m1', 1.25, 231, '2026-12-03 10:02:00+00');
+		INSERT INTO current_vehicle_status VALUES ('v1', 50, 17.999999999999996, 20, 'm1', '2026-12-03 10:01:00+00');
+		INSERT INTO rollup_hours VALUES ('2026-12-03 10:00:00+00', nextval('rollup_version'));
+		INSERT INTO rollup_sealed VALUES ('2026-12-03 10:00:00+00', 1, '\x00', '\x00');`); err != nil {
+		t.Fatal(err)
+	}
+	var before int64
+	if err := pool.QueryRow(ctx, "SELECT version FROM rollup_hours").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := Migrate(ctx, pool)
+	if err != nil || !slices.Equal(applied, []int{7}) {
+		t.Fatalf("Migrate applied %v, %v; want [7]", applied, err)
+	}
+	for _, c := range []struct {
+		query string
+		want  []int64
+	}{
+		{"SELECT mwh_consumed_ac FROM meter_telemetry_history ORDER BY meter_id, ts", []int64{300_000, 1_250_000, 1, 0}},
+		{"SELECT mwh_delivered_dc FROM vehicle_telemetry_history", []int64{18_000_000}},
+		{"SELECT mwh_consumed_ac FROM meter_hourly", []int64{1_550_000}},
+		{"SELECT mwh_delivered_dc FROM vehicle_hourly", []int64{18_000_000}},
+		{"SELECT last_mwh_consumed_ac FROM current_meter_status", []int64{1_250_000}},
+		{"SELECT last_mwh_delivered_dc FROM current_vehicle_status", []int64{18_000_000}},
+		{"SELECT count(*) FROM rollup_sealed", []int64{0}},
+	} {
+		rows, err := pool.Query(ctx, c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s = %v, %v; want %v", c.query, got, err, c.want)
+		}
+	}
+	var after int64
+	if err := pool.QueryRow(ctx, "SELECT version FROM rollup_hours").Scan(&after); err != nil || after <= before {
+		t.Errorf("the hour's version went from %d to %d (%v): readers would keep its float rows", before, after, err)
+	}
+	// The store writes into the converted tables.
+	s := newStore(t, pool, time.Date(2026, 12, 3, 11, 0, 0, 0, time.UTC))
+	if _, err := s.WriteBatch(ctx, []*telemetrypb.MeterReading{meter("m1", time.Date(2026, 12, 3, 10, 3, 0, 0, time.UTC), 0.45, 230)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	if err := pool.QueryRow(ctx, "SELECT mwh_consumed_ac FROM meter_hourly WHERE meter_id = 'm1'").Scan(&total); err != nil || total != 2_000_000 {
+		t.Errorf("m1's hour after one more reading of 0.45 kWh: %d mWh (%v), want 2,000,000", total, err)
 	}
 }

@@ -102,7 +102,7 @@ func writeReadings(ctx context.Context, db DBTX, m meterColumns, v vehicleColumn
 	var mr, vr KindResult
 	b := &pgx.Batch{}
 	if n := len(m.id); n > 0 {
-		b.Queue(writeMetersSQL, m.id, m.ts, m.kwh, m.voltage).QueryRow(func(row pgx.Row) error {
+		b.Queue(writeMetersSQL, m.id, m.ts, m.mwh, m.voltage).QueryRow(func(row pgx.Row) error {
 			if err := row.Scan(&mr.Inserted); err != nil {
 				return fmt.Errorf("writing meter readings: %w", err)
 			}
@@ -111,7 +111,7 @@ func writeReadings(ctx context.Context, db DBTX, m meterColumns, v vehicleColumn
 		})
 	}
 	if n := len(v.id); n > 0 {
-		b.Queue(writeVehiclesSQL, v.id, v.ts, v.soc, v.kwh, v.temp, v.meter).QueryRow(func(row pgx.Row) error {
+		b.Queue(writeVehiclesSQL, v.id, v.ts, v.soc, v.mwh, v.temp, v.meter).QueryRow(func(row pgx.Row) error {
 			if err := row.Scan(&vr.Inserted); err != nil {
 				return fmt.Errorf("writing vehicle readings: %w", err)
 			}
@@ -131,9 +131,10 @@ func writeReadings(ctx context.Context, db DBTX, m meterColumns, v vehicleColumn
 // meterColumns are a batch's meter readings as column arrays, sorted by (meter, ts) so rows
 // are locked in one order by every writer.
 type meterColumns struct {
-	id           []string
-	ts           []time.Time
-	kwh, voltage []float64
+	id      []string
+	ts      []time.Time
+	mwh     []int64
+	voltage []float64
 }
 
 func meterColumnsOf(rs []*telemetrypb.MeterReading) meterColumns {
@@ -144,13 +145,13 @@ func meterColumnsOf(rs []*telemetrypb.MeterReading) meterColumns {
 	c := meterColumns{
 		id:      make([]string, len(rs)),
 		ts:      make([]time.Time, len(rs)),
-		kwh:     make([]float64, len(rs)),
+		mwh:     make([]int64, len(rs)),
 		voltage: make([]float64, len(rs)),
 	}
 	for i, r := range rs {
 		c.id[i] = r.GetMeterId()
 		c.ts[i] = time.UnixMicro(r.GetTimestampMicros()).UTC()
-		c.kwh[i] = r.GetKwhConsumedAc()
+		c.mwh[i] = r.GetMwhConsumedAc()
 		c.voltage[i] = r.GetVoltage()
 	}
 	return c
@@ -158,10 +159,11 @@ func meterColumnsOf(rs []*telemetrypb.MeterReading) meterColumns {
 
 // vehicleColumns are a batch's vehicle readings as column arrays, sorted by (vehicle, ts).
 type vehicleColumns struct {
-	id             []string
-	ts             []time.Time
-	soc, kwh, temp []float64
-	meter          []string
+	id        []string
+	ts        []time.Time
+	soc, temp []float64
+	mwh       []int64
+	meter     []string
 }
 
 func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
@@ -173,7 +175,7 @@ func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
 		id:    make([]string, len(rs)),
 		ts:    make([]time.Time, len(rs)),
 		soc:   make([]float64, len(rs)),
-		kwh:   make([]float64, len(rs)),
+		mwh:   make([]int64, len(rs)),
 		temp:  make([]float64, len(rs)),
 		meter: make([]string, len(rs)),
 	}
@@ -181,7 +183,7 @@ func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
 		c.id[i] = r.GetVehicleId()
 		c.ts[i] = time.UnixMicro(r.GetTimestampMicros()).UTC()
 		c.soc[i] = r.GetSoc()
-		c.kwh[i] = r.GetKwhDeliveredDc()
+		c.mwh[i] = r.GetMwhDeliveredDc()
 		c.temp[i] = r.GetBatteryTemp()
 		c.meter[i] = r.GetMeterId()
 	}
@@ -209,28 +211,28 @@ const lastTS = `CASE WHEN h.last_ts IS NULL THEN NULL ELSE greatest(h.last_ts, e
 // meter's newest inserted reading and only moves forward in time.
 const writeMetersSQL = `
 WITH inserted AS (
-	INSERT INTO meter_telemetry_history (meter_id, ts, kwh_consumed_ac, voltage)
-	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::float8[])
+	INSERT INTO meter_telemetry_history (meter_id, ts, mwh_consumed_ac, voltage)
+	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::float8[])
 	ON CONFLICT (meter_id, ts) DO NOTHING
-	RETURNING meter_id, ts, kwh_consumed_ac, voltage
+	RETURNING meter_id, ts, mwh_consumed_ac, voltage
 ), hourly AS (
-	INSERT INTO meter_hourly AS h (meter_id, hour, kwh_consumed_ac, voltage_sum, readings, last_ts)
-	SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), sum(kwh_consumed_ac), sum(voltage), count(*), max(ts)
+	INSERT INTO meter_hourly AS h (meter_id, hour, mwh_consumed_ac, voltage_sum, readings, last_ts)
+	SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), sum(mwh_consumed_ac), sum(voltage), count(*), max(ts)
 	FROM inserted
 	GROUP BY 1, 2
 	ORDER BY 1, 2
 	ON CONFLICT (meter_id, hour) DO UPDATE SET
-		kwh_consumed_ac = h.kwh_consumed_ac + excluded.kwh_consumed_ac,
+		mwh_consumed_ac = h.mwh_consumed_ac + excluded.mwh_consumed_ac,
 		voltage_sum     = h.voltage_sum + excluded.voltage_sum,
 		readings        = h.readings + excluded.readings,
 		last_ts         = ` + lastTS + `
 ), status AS (
-	INSERT INTO current_meter_status AS c (meter_id, last_kwh_consumed_ac, voltage, last_updated_at)
-	SELECT DISTINCT ON (meter_id) meter_id, kwh_consumed_ac, voltage, ts
+	INSERT INTO current_meter_status AS c (meter_id, last_mwh_consumed_ac, voltage, last_updated_at)
+	SELECT DISTINCT ON (meter_id) meter_id, mwh_consumed_ac, voltage, ts
 	FROM inserted
 	ORDER BY meter_id, ts DESC
 	ON CONFLICT (meter_id) DO UPDATE SET
-		last_kwh_consumed_ac = excluded.last_kwh_consumed_ac,
+		last_mwh_consumed_ac = excluded.last_mwh_consumed_ac,
 		voltage              = excluded.voltage,
 		last_updated_at      = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
@@ -240,32 +242,32 @@ WITH inserted AS (
 // reading was attributed to.
 const writeVehiclesSQL = `
 WITH inserted AS (
-	INSERT INTO vehicle_telemetry_history (vehicle_id, ts, soc, kwh_delivered_dc, battery_temp, meter_id)
-	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::float8[], $5::float8[], $6::text[])
+	INSERT INTO vehicle_telemetry_history (vehicle_id, ts, soc, mwh_delivered_dc, battery_temp, meter_id)
+	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::int8[], $5::float8[], $6::text[])
 	ON CONFLICT (vehicle_id, ts) DO NOTHING
-	RETURNING vehicle_id, ts, soc, kwh_delivered_dc, battery_temp, meter_id
+	RETURNING vehicle_id, ts, soc, mwh_delivered_dc, battery_temp, meter_id
 ), hourly AS (
-	INSERT INTO vehicle_hourly AS h (vehicle_id, hour, meter_id, kwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings, last_ts)
+	INSERT INTO vehicle_hourly AS h (vehicle_id, hour, meter_id, mwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings, last_ts)
 	SELECT vehicle_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), meter_id,
-		sum(kwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*), max(ts)
+		sum(mwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*), max(ts)
 	FROM inserted
 	GROUP BY 1, 2, 3
 	ORDER BY 1, 2, 3
 	ON CONFLICT (vehicle_id, hour, meter_id) DO UPDATE SET
-		kwh_delivered_dc = h.kwh_delivered_dc + excluded.kwh_delivered_dc,
+		mwh_delivered_dc = h.mwh_delivered_dc + excluded.mwh_delivered_dc,
 		battery_temp_sum = h.battery_temp_sum + excluded.battery_temp_sum,
 		soc_min          = least(h.soc_min, excluded.soc_min),
 		soc_max          = greatest(h.soc_max, excluded.soc_max),
 		readings         = h.readings + excluded.readings,
 		last_ts          = ` + lastTS + `
 ), status AS (
-	INSERT INTO current_vehicle_status AS c (vehicle_id, soc, last_kwh_delivered_dc, battery_temp, meter_id, last_updated_at)
-	SELECT DISTINCT ON (vehicle_id) vehicle_id, soc, kwh_delivered_dc, battery_temp, meter_id, ts
+	INSERT INTO current_vehicle_status AS c (vehicle_id, soc, last_mwh_delivered_dc, battery_temp, meter_id, last_updated_at)
+	SELECT DISTINCT ON (vehicle_id) vehicle_id, soc, mwh_delivered_dc, battery_temp, meter_id, ts
 	FROM inserted
 	ORDER BY vehicle_id, ts DESC
 	ON CONFLICT (vehicle_id) DO UPDATE SET
 		soc                   = excluded.soc,
-		last_kwh_delivered_dc = excluded.last_kwh_delivered_dc,
+		last_mwh_delivered_dc = excluded.last_mwh_delivered_dc,
 		battery_temp          = excluded.battery_temp,
 		meter_id              = excluded.meter_id,
 		last_updated_at       = excluded.last_updated_at

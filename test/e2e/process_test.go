@@ -48,13 +48,13 @@ func TestAnIngesterKilledAfterCommitBeforeAckCountsNothingTwice(t *testing.T) {
 		}
 		prev = nil
 		for i := 0; i < 24; i++ {
-			r := &telemetrypb.MeterReading{MeterId: fmt.Sprintf("m-%d", i), KwhConsumedAc: float64(m) + 0.25, Voltage: 230, TimestampMicros: base.Add(time.Duration(m) * time.Minute).UnixMicro()}
+			r := &telemetrypb.MeterReading{MeterId: fmt.Sprintf("m-%d", i), MwhConsumedAc: telemetry.MWhFromKWh(float64(m) + 0.25), Voltage: 230, TimestampMicros: base.Add(time.Duration(m) * time.Minute).UnixMicro()}
 			b.Meters = append(b.Meters, r)
 			prev = append(prev, r)
 			distinct[fmt.Sprintf("m%s@%d", r.MeterId, r.TimestampMicros)] = true
 		}
 		for i := 0; i < 24; i++ {
-			v := &telemetrypb.VehicleReading{VehicleId: fmt.Sprintf("v-%d", i), Soc: 40, KwhDeliveredDc: 0.2, BatteryTemp: 24, TimestampMicros: base.Add(time.Duration(m)*time.Minute + time.Second).UnixMicro()}
+			v := &telemetrypb.VehicleReading{VehicleId: fmt.Sprintf("v-%d", i), Soc: 40, MwhDeliveredDc: 200000, BatteryTemp: 24, TimestampMicros: base.Add(time.Duration(m)*time.Minute + time.Second).UnixMicro()}
 			b.Vehicles = append(b.Vehicles, v)
 			distinct[fmt.Sprintf("v%s@%d", v.VehicleId, v.TimestampMicros)] = true
 		}

@@ -1,6 +1,6 @@
 -- wrk script: GET /v1/analytics/performance/{vehicleId} for random vehicles of the benchmark
 -- fleet (EV-00000 … EV-<vehicles-1>), each thread with its own seed.
---   wrk -t2 -c16 -d10s -s performance.lua http://127.0.0.1:8080 -- <vehicles> <end RFC 3339>
+--   wrk -t2 -c16 -d10s -s performance.lua http://127.0.0.1:8080 -- <vehicles> <end RFC 3339> [<user token>]
 local threads = {}
 local nthreads = 0
 
@@ -13,6 +13,9 @@ end
 function init(args)
   vehicles = tonumber(args[1] or "10000")
   window_end = args[2]
+  if args[3] and args[3] ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. args[3]
+  end
   math.randomseed(1000 + tid)
 end
 

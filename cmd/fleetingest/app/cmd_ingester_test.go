@@ -82,7 +82,7 @@ func TestMigrateAndIngesterCommandsConsumeIntoTheShardDatabase(t *testing.T) {
 	ts := time.Now().Add(-time.Minute).UnixMicro()
 	b := &telemetrypb.ReadingBatch{}
 	for i := range 10 {
-		b.Meters = append(b.Meters, &telemetrypb.MeterReading{MeterId: fmt.Sprintf("meter-%d", i), KwhConsumedAc: 1, Voltage: 230, TimestampMicros: ts})
+		b.Meters = append(b.Meters, &telemetrypb.MeterReading{MeterId: fmt.Sprintf("meter-%d", i), MwhConsumedAc: 1000000, Voltage: 230, TimestampMicros: ts})
 	}
 	data, err := telemetry.MarshalBatch(b)
 	if err != nil {
