@@ -153,7 +153,7 @@ func TestAnIngesterKilledAfterCommitBeforeAckCountsNothingTwice(t *testing.T) {
 	checkRollupsMatchHistory(t, 0, pool)
 	// Status: the newest reading of every device, from the last message.
 	last := base.Add(19 * time.Minute)
-	if n := count(t, pool, `SELECT count(*) FROM current_meter_status WHERE last_updated_at = $1 AND last_kwh_consumed_ac = 19.25`, last); n != 24 {
+	if n := count(t, pool, `SELECT count(*) FROM current_meter_status WHERE last_updated_at = $1 AND last_mwh_consumed_ac = 19250000`, last); n != 24 {
 		t.Errorf("%d meters show their newest reading, want 24", n)
 	}
 	if n := count(t, pool, `SELECT count(*) FROM current_vehicle_status WHERE last_updated_at = $1`, last.Add(time.Second)); n != 24 {

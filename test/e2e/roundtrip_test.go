@@ -145,14 +145,14 @@ func TestRoundTripStoresEveryReadingOnceOnItsShard(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		id := fmt.Sprintf("m-%02d", i)
 		for k := 0; k < 8; k++ {
-			add(reading{meter: true, id: id, ts: t0.Add(time.Duration(k)*7*time.Second + time.Duration(i)*time.Millisecond), a: rng.Float64() * 3, b: 220 + rng.Float64()*20})
+			add(reading{meter: true, id: id, ts: t0.Add(time.Duration(k)*7*time.Second + time.Duration(i)*time.Millisecond), a: float64(rng.IntN(3_000_000)) / 1e6, b: 220 + rng.Float64()*20})
 		}
-		add(reading{meter: true, id: id, ts: old.Add(time.Duration(i) * time.Minute), a: rng.Float64(), b: 230})
+		add(reading{meter: true, id: id, ts: old.Add(time.Duration(i) * time.Minute), a: float64(rng.IntN(1_000_000)) / 1e6, b: 230})
 	}
 	for i := 0; i < 50; i++ {
 		id := fmt.Sprintf("v-%02d", i)
 		for k := 0; k < 8; k++ {
-			add(reading{id: id, ts: t0.Add(time.Duration(k)*7*time.Second + 123*time.Microsecond), a: float64(10 + k), b: rng.Float64() * 2.5, c: 20 + rng.Float64()*10})
+			add(reading{id: id, ts: t0.Add(time.Duration(k)*7*time.Second + 123*time.Microsecond), a: float64(10 + k), b: float64(rng.IntN(2_500_000)) / 1e6, c: 20 + rng.Float64()*10})
 		}
 		// 3 days old: before any mapping, so placed by the vehicle's own id.
 		add(reading{id: id, ts: old.Add(time.Duration(i) * time.Second), a: 50, b: 0.5, c: 25})
@@ -210,8 +210,8 @@ func TestRoundTripStoresEveryReadingOnceOnItsShard(t *testing.T) {
 func readKeys(t *testing.T, p *pgxpool.Pool) map[key][2]float64 {
 	t.Helper()
 	rows, err := p.Query(context.Background(), `
-		SELECT meter_id, ts, kwh_consumed_ac, voltage FROM meter_telemetry_history
-		UNION ALL SELECT vehicle_id, ts, soc, kwh_delivered_dc FROM vehicle_telemetry_history`)
+		SELECT meter_id, ts, mwh_consumed_ac::float8 / 1000000, voltage FROM meter_telemetry_history
+		UNION ALL SELECT vehicle_id, ts, soc, mwh_delivered_dc::float8 / 1000000 FROM vehicle_telemetry_history`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +245,8 @@ func checkStatusIsNewest(t *testing.T, shard int, p *pgxpool.Pool, want map[key]
 		}
 	}
 	rows, err := p.Query(context.Background(), `
-		SELECT meter_id, last_updated_at, last_kwh_consumed_ac FROM current_meter_status
-		UNION ALL SELECT vehicle_id, last_updated_at, last_kwh_delivered_dc FROM current_vehicle_status`)
+		SELECT meter_id, last_updated_at, last_mwh_consumed_ac::float8 / 1000000 FROM current_meter_status
+		UNION ALL SELECT vehicle_id, last_updated_at, last_mwh_delivered_dc::float8 / 1000000 FROM current_vehicle_status`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,23 +288,22 @@ func checkRollupsMatchHistory(t *testing.T, shard int, p *pgxpool.Pool) {
 		{"meter_hourly", `
 			WITH h AS (
 				SELECT meter_id, date_bin('1 hour', ts, '1970-01-01') AS hour,
-				       sum(kwh_consumed_ac) AS ac, sum(voltage) AS v, count(*) AS n
+				       sum(mwh_consumed_ac) AS ac, sum(voltage) AS v, count(*) AS n
 				FROM meter_telemetry_history GROUP BY 1, 2)
-			SELECT count(*) FILTER (WHERE r.meter_id IS NULL OR h.meter_id IS NULL OR r.readings <> h.n),
-			       coalesce(max(abs(r.kwh_consumed_ac - h.ac) / greatest(abs(h.ac), 1e-12)), 0)
-			         + coalesce(max(abs(r.voltage_sum - h.v) / greatest(abs(h.v), 1e-12)), 0),
+			SELECT count(*) FILTER (WHERE r.meter_id IS NULL OR h.meter_id IS NULL OR r.readings <> h.n
+			                          OR r.mwh_consumed_ac <> h.ac),
+			       coalesce(max(abs(r.voltage_sum - h.v) / greatest(abs(h.v), 1e-12)), 0),
 			       count(*)
 			FROM h FULL JOIN meter_hourly r USING (meter_id, hour)`},
 		{"vehicle_hourly", `
 			WITH h AS (
 				SELECT vehicle_id, meter_id, date_bin('1 hour', ts, '1970-01-01') AS hour,
-				       sum(kwh_delivered_dc) AS dc, sum(battery_temp) AS temp,
+				       sum(mwh_delivered_dc) AS dc, sum(battery_temp) AS temp,
 				       min(soc) AS smin, max(soc) AS smax, count(*) AS n
 				FROM vehicle_telemetry_history GROUP BY 1, 2, 3)
 			SELECT count(*) FILTER (WHERE r.vehicle_id IS NULL OR h.vehicle_id IS NULL OR r.readings <> h.n
-			                          OR r.soc_min <> h.smin OR r.soc_max <> h.smax),
-			       coalesce(max(abs(r.kwh_delivered_dc - h.dc) / greatest(abs(h.dc), 1e-12)), 0)
-			         + coalesce(max(abs(r.battery_temp_sum - h.temp) / greatest(abs(h.temp), 1e-12)), 0),
+			                          OR r.soc_min <> h.smin OR r.soc_max <> h.smax OR r.mwh_delivered_dc <> h.dc),
+			       coalesce(max(abs(r.battery_temp_sum - h.temp) / greatest(abs(h.temp), 1e-12)), 0),
 			       count(*)
 			FROM h FULL JOIN vehicle_hourly r USING (vehicle_id, meter_id, hour)`},
 	}
