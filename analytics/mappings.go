@@ -44,7 +44,8 @@ func (h *handler) setMapping(ctx context.Context, vehicleID, meterID string) (*c
 	return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
 }
 
-// CreateMapping answers POST /v1/analytics/mappings: creates or updates, as the seed does.
+// CreateMapping answers POST /v1/analytics/mappings: creates or updates, as the seed does,
+// from now on; or, with from (and to), writes that interval (mappings_backfill.go).
 func (h *handler) CreateMapping(ctx context.Context, req *connect.Request[analyticsv1.CreateMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
 	if err := checkID("vehicle", req.Msg.GetVehicleId()); err != nil {
 		return nil, err
@@ -52,11 +53,14 @@ func (h *handler) CreateMapping(ctx context.Context, req *connect.Request[analyt
 	if err := checkID("meter", req.Msg.GetMeterId()); err != nil {
 		return nil, err
 	}
+	if req.Msg.From != nil || req.Msg.To != nil {
+		return h.writeInterval(ctx, req.Msg.GetVehicleId(), req.Msg.GetMeterId(), req.Msg.GetFrom(), req.Msg.GetTo())
+	}
 	return h.setMapping(ctx, req.Msg.GetVehicleId(), req.Msg.GetMeterId())
 }
 
-// UpdateMapping answers PUT /v1/analytics/mappings/{vehicleId}: only for a vehicle that has
-// been mapped before.
+// UpdateMapping answers PUT /v1/analytics/mappings/{vehicleId}: as CreateMapping, only for a
+// vehicle that has been mapped before.
 func (h *handler) UpdateMapping(ctx context.Context, req *connect.Request[analyticsv1.UpdateMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
 	id := req.Msg.GetVehicleId()
 	if err := checkID("vehicle", id); err != nil {
@@ -67,6 +71,9 @@ func (h *handler) UpdateMapping(ctx context.Context, req *connect.Request[analyt
 	}
 	if _, err := h.s.reg.Get(ctx, id); err != nil {
 		return nil, registryError(id, err)
+	}
+	if req.Msg.From != nil || req.Msg.To != nil {
+		return h.writeInterval(ctx, id, req.Msg.GetMeterId(), req.Msg.GetFrom(), req.Msg.GetTo())
 	}
 	return h.setMapping(ctx, id, req.Msg.GetMeterId())
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/internal/auth"
 )
@@ -61,6 +62,12 @@ type Config struct {
 	// CacheBytes bounds the memory the hours in memory take, shared equally by the shards.
 	// Default DefaultCacheBytes.
 	CacheBytes int64
+	// MaxLateness is how far in the past a mapping write may start (its `from`): the readings'
+	// acceptance window (the gateway's --max-lateness), so a mapping can be written for every
+	// reading still accepted. At most the registry's retention (Registry.Retention), so no
+	// interval written is trimmed while readings it places are accepted. Default 7 days
+	// (telemetry.DefaultLimits).
+	MaxLateness time.Duration
 	// Now is the clock for windows that end "now". Default time.Now.
 	Now func() time.Time
 	// Logger. Default slog.Default().
@@ -95,6 +102,9 @@ func (c Config) withDefaults() Config {
 	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
 	}
+	if c.MaxLateness == 0 {
+		c.MaxLateness = telemetry.DefaultLimits().MaxLateness
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -119,6 +129,9 @@ func (c Config) validate() error {
 	}
 	if c.CacheHours < 0 || c.CacheRawHours < 0 || c.CacheBytes < 0 {
 		return fmt.Errorf("cache hours %d, raw hours %d and bytes %d must not be negative", c.CacheHours, c.CacheRawHours, c.CacheBytes)
+	}
+	if c.MaxLateness < 0 || c.MaxLateness > c.Registry.Retention() {
+		return fmt.Errorf("max lateness %s out of range 0..%s (the mapping registry's retention)", c.MaxLateness, c.Registry.Retention())
 	}
 	if n := len(c.Shards.DSNs); n != c.SlotMap.Shards {
 		return fmt.Errorf("%d shard DSNs for a slot map of %d shards", n, c.SlotMap.Shards)

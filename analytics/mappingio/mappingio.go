@@ -1,5 +1,7 @@
-// Package mappingio reads and writes vehicle → meter mappings as JSON or CSV, for backup
-// (export keeps every interval in JSON) and bulk set-up (import sets current mappings).
+// Package mappingio reads and writes vehicle → meter mappings as JSON or CSV: JSON holds
+// every interval of every vehicle (an export, replayed interval by interval by an import, so
+// a fleet's mapping history moves between installations intact), CSV the current mappings
+// as vehicleId,meterId rows (bulk set-up, mapped from now on).
 package mappingio
 
 import (
@@ -8,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -83,58 +86,137 @@ func Write(w io.Writer, format string, ms []Mapping) error {
 	return fmt.Errorf("unknown format %q (want json or csv)", format)
 }
 
-// Row is one mapping to set: the vehicle's current meter.
+// Row is one mapping write: the vehicle's meter from now on (From zero), or one interval of
+// its history, [From, To) or open from From when To is nil.
 type Row struct {
 	VehicleID, MeterID string
+	From               time.Time
+	To                 *time.Time
 }
 
-// Read reads mappings to set. JSON: an array of objects with vehicleId and meterId (other
-// fields, such as an export's intervals, are ignored). CSV: vehicleId,meterId rows, with an
-// optional header. Rows without a meter (unmapped vehicles in an export) are skipped; an
-// invalid id fails the whole read, naming its row.
+// Read reads mappings to write, in the order to write them: every interval oldest first,
+// then the mappings that start now.
+//
+// JSON is an array of objects with vehicleId, meterId and intervals (what export writes). An
+// object with intervals gives one row per interval, so an export is replayed with its
+// history; its meterId, if any, must be the meter of its open interval. An object without
+// intervals maps the vehicle to its meterId from now on. CSV is vehicleId,meterId rows, with
+// an optional header, mapped from now on. Rows without a meter (unmapped vehicles) are
+// skipped. An invalid id, or intervals of a vehicle that are not disjoint with at most the
+// last one open, fail the whole read, naming the mapping.
 func Read(r io.Reader, format string) ([]Row, error) {
 	var rows []Row
+	var err error
 	switch format {
 	case JSON:
-		var ms []Mapping
-		if err := json.NewDecoder(r).Decode(&ms); err != nil {
-			return nil, fmt.Errorf("reading mappings as JSON: %w", err)
-		}
-		for _, m := range ms {
-			rows = append(rows, Row{VehicleID: m.VehicleID, MeterID: m.MeterID})
-		}
+		rows, err = readJSON(r)
 	case CSV:
-		cr := csv.NewReader(r)
-		cr.FieldsPerRecord = -1
-		cr.TrimLeadingSpace = true
-		for line := 1; ; line++ {
-			rec, err := cr.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("reading mappings as CSV: %w", err)
-			}
-			if len(rec) < 2 {
-				return nil, fmt.Errorf("CSV line %d: want vehicleId,meterId", line)
-			}
-			if line == 1 && strings.EqualFold(rec[0], "vehicleId") {
-				continue
-			}
-			rows = append(rows, Row{VehicleID: strings.TrimSpace(rec[0]), MeterID: strings.TrimSpace(rec[1])})
-		}
+		rows, err = readCSV(r)
 	default:
 		return nil, fmt.Errorf("unknown format %q (want json or csv)", format)
 	}
-	out := rows[:0]
-	for i, row := range rows {
-		if row.MeterID == "" {
+	if err != nil {
+		return nil, err
+	}
+	var history, now []Row
+	for _, row := range rows {
+		switch {
+		case row.MeterID == "":
+		case row.From.IsZero():
+			now = append(now, row)
+		default:
+			history = append(history, row)
+		}
+	}
+	sort.SliceStable(history, func(i, j int) bool {
+		if a, b := history[i], history[j]; !a.From.Equal(b.From) {
+			return a.From.Before(b.From)
+		}
+		return history[i].VehicleID < history[j].VehicleID
+	})
+	return append(history, now...), nil
+}
+
+// readJSON reads an export (or hand-written objects): one row per interval, or one row from
+// now for an object without intervals.
+func readJSON(r io.Reader) ([]Row, error) {
+	var ms []Mapping
+	if err := json.NewDecoder(r).Decode(&ms); err != nil {
+		return nil, fmt.Errorf("reading mappings as JSON: %w", err)
+	}
+	var rows []Row
+	for i, m := range ms {
+		if err := m.check(); err != nil {
+			return nil, fmt.Errorf("mapping %d (%q): %w", i+1, m.VehicleID, err)
+		}
+		if len(m.Intervals) == 0 {
+			rows = append(rows, Row{VehicleID: m.VehicleID, MeterID: m.MeterID})
 			continue
 		}
-		if !placement.ValidDeviceID(row.VehicleID) || !placement.ValidDeviceID(row.MeterID) {
-			return nil, fmt.Errorf("mapping %d (%q → %q): invalid device id", i+1, row.VehicleID, row.MeterID)
+		for _, iv := range m.Intervals {
+			rows = append(rows, Row{VehicleID: m.VehicleID, MeterID: iv.MeterID, From: iv.From.UTC(), To: utc(iv.To)})
 		}
-		out = append(out, row)
 	}
-	return out, nil
+	return rows, nil
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// check validates one JSON mapping: ids, and intervals with a start, sorted, disjoint, at
+// most the last one open and holding the current meter.
+func (m Mapping) check() error {
+	if !placement.ValidDeviceID(m.VehicleID) || (m.MeterID != "" && !placement.ValidDeviceID(m.MeterID)) {
+		return errors.New("invalid device id")
+	}
+	for i, iv := range m.Intervals {
+		switch {
+		case !placement.ValidDeviceID(iv.MeterID):
+			return fmt.Errorf("interval %d: invalid meter id %q", i+1, iv.MeterID)
+		case iv.From.IsZero():
+			return fmt.Errorf("interval %d has no start", i+1)
+		case iv.To != nil && !iv.To.After(iv.From):
+			return fmt.Errorf("interval %d ends before it starts", i+1)
+		case i > 0 && (m.Intervals[i-1].To == nil || iv.From.Before(*m.Intervals[i-1].To)):
+			return fmt.Errorf("interval %d overlaps interval %d: intervals must be in time order and disjoint", i+1, i)
+		}
+	}
+	if n := len(m.Intervals); n > 0 && m.MeterID != "" && (m.Intervals[n-1].To != nil || m.Intervals[n-1].MeterID != m.MeterID) {
+		return fmt.Errorf("meterId %s is not the meter of an open last interval", m.MeterID)
+	}
+	return nil
+}
+
+// readCSV reads vehicleId,meterId rows (from now on); an invalid id fails, naming its row.
+func readCSV(r io.Reader) ([]Row, error) {
+	var rows []Row
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	for line := 1; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading mappings as CSV: %w", err)
+		}
+		if len(rec) < 2 {
+			return nil, fmt.Errorf("CSV line %d: want vehicleId,meterId", line)
+		}
+		if line == 1 && strings.EqualFold(rec[0], "vehicleId") {
+			continue
+		}
+		row := Row{VehicleID: strings.TrimSpace(rec[0]), MeterID: strings.TrimSpace(rec[1])}
+		if row.MeterID != "" && (!placement.ValidDeviceID(row.VehicleID) || !placement.ValidDeviceID(row.MeterID)) {
+			return nil, fmt.Errorf("mapping %d (%q → %q): invalid device id", len(rows)+1, row.VehicleID, row.MeterID)
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }

@@ -1,7 +1,9 @@
 // Package registry is the vehicle → meter mapping registry over a JetStream KV bucket: one key
 // per vehicle whose value carries the current meter and the vehicle's mapping intervals, so
-// placement at any time within retention never depends on KV revision history. Writes are
-// compare-and-set on the key's revision; readers watch the bucket and keep a copy in memory.
+// placement at any time within retention never depends on KV revision history. A write maps
+// a vehicle from now on (Set, Unset) or inserts an interval with its own time beside the
+// others (Insert: backfill, imports). Writes are compare-and-set on the key's revision;
+// readers watch the bucket and keep a copy in memory.
 package registry
 
 import (
@@ -62,7 +64,8 @@ func PlacementKey(m *Mapping, vehicleID string, t time.Time) string {
 }
 
 // withMeter returns a copy of m mapped to meterID from at on: the open interval (if any) is
-// closed at at, and a new open one starts there. Setting the meter it already has is a no-op.
+// closed at at, and a new open one starts there (never before the last interval's start or
+// end, so intervals stay sorted and disjoint). Setting the meter it already has is a no-op.
 // Intervals that ended before keepSince are trimmed.
 func (m Mapping) withMeter(meterID string, at, keepSince time.Time) Mapping {
 	if meterID != "" && m.MeterID == meterID {
@@ -81,6 +84,11 @@ func (m Mapping) withMeter(meterID string, at, keepSince time.Time) Mapping {
 			// A writer whose clock is behind the last writer's: the change takes effect at
 			// the last boundary, so intervals stay ordered and disjoint.
 			at = last.From
+		}
+		if last.To != nil && at.Before(*last.To) {
+			// The same for a closed interval written (with its own end) by a writer whose
+			// clock is ahead: the change starts where that interval ends.
+			at = *last.To
 		}
 		if last.To == nil {
 			end := at

@@ -253,17 +253,70 @@ func (r *Registry) Set(ctx context.Context, vehicleID, meterID string) (Mapping,
 	if !placement.ValidDeviceID(meterID) {
 		return Mapping{}, fmt.Errorf("meter id %q: %w", meterID, ErrInvalidID)
 	}
-	return r.update(ctx, vehicleID, meterID, false)
+	return r.update(ctx, vehicleID, false, r.fromNow(meterID))
 }
 
 // Unset ends a vehicle's current mapping now and keeps its history. It fails with
 // ErrNotFound when the vehicle has never been mapped.
 func (r *Registry) Unset(ctx context.Context, vehicleID string) (Mapping, error) {
-	return r.update(ctx, vehicleID, "", true)
+	return r.update(ctx, vehicleID, true, r.fromNow(""))
+}
+
+// Insert writes an interval with its own start and end (an open end when iv.To is nil) into
+// a vehicle's mapping, beside the intervals it has: for a backfill or an import of history.
+// It fails with an *OverlapError when iv shares an instant with one of them, checked
+// against the value each compare-and-set attempt read, so concurrent writers keep the
+// intervals disjoint. Writing an interval the vehicle already has is no change. verify, if
+// not nil, runs once before anything is written (after the overlap check passed); its error
+// is returned and nothing is written. The interval is never trimmed by the retention when it
+// is written, however old.
+func (r *Registry) Insert(ctx context.Context, vehicleID string, iv Interval, verify func(context.Context) error) (Mapping, error) {
+	if !placement.ValidDeviceID(iv.MeterID) {
+		return Mapping{}, fmt.Errorf("meter id %q: %w", iv.MeterID, ErrInvalidID)
+	}
+	if err := iv.valid(); err != nil {
+		return Mapping{}, err
+	}
+	iv.From = iv.From.UTC()
+	if iv.To != nil {
+		to := iv.To.UTC()
+		iv.To = &to
+	}
+	verified := verify == nil
+	return r.update(ctx, vehicleID, false, func(ctx context.Context, cur Mapping, _ bool, now time.Time) (Mapping, bool, error) {
+		next, changed, err := cur.withInterval(iv, now, now.Add(-r.cfg.Retention))
+		if err != nil || !changed {
+			return next, false, err
+		}
+		if !verified {
+			if err := verify(ctx); err != nil {
+				return Mapping{}, false, err
+			}
+			verified = true
+		}
+		return next, true, nil
+	})
+}
+
+// Retention is how long ended intervals are kept in a value (Config.Retention).
+func (r *Registry) Retention() time.Duration { return r.cfg.Retention }
+
+// change computes a vehicle's next mapping from the current one (cur is empty and exists
+// false for a vehicle without a value) at the writer's time now, and reports whether it
+// differs; an error aborts the write.
+type change func(ctx context.Context, cur Mapping, exists bool, now time.Time) (next Mapping, changed bool, err error)
+
+// fromNow is the change that maps a vehicle to meterID (none when empty) from now on.
+func (r *Registry) fromNow(meterID string) change {
+	return func(_ context.Context, cur Mapping, exists bool, now time.Time) (Mapping, bool, error) {
+		next := cur.withMeter(meterID, now, now.Add(-r.cfg.Retention))
+		same := exists && next.MeterID == cur.MeterID && len(next.Intervals) == len(cur.Intervals) && next.UpdatedAt.Equal(cur.UpdatedAt)
+		return next, !same, nil
+	}
 }
 
 // update applies a change with compare-and-set on the key's revision, retrying on conflict.
-func (r *Registry) update(ctx context.Context, vehicleID, meterID string, mustExist bool) (Mapping, error) {
+func (r *Registry) update(ctx context.Context, vehicleID string, mustExist bool, apply change) (Mapping, error) {
 	if !placement.ValidDeviceID(vehicleID) {
 		return Mapping{}, fmt.Errorf("vehicle id %q: %w", vehicleID, ErrInvalidID)
 	}
@@ -276,12 +329,14 @@ func (r *Registry) update(ctx context.Context, vehicleID, meterID string, mustEx
 		if !exists && mustExist {
 			return Mapping{}, err
 		}
-		now := r.cfg.Now().UTC()
-		next := cur.withMeter(meterID, now, now.Add(-r.cfg.Retention))
-		next.VehicleID = vehicleID
-		if exists && next.Revision == cur.Revision && next.MeterID == cur.MeterID && len(next.Intervals) == len(cur.Intervals) && next.UpdatedAt.Equal(cur.UpdatedAt) {
-			return cur, nil // nothing changed
+		next, changed, err := apply(ctx, cur, exists, r.cfg.Now().UTC())
+		if err != nil {
+			return Mapping{}, err
 		}
+		if !changed {
+			return cur, nil
+		}
+		next.VehicleID = vehicleID
 		data, err := encode(next)
 		if err != nil {
 			return Mapping{}, err

@@ -24,6 +24,11 @@ func (c *clock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 func newRegistry(t *testing.T, clk *clock) (*registry.Registry, context.Context) {
 	t.Helper()
+	return newRegistryWith(t, registry.Config{Now: clk.Now})
+}
+
+func newRegistryWith(t *testing.T, cfg registry.Config) (*registry.Registry, context.Context) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	srv := natstest.Start(t)
@@ -32,7 +37,7 @@ func newRegistry(t *testing.T, clk *clock) (*registry.Registry, context.Context)
 	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: clk.Now})
+	r, err := registry.Open(ctx, js, top.MappingBucket(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

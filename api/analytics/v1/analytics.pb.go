@@ -1333,10 +1333,22 @@ func (x *GetSeriesResponse) GetPoints() []*SeriesPoint {
 	return nil
 }
 
+// Without `from` and `to` the vehicle is mapped to the meter from now on: its open interval
+// is closed now and a new one opens. With `from` the interval [from, to) (open without `to`)
+// is written as given (backfill, imports): `from` not in the future nor older than the
+// readings' acceptance window (--max-lateness, 7 days by default), `to` after `from` and not
+// in the future. It is refused with ALREADY_EXISTS (409) when it overlaps one of the
+// vehicle's intervals (an open one may only start after all of them) or when readings of the
+// vehicle in it were already stored without a mapping (they would no longer be found);
+// writing an interval the vehicle already has is no change.
 type CreateMappingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VehicleId     string                 `protobuf:"bytes,1,opt,name=vehicle_id,json=vehicleId,proto3" json:"vehicle_id,omitempty"`
-	MeterId       string                 `protobuf:"bytes,2,opt,name=meter_id,json=meterId,proto3" json:"meter_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	VehicleId string                 `protobuf:"bytes,1,opt,name=vehicle_id,json=vehicleId,proto3" json:"vehicle_id,omitempty"`
+	MeterId   string                 `protobuf:"bytes,2,opt,name=meter_id,json=meterId,proto3" json:"meter_id,omitempty"`
+	// Start of the interval, RFC 3339; default now.
+	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	// End of the interval (exclusive), RFC 3339; default open. Only with `from`.
+	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1385,10 +1397,29 @@ func (x *CreateMappingRequest) GetMeterId() string {
 	return ""
 }
 
+func (x *CreateMappingRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *CreateMappingRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+// As CreateMappingRequest, for a vehicle that has been mapped before.
 type UpdateMappingRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VehicleId     string                 `protobuf:"bytes,1,opt,name=vehicle_id,json=vehicleId,proto3" json:"vehicle_id,omitempty"`
-	MeterId       string                 `protobuf:"bytes,2,opt,name=meter_id,json=meterId,proto3" json:"meter_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	VehicleId string                 `protobuf:"bytes,1,opt,name=vehicle_id,json=vehicleId,proto3" json:"vehicle_id,omitempty"`
+	MeterId   string                 `protobuf:"bytes,2,opt,name=meter_id,json=meterId,proto3" json:"meter_id,omitempty"`
+	// Start of the interval, RFC 3339; default now.
+	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	// End of the interval (exclusive), RFC 3339; default open. Only with `from`.
+	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1435,6 +1466,20 @@ func (x *UpdateMappingRequest) GetMeterId() string {
 		return x.MeterId
 	}
 	return ""
+}
+
+func (x *UpdateMappingRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *UpdateMappingRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
 }
 
 type GetMappingRequest struct {
@@ -2416,15 +2461,19 @@ const file_api_analytics_v1_analytics_proto_rawDesc = "" +
 	"\n" +
 	"window_end\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\twindowEnd\x12\x12\n" +
 	"\x04step\x18\x04 \x01(\tR\x04step\x12=\n" +
-	"\x06points\x18\x05 \x03(\v2%.fleetingest.analytics.v1.SeriesPointR\x06points\"P\n" +
+	"\x06points\x18\x05 \x03(\v2%.fleetingest.analytics.v1.SeriesPointR\x06points\"\xac\x01\n" +
 	"\x14CreateMappingRequest\x12\x1d\n" +
 	"\n" +
 	"vehicle_id\x18\x01 \x01(\tR\tvehicleId\x12\x19\n" +
-	"\bmeter_id\x18\x02 \x01(\tR\ameterId\"P\n" +
+	"\bmeter_id\x18\x02 \x01(\tR\ameterId\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"\xac\x01\n" +
 	"\x14UpdateMappingRequest\x12\x1d\n" +
 	"\n" +
 	"vehicle_id\x18\x01 \x01(\tR\tvehicleId\x12\x19\n" +
-	"\bmeter_id\x18\x02 \x01(\tR\ameterId\"2\n" +
+	"\bmeter_id\x18\x02 \x01(\tR\ameterId\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"2\n" +
 	"\x11GetMappingRequest\x12\x1d\n" +
 	"\n" +
 	"vehicle_id\x18\x01 \x01(\tR\tvehicleId\"5\n" +
@@ -2584,50 +2633,54 @@ var file_api_analytics_v1_analytics_proto_depIdxs = []int32{
 	32, // 17: fleetingest.analytics.v1.GetSeriesResponse.window_start:type_name -> google.protobuf.Timestamp
 	32, // 18: fleetingest.analytics.v1.GetSeriesResponse.window_end:type_name -> google.protobuf.Timestamp
 	14, // 19: fleetingest.analytics.v1.GetSeriesResponse.points:type_name -> fleetingest.analytics.v1.SeriesPoint
-	32, // 20: fleetingest.analytics.v1.MappingInterval.from:type_name -> google.protobuf.Timestamp
-	32, // 21: fleetingest.analytics.v1.MappingInterval.to:type_name -> google.protobuf.Timestamp
-	20, // 22: fleetingest.analytics.v1.Mapping.intervals:type_name -> fleetingest.analytics.v1.MappingInterval
-	32, // 23: fleetingest.analytics.v1.Mapping.updated_at:type_name -> google.protobuf.Timestamp
-	20, // 24: fleetingest.analytics.v1.MappingResponse.intervals:type_name -> fleetingest.analytics.v1.MappingInterval
-	32, // 25: fleetingest.analytics.v1.MappingResponse.updated_at:type_name -> google.protobuf.Timestamp
-	21, // 26: fleetingest.analytics.v1.ListMappingsResponse.mappings:type_name -> fleetingest.analytics.v1.Mapping
-	32, // 27: fleetingest.analytics.v1.VehicleStatus.last_updated_at:type_name -> google.protobuf.Timestamp
-	32, // 28: fleetingest.analytics.v1.MeterStatus.last_updated_at:type_name -> google.protobuf.Timestamp
-	27, // 29: fleetingest.analytics.v1.ListSilentVehiclesResponse.vehicles:type_name -> fleetingest.analytics.v1.VehicleStatus
-	28, // 30: fleetingest.analytics.v1.ListSilentMetersResponse.meters:type_name -> fleetingest.analytics.v1.MeterStatus
-	0,  // 31: fleetingest.analytics.v1.AnalyticsService.GetVehiclePerformance:input_type -> fleetingest.analytics.v1.GetVehiclePerformanceRequest
-	5,  // 32: fleetingest.analytics.v1.AnalyticsService.GetMeterPerformance:input_type -> fleetingest.analytics.v1.GetMeterPerformanceRequest
-	8,  // 33: fleetingest.analytics.v1.AnalyticsService.ListAlerts:input_type -> fleetingest.analytics.v1.ListAlertsRequest
-	12, // 34: fleetingest.analytics.v1.AnalyticsService.GetVehicleSeries:input_type -> fleetingest.analytics.v1.GetVehicleSeriesRequest
-	13, // 35: fleetingest.analytics.v1.AnalyticsService.GetMeterSeries:input_type -> fleetingest.analytics.v1.GetMeterSeriesRequest
-	16, // 36: fleetingest.analytics.v1.AnalyticsService.CreateMapping:input_type -> fleetingest.analytics.v1.CreateMappingRequest
-	17, // 37: fleetingest.analytics.v1.AnalyticsService.UpdateMapping:input_type -> fleetingest.analytics.v1.UpdateMappingRequest
-	18, // 38: fleetingest.analytics.v1.AnalyticsService.GetMapping:input_type -> fleetingest.analytics.v1.GetMappingRequest
-	19, // 39: fleetingest.analytics.v1.AnalyticsService.DeleteMapping:input_type -> fleetingest.analytics.v1.DeleteMappingRequest
-	23, // 40: fleetingest.analytics.v1.AnalyticsService.ListMappings:input_type -> fleetingest.analytics.v1.ListMappingsRequest
-	25, // 41: fleetingest.analytics.v1.AnalyticsService.GetVehicleStatus:input_type -> fleetingest.analytics.v1.GetVehicleStatusRequest
-	26, // 42: fleetingest.analytics.v1.AnalyticsService.GetMeterStatus:input_type -> fleetingest.analytics.v1.GetMeterStatusRequest
-	29, // 43: fleetingest.analytics.v1.AnalyticsService.ListSilentVehicles:input_type -> fleetingest.analytics.v1.ListSilentRequest
-	29, // 44: fleetingest.analytics.v1.AnalyticsService.ListSilentMeters:input_type -> fleetingest.analytics.v1.ListSilentRequest
-	4,  // 45: fleetingest.analytics.v1.AnalyticsService.GetVehiclePerformance:output_type -> fleetingest.analytics.v1.GetVehiclePerformanceResponse
-	7,  // 46: fleetingest.analytics.v1.AnalyticsService.GetMeterPerformance:output_type -> fleetingest.analytics.v1.GetMeterPerformanceResponse
-	11, // 47: fleetingest.analytics.v1.AnalyticsService.ListAlerts:output_type -> fleetingest.analytics.v1.ListAlertsResponse
-	15, // 48: fleetingest.analytics.v1.AnalyticsService.GetVehicleSeries:output_type -> fleetingest.analytics.v1.GetSeriesResponse
-	15, // 49: fleetingest.analytics.v1.AnalyticsService.GetMeterSeries:output_type -> fleetingest.analytics.v1.GetSeriesResponse
-	22, // 50: fleetingest.analytics.v1.AnalyticsService.CreateMapping:output_type -> fleetingest.analytics.v1.MappingResponse
-	22, // 51: fleetingest.analytics.v1.AnalyticsService.UpdateMapping:output_type -> fleetingest.analytics.v1.MappingResponse
-	22, // 52: fleetingest.analytics.v1.AnalyticsService.GetMapping:output_type -> fleetingest.analytics.v1.MappingResponse
-	22, // 53: fleetingest.analytics.v1.AnalyticsService.DeleteMapping:output_type -> fleetingest.analytics.v1.MappingResponse
-	24, // 54: fleetingest.analytics.v1.AnalyticsService.ListMappings:output_type -> fleetingest.analytics.v1.ListMappingsResponse
-	27, // 55: fleetingest.analytics.v1.AnalyticsService.GetVehicleStatus:output_type -> fleetingest.analytics.v1.VehicleStatus
-	28, // 56: fleetingest.analytics.v1.AnalyticsService.GetMeterStatus:output_type -> fleetingest.analytics.v1.MeterStatus
-	30, // 57: fleetingest.analytics.v1.AnalyticsService.ListSilentVehicles:output_type -> fleetingest.analytics.v1.ListSilentVehiclesResponse
-	31, // 58: fleetingest.analytics.v1.AnalyticsService.ListSilentMeters:output_type -> fleetingest.analytics.v1.ListSilentMetersResponse
-	45, // [45:59] is the sub-list for method output_type
-	31, // [31:45] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	32, // 20: fleetingest.analytics.v1.CreateMappingRequest.from:type_name -> google.protobuf.Timestamp
+	32, // 21: fleetingest.analytics.v1.CreateMappingRequest.to:type_name -> google.protobuf.Timestamp
+	32, // 22: fleetingest.analytics.v1.UpdateMappingRequest.from:type_name -> google.protobuf.Timestamp
+	32, // 23: fleetingest.analytics.v1.UpdateMappingRequest.to:type_name -> google.protobuf.Timestamp
+	32, // 24: fleetingest.analytics.v1.MappingInterval.from:type_name -> google.protobuf.Timestamp
+	32, // 25: fleetingest.analytics.v1.MappingInterval.to:type_name -> google.protobuf.Timestamp
+	20, // 26: fleetingest.analytics.v1.Mapping.intervals:type_name -> fleetingest.analytics.v1.MappingInterval
+	32, // 27: fleetingest.analytics.v1.Mapping.updated_at:type_name -> google.protobuf.Timestamp
+	20, // 28: fleetingest.analytics.v1.MappingResponse.intervals:type_name -> fleetingest.analytics.v1.MappingInterval
+	32, // 29: fleetingest.analytics.v1.MappingResponse.updated_at:type_name -> google.protobuf.Timestamp
+	21, // 30: fleetingest.analytics.v1.ListMappingsResponse.mappings:type_name -> fleetingest.analytics.v1.Mapping
+	32, // 31: fleetingest.analytics.v1.VehicleStatus.last_updated_at:type_name -> google.protobuf.Timestamp
+	32, // 32: fleetingest.analytics.v1.MeterStatus.last_updated_at:type_name -> google.protobuf.Timestamp
+	27, // 33: fleetingest.analytics.v1.ListSilentVehiclesResponse.vehicles:type_name -> fleetingest.analytics.v1.VehicleStatus
+	28, // 34: fleetingest.analytics.v1.ListSilentMetersResponse.meters:type_name -> fleetingest.analytics.v1.MeterStatus
+	0,  // 35: fleetingest.analytics.v1.AnalyticsService.GetVehiclePerformance:input_type -> fleetingest.analytics.v1.GetVehiclePerformanceRequest
+	5,  // 36: fleetingest.analytics.v1.AnalyticsService.GetMeterPerformance:input_type -> fleetingest.analytics.v1.GetMeterPerformanceRequest
+	8,  // 37: fleetingest.analytics.v1.AnalyticsService.ListAlerts:input_type -> fleetingest.analytics.v1.ListAlertsRequest
+	12, // 38: fleetingest.analytics.v1.AnalyticsService.GetVehicleSeries:input_type -> fleetingest.analytics.v1.GetVehicleSeriesRequest
+	13, // 39: fleetingest.analytics.v1.AnalyticsService.GetMeterSeries:input_type -> fleetingest.analytics.v1.GetMeterSeriesRequest
+	16, // 40: fleetingest.analytics.v1.AnalyticsService.CreateMapping:input_type -> fleetingest.analytics.v1.CreateMappingRequest
+	17, // 41: fleetingest.analytics.v1.AnalyticsService.UpdateMapping:input_type -> fleetingest.analytics.v1.UpdateMappingRequest
+	18, // 42: fleetingest.analytics.v1.AnalyticsService.GetMapping:input_type -> fleetingest.analytics.v1.GetMappingRequest
+	19, // 43: fleetingest.analytics.v1.AnalyticsService.DeleteMapping:input_type -> fleetingest.analytics.v1.DeleteMappingRequest
+	23, // 44: fleetingest.analytics.v1.AnalyticsService.ListMappings:input_type -> fleetingest.analytics.v1.ListMappingsRequest
+	25, // 45: fleetingest.analytics.v1.AnalyticsService.GetVehicleStatus:input_type -> fleetingest.analytics.v1.GetVehicleStatusRequest
+	26, // 46: fleetingest.analytics.v1.AnalyticsService.GetMeterStatus:input_type -> fleetingest.analytics.v1.GetMeterStatusRequest
+	29, // 47: fleetingest.analytics.v1.AnalyticsService.ListSilentVehicles:input_type -> fleetingest.analytics.v1.ListSilentRequest
+	29, // 48: fleetingest.analytics.v1.AnalyticsService.ListSilentMeters:input_type -> fleetingest.analytics.v1.ListSilentRequest
+	4,  // 49: fleetingest.analytics.v1.AnalyticsService.GetVehiclePerformance:output_type -> fleetingest.analytics.v1.GetVehiclePerformanceResponse
+	7,  // 50: fleetingest.analytics.v1.AnalyticsService.GetMeterPerformance:output_type -> fleetingest.analytics.v1.GetMeterPerformanceResponse
+	11, // 51: fleetingest.analytics.v1.AnalyticsService.ListAlerts:output_type -> fleetingest.analytics.v1.ListAlertsResponse
+	15, // 52: fleetingest.analytics.v1.AnalyticsService.GetVehicleSeries:output_type -> fleetingest.analytics.v1.GetSeriesResponse
+	15, // 53: fleetingest.analytics.v1.AnalyticsService.GetMeterSeries:output_type -> fleetingest.analytics.v1.GetSeriesResponse
+	22, // 54: fleetingest.analytics.v1.AnalyticsService.CreateMapping:output_type -> fleetingest.analytics.v1.MappingResponse
+	22, // 55: fleetingest.analytics.v1.AnalyticsService.UpdateMapping:output_type -> fleetingest.analytics.v1.MappingResponse
+	22, // 56: fleetingest.analytics.v1.AnalyticsService.GetMapping:output_type -> fleetingest.analytics.v1.MappingResponse
+	22, // 57: fleetingest.analytics.v1.AnalyticsService.DeleteMapping:output_type -> fleetingest.analytics.v1.MappingResponse
+	24, // 58: fleetingest.analytics.v1.AnalyticsService.ListMappings:output_type -> fleetingest.analytics.v1.ListMappingsResponse
+	27, // 59: fleetingest.analytics.v1.AnalyticsService.GetVehicleStatus:output_type -> fleetingest.analytics.v1.VehicleStatus
+	28, // 60: fleetingest.analytics.v1.AnalyticsService.GetMeterStatus:output_type -> fleetingest.analytics.v1.MeterStatus
+	30, // 61: fleetingest.analytics.v1.AnalyticsService.ListSilentVehicles:output_type -> fleetingest.analytics.v1.ListSilentVehiclesResponse
+	31, // 62: fleetingest.analytics.v1.AnalyticsService.ListSilentMeters:output_type -> fleetingest.analytics.v1.ListSilentMetersResponse
+	49, // [49:63] is the sub-list for method output_type
+	35, // [35:49] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_api_analytics_v1_analytics_proto_init() }

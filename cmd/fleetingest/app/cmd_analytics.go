@@ -17,6 +17,7 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/hourcache"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/placement"
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
@@ -40,6 +41,7 @@ type analyticsOptions struct {
 	cacheHours     int
 	cacheRawHours  int
 	cacheBytes     int64
+	maxLateness    time.Duration
 	userKeys       string
 	oidc           auth.OIDCConfig
 	insecure       bool
@@ -76,6 +78,7 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.StringVar(&o.oidc.Audience, "oidc-audience", auth.DefaultAudience, "audience (client id) the issuer's tokens must name")
 	fs.StringVar(&o.oidc.RolesClaim, "oidc-roles-claim", auth.DefaultRolesClaim, "claim holding the user's roles (viewer, admin); a dotted path such as realm_access.roles")
 	fs.BoolVar(&o.insecure, "insecure-no-auth", false, "serve without user tokens: for experiments only")
+	fs.DurationVar(&o.maxLateness, "max-lateness", telemetry.DefaultLimits().MaxLateness, "the gateway's --max-lateness: how far in the past a mapping write may start (its from); raise it for an import of older history")
 	fs.IntVar(&o.cacheRawHours, "cache-raw-hours", hourcache.DefaultMaxRawHours, "hours of each shard's raw history kept in memory for the partial first and last hours of per-vehicle windows")
 	return cmd
 }
@@ -156,6 +159,7 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 		RequestTimeout: o.requestTimeout,
 		CacheHours:     o.cacheHours,
 		CacheRawHours:  o.cacheRawHours,
+		MaxLateness:    o.maxLateness,
 		Logger:         log,
 		Registerer:     prom,
 	}

@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetingest/fleetingest/analytics/mappingio"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
@@ -40,15 +41,21 @@ func newMappingsCommand() *cobra.Command {
 	fs.StringVar(&o.token, "token", os.Getenv("FLEETINGEST_ADMIN_TOKEN"), "user token: viewer to export, admin to import (default $FLEETINGEST_ADMIN_TOKEN)")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "export",
-		Short: "Write every mapping (with its intervals in JSON)",
+		Short: "Write every mapping: JSON with every interval of every vehicle, CSV the current meters",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return exportMappings(cmd.Context(), *o, cmd.OutOrStdout())
 		},
 	}, &cobra.Command{
 		Use:   "import",
-		Short: "Map each vehicle to its meter from now on (history of an export is not replayed)",
-		Args:  cobra.NoArgs,
+		Short: "Replay a JSON export's intervals, oldest first, with their own times (CSV rows: mapped from now on)",
+		Long: `Replays a JSON export interval by interval, oldest first, each with its own from and to,
+so the mappings arrive as they were. Intervals are refused (and the import stops there) when
+they start before the analytics service's --max-lateness: raise it to cover the export's
+oldest interval for the import. Intervals the fleet already holds are no change, so an
+import can be run again after a refusal. CSV rows, and JSON objects without intervals, map
+the vehicle to its meter from now on.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return importMappings(cmd.Context(), *o, cmd.InOrStdin(), logger("mappings"))
 		},
@@ -119,12 +126,24 @@ func importMappings(ctx context.Context, o mappingsOptions, stdin io.Reader, log
 		return err
 	}
 	c := o.client()
+	intervals := 0
 	for i, row := range rows {
-		_, err := c.CreateMapping(ctx, connect.NewRequest(&analyticsv1.CreateMappingRequest{VehicleId: row.VehicleID, MeterId: row.MeterID}))
-		if err != nil {
-			return fmt.Errorf("mapping %s to %s (%d of %d; the ones before it are set): %w", row.VehicleID, row.MeterID, i+1, len(rows), err)
+		req := &analyticsv1.CreateMappingRequest{VehicleId: row.VehicleID, MeterId: row.MeterID}
+		what := fmt.Sprintf("mapping %s to %s from now on", row.VehicleID, row.MeterID)
+		if !row.From.IsZero() {
+			intervals++
+			req.From = timestamppb.New(row.From)
+			to := "open"
+			if row.To != nil {
+				req.To = timestamppb.New(*row.To)
+				to = row.To.Format(time.RFC3339Nano)
+			}
+			what = fmt.Sprintf("writing %s's interval [%s, %s) on %s", row.VehicleID, row.From.Format(time.RFC3339Nano), to, row.MeterID)
+		}
+		if _, err := c.CreateMapping(ctx, connect.NewRequest(req)); err != nil {
+			return fmt.Errorf("%s (%d of %d; the ones before it are written, and are no change when the import runs again): %w", what, i+1, len(rows), err)
 		}
 	}
-	log.Info("mappings imported", "count", len(rows))
+	log.Info("mappings imported", "intervals", intervals, "fromNow", len(rows)-intervals)
 	return nil
 }

@@ -100,9 +100,11 @@ type AnalyticsServiceClient interface {
 	GetVehicleSeries(context.Context, *connect.Request[v1.GetVehicleSeriesRequest]) (*connect.Response[v1.GetSeriesResponse], error)
 	// Hourly (or coarser) AC, DC of its vehicles, efficiency and voltage of a meter.
 	GetMeterSeries(context.Context, *connect.Request[v1.GetMeterSeriesRequest]) (*connect.Response[v1.GetSeriesResponse], error)
-	// Maps a vehicle to a meter from now on, creating the mapping or updating it.
+	// Maps a vehicle to a meter from now on, creating the mapping or updating it; or, with
+	// `from` (and `to`), writes an interval in the past beside the vehicle's other intervals.
 	CreateMapping(context.Context, *connect.Request[v1.CreateMappingRequest]) (*connect.Response[v1.MappingResponse], error)
-	// Maps a vehicle that already has a mapping to another meter from now on.
+	// Maps a vehicle that already has a mapping to another meter from now on; or, with `from`
+	// (and `to`), writes an interval in the past beside its other intervals.
 	UpdateMapping(context.Context, *connect.Request[v1.UpdateMappingRequest]) (*connect.Response[v1.MappingResponse], error)
 	// The current mapping of a vehicle and its intervals.
 	GetMapping(context.Context, *connect.Request[v1.GetMappingRequest]) (*connect.Response[v1.MappingResponse], error)
@@ -334,9 +336,11 @@ type AnalyticsServiceHandler interface {
 	GetVehicleSeries(context.Context, *connect.Request[v1.GetVehicleSeriesRequest]) (*connect.Response[v1.GetSeriesResponse], error)
 	// Hourly (or coarser) AC, DC of its vehicles, efficiency and voltage of a meter.
 	GetMeterSeries(context.Context, *connect.Request[v1.GetMeterSeriesRequest]) (*connect.Response[v1.GetSeriesResponse], error)
-	// Maps a vehicle to a meter from now on, creating the mapping or updating it.
+	// Maps a vehicle to a meter from now on, creating the mapping or updating it; or, with
+	// `from` (and `to`), writes an interval in the past beside the vehicle's other intervals.
 	CreateMapping(context.Context, *connect.Request[v1.CreateMappingRequest]) (*connect.Response[v1.MappingResponse], error)
-	// Maps a vehicle that already has a mapping to another meter from now on.
+	// Maps a vehicle that already has a mapping to another meter from now on; or, with `from`
+	// (and `to`), writes an interval in the past beside its other intervals.
 	UpdateMapping(context.Context, *connect.Request[v1.UpdateMappingRequest]) (*connect.Response[v1.MappingResponse], error)
 	// The current mapping of a vehicle and its intervals.
 	GetMapping(context.Context, *connect.Request[v1.GetMappingRequest]) (*connect.Response[v1.MappingResponse], error)
