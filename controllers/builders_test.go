@@ -77,6 +77,12 @@ func TestArgs(t *testing.T) {
 		{"the gateway's lateness window comes from the spec", gatewayArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Gateway.MaxLateness = &metav1.Duration{Duration: 48 * time.Hour}
 		})), []string{"--max-lateness=48h0m0s"}, nil},
+		{"ingesters refuse messages outside the gateway's lateness window", ingesterArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Gateway.MaxLateness = &metav1.Duration{Duration: 48 * time.Hour}
+		}), 0), []string{"--max-lateness=48h0m0s"}, nil},
+		{"analytics starts mappings within the gateway's lateness window", analyticsArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Gateway.MaxLateness = &metav1.Duration{Duration: 48 * time.Hour}
+		})), []string{"--max-lateness=48h0m0s"}, nil},
 		{"an ingester names its shard, the shard count and its DSN file", ingesterArgs(newFleet(t, 4), 2),
 			[]string{"ingester", "--shards=4", "--shard=2", "--dsn-file=/etc/fleetingest/dsn/dsn", "--history-retention=2160h0m0s"}, nil},
 		{"history retention comes from the spec", ingesterArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {

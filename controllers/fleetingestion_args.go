@@ -58,10 +58,18 @@ func gatewayArgs(f fleet) []string {
 	a := append([]string{"gateway"}, natsArgs(f)...)
 	a = append(a, "--slot-map-file="+slotMapFile())
 	a = append(a, serveArgs()...)
-	if ml := f.Spec.Gateway.MaxLateness; ml != nil && ml.Duration > 0 {
-		a = append(a, "--max-lateness="+ml.Duration.String())
-	}
+	a = append(a, latenessArgs(f)...)
 	return append(a, deviceAuthArgs(f)...)
+}
+
+// latenessArgs give the gateway's acceptance window (spec.gateway.maxLateness) to every
+// component that checks against it: the gateway refuses older readings, ingesters refuse a
+// message holding one, analytics a mapping starting before it.
+func latenessArgs(f fleet) []string {
+	if ml := f.Spec.Gateway.MaxLateness; ml != nil && ml.Duration > 0 {
+		return []string{"--max-lateness=" + ml.Duration.String()}
+	}
+	return nil
 }
 
 // deviceAuthArgs say where the gateway finds the device-token verification keys.
@@ -99,6 +107,7 @@ func ingesterArgs(f fleet, shard int) []string {
 		"--dsn-file="+dsnFile,
 		"--history-retention="+f.historyRetention().String(),
 	)
+	a = append(a, latenessArgs(f)...)
 	return append(a, serveArgs()...)
 }
 
@@ -116,5 +125,6 @@ func analyticsArgs(f fleet) []string {
 		a = append(a, "--shard-dsn-file="+shardDSNFile(i))
 	}
 	a = append(a, serveArgs()...)
+	a = append(a, latenessArgs(f)...)
 	return append(a, userAuthArgs(f)...)
 }
