@@ -137,20 +137,23 @@ func benchSeed(b *testing.B, n int) float64 {
 // benchCopy COPYs n rows of the same shape into the seed's history tables.
 func benchCopy(b *testing.B, n int) float64 {
 	pool := seedDatabase(b)
-	cfg := loadgen.Config{Meters: 5000, Vehicles: 5000, Readings: n, Start: time.Now().Add(-24 * time.Hour), Step: time.Minute}
+	cfg := loadgen.Config{Meters: 5000, Vehicles: 5000, Readings: n, Start: time.Now().Add(-24 * time.Hour), Interval: time.Minute, Seed: 1}
 	meters, vehicles := make([][]any, 0, n/2+1), make([][]any, 0, n/2+1)
-	var buf []byte
-	for i := 0; i < n; i++ {
-		buf = cfg.Reading(buf[:0], i)
+	var decodeErr error
+	err := loadgen.Generate(cfg, func(reading []byte) bool {
 		var p seedPayload
-		if err := json.NewDecoder(bytes.NewReader(buf)).Decode(&p); err != nil {
-			b.Fatal(err)
+		if decodeErr = json.NewDecoder(bytes.NewReader(reading)).Decode(&p); decodeErr != nil {
+			return false
 		}
 		if p.VehicleID != "" {
 			vehicles = append(vehicles, []any{p.VehicleID, p.Soc, p.KwhDeliveredDc, p.BatteryTemp, p.Timestamp})
 		} else {
 			meters = append(meters, []any{p.MeterID, p.KwhConsumedAc, p.Voltage, p.Timestamp})
 		}
+		return true
+	})
+	if err != nil || decodeErr != nil {
+		b.Fatal(err, decodeErr)
 	}
 	ctx := context.Background()
 	b.ResetTimer()
