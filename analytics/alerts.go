@@ -12,8 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetingest/fleetingest/analytics/attribution"
-	"github.com/fleetingest/fleetingest/analytics/query"
-	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/api/telemetry"
@@ -63,12 +62,12 @@ func offsetToken(tok string) (int, error) {
 }
 
 // fanOut runs fn on every shard in parallel; shards that fail are returned, not fatal.
-func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard int, db shards.DBTX) error) (missing []int32) {
+func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard int) error) (missing []int32) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for i := 0; i < s.shards.Len(); i++ {
 		wg.Go(func() {
-			err := s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, i, db) })
+			err := fn(ctx, i)
 			if err != nil {
 				if !callerGone(ctx, err) {
 					s.metrics.missing.Inc()
@@ -113,13 +112,9 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	}
 	hours := alertHours(w)
 
-	// Indexed by shard, so sums across shards always run in the same order.
-	parts := make([]query.AlertRows, h.s.shards.Len())
-	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
-		sums, cached, err := h.s.hours[shard].AlertSums(ctx, db, hours)
-		if err == nil && !cached {
-			sums, err = query.AlertTotals(ctx, db, hours)
-		}
+	parts := make([]read.AlertRows, h.s.shards.Len())
+	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
+		sums, err := h.s.reader(shard).Alerts(ctx, hours)
 		parts[shard] = sums.Rows(threshold)
 		return err
 	})
@@ -147,7 +142,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 // mergeAlerts lists the sites and vehicles below threshold over every shard's rows, worst
 // first: a vehicle's sums are added over the shards it drew from, and an hour's AC of a meter
 // without DC is split equally among the vehicles mapped to it then.
-func (s *Service) mergeAlerts(parts []query.AlertRows, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
+func (s *Service) mergeAlerts(parts []read.AlertRows, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	var sites []*analyticsv1.SiteAlert
 	type veh struct {
 		ac, dc int64 // mWh

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetingest/fleetingest/analytics"
-	"github.com/fleetingest/fleetingest/analytics/fleetload"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
@@ -24,6 +25,7 @@ import (
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/fleetload"
 	"github.com/fleetingest/fleetingest/test/natstest"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )
@@ -132,7 +134,7 @@ func newFixture(t *testing.T) *fixture {
 	f.clk.Set(f.end.Add(2 * time.Hour))
 
 	f.prom = prometheus.NewRegistry()
-	f.url = f.serve(t, ctx, f.prom)
+	f.url = f.serve(t, ctx, f.prom, read.Config{})
 	f.http = h2cClient()
 	f.connect = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url)
 	f.grpc = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url, connect.WithGRPC())
@@ -141,19 +143,27 @@ func newFixture(t *testing.T) *fixture {
 }
 
 // serve starts a service on the fixture's shards and returns its URL once it is ready.
-func (f *fixture) serve(t *testing.T, ctx context.Context, prom *prometheus.Registry) string {
+func (f *fixture) serve(t *testing.T, ctx context.Context, prom *prometheus.Registry, memory read.Config, opts ...func(*analytics.Config)) string {
 	t.Helper()
-	svc, err := analytics.New(analytics.Config{
+	cfg := analytics.Config{
 		Shards:     shards.Config{DSNs: f.dsns, MaxConns: 8, MinConns: 1, QueryTimeout: 3 * time.Second, ConnectTimeout: time.Second},
 		SlotMap:    f.slots,
 		Registry:   f.reg,
+		Memory:     memory,
 		Now:        f.clk.Now,
 		Registerer: prom,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc, err := analytics.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(svc.Close)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done; svc.Close() })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -350,23 +360,44 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 // from Postgres.
 func (f *fixture) vehicleReads(t *testing.T) (memory, postgres int) {
 	t.Helper()
-	mfs, err := f.prom.Gather()
+	return reads(t, f.prom, "vehicle")
+}
+
+// reads sums a service's shard reads of one kind of question by where they were answered.
+func reads(t *testing.T, prom *prometheus.Registry, kind string) (memory, postgres int) {
+	t.Helper()
+	mfs, err := prom.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "fleetingest_analytics_vehicle_reads_total" {
+		if mf.GetName() != "fleetingest_analytics_reads_total" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "source" && l.GetValue() == "memory" {
-					memory = int(m.GetCounter().GetValue())
-				} else if l.GetName() == "source" && l.GetValue() == "postgres" {
-					postgres = int(m.GetCounter().GetValue())
-				}
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] != kind {
+				continue
+			}
+			if labels["source"] == "memory" {
+				memory += int(m.GetCounter().GetValue())
+			} else {
+				postgres += int(m.GetCounter().GetValue())
 			}
 		}
 	}
 	return memory, postgres
 }
+
+// countStatements counts the statements sent to the shards.
+type countStatements struct{ n *atomic.Int64 }
+
+func (c countStatements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (countStatements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetingest/fleetingest/analytics/attribution"
-	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
@@ -37,17 +37,14 @@ type meterAnswer struct {
 // was attributed; unattributed when none was mapped).
 func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Window) (meterAnswer, error) {
 	shard := s.cfg.SlotMap.ShardOf(meterID)
-	var rows query.MeterRows
 	known := true
-	err := s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
-		var err error
-		rows, err = query.Meter(ctx, db, meterID, w)
-		if err != nil || len(rows.AC) > 0 || len(rows.DC) > 0 {
+	rows, err := s.reader(shard).Meter(ctx, meterID, w)
+	if err == nil && len(rows.AC) == 0 && len(rows.DC) == 0 {
+		err = s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
+			_, known, err = read.GetMeterStatus(ctx, db, meterID)
 			return err
-		}
-		_, known, err = query.GetMeterStatus(ctx, db, meterID)
-		return err
-	})
+		})
+	}
 	if err != nil {
 		return meterAnswer{}, s.shardError("reading meter "+meterID, err)
 	}
@@ -68,7 +65,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		}
 		return v
 	}
-	perHour := map[time.Time][]query.HourDC{}
+	perHour := map[time.Time][]read.HourDC{}
 	for _, d := range rows.DC {
 		perHour[d.Hour] = append(perHour[d.Hour], d)
 		t := hour(d.Hour)

@@ -3,7 +3,7 @@ package analytics
 import (
 	"sort"
 
-	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester/registry"
@@ -50,7 +50,7 @@ func pieces(m registry.Mapping, w window.Window) (ps []piece, uncovered bool) {
 // shardPlan is what to ask one shard for a vehicle's window.
 type shardPlan struct {
 	shard  int
-	meters []query.MeterSpan
+	meters []read.MeterSpan
 }
 
 // planVehicle groups the meters' hour spans by shard; every shard that may hold the vehicle's
@@ -81,7 +81,7 @@ func planVehicle(sm *placement.SlotMap, vehicleID string, w window.Window, ps []
 	for _, meter := range order {
 		p := get(sm.ShardOf(meter))
 		for _, r := range mergeRanges(spans[meter]) {
-			p.meters = append(p.meters, query.MeterSpan{MeterID: meter, Hours: r})
+			p.meters = append(p.meters, read.MeterSpan{MeterID: meter, Hours: r})
 		}
 	}
 	out := make([]shardPlan, len(plans))

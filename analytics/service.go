@@ -12,17 +12,18 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/vanguard"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
-	"github.com/fleetingest/fleetingest/analytics/hourcache"
-	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
@@ -51,17 +52,14 @@ type Config struct {
 	RequestTimeout time.Duration
 	// DefaultThreshold is the alert threshold when a request gives none. Default 0.85.
 	DefaultThreshold float64
-	// CacheHours is how many hours of each shard's rollups are kept in memory for alerts and
-	// per-vehicle questions (checked against the hours' versions on every request). Longer
-	// windows are read from Postgres on every request. Default hourcache.DefaultMaxHours.
-	CacheHours int
-	// CacheRawHours is how many hours of each shard's raw history are kept in memory for the
-	// partial first and last hours of per-vehicle windows. Default
-	// hourcache.DefaultMaxRawHours.
-	CacheRawHours int
-	// CacheBytes bounds the memory the hours in memory take, shared equally by the shards.
-	// Default DefaultCacheBytes.
-	CacheBytes int64
+	// Memory is how each shard's hours are held in memory (read.Config: how far back, how
+	// much, how often their versions are polled); Do, Now, Reads and Logger are the
+	// service's own. MaxBytes is shared equally by the shards.
+	Memory read.Config
+	// NATS receives the ingesters' commit notices on CommitSubject, so that memory follows
+	// the writes within a fraction of a second; without it memory follows the polls only.
+	NATS          *nats.Conn
+	CommitSubject string
 	// MaxLateness is how far in the past a mapping write may start (its `from`): the readings'
 	// acceptance window (the gateway's --max-lateness), so a mapping can be written for every
 	// reading still accepted. At most the registry's retention (Registry.Retention), so no
@@ -93,14 +91,8 @@ func (c Config) withDefaults() Config {
 	if c.DefaultThreshold == 0 {
 		c.DefaultThreshold = DefaultThreshold
 	}
-	if c.CacheHours == 0 {
-		c.CacheHours = hourcache.DefaultMaxHours
-	}
-	if c.CacheRawHours == 0 {
-		c.CacheRawHours = hourcache.DefaultMaxRawHours
-	}
-	if c.CacheBytes == 0 {
-		c.CacheBytes = DefaultCacheBytes
+	if c.Memory.MaxBytes == 0 {
+		c.Memory.MaxBytes = DefaultCacheBytes
 	}
 	if c.MaxLateness == 0 {
 		c.MaxLateness = telemetry.DefaultLimits().MaxLateness
@@ -127,8 +119,11 @@ func (c Config) validate() error {
 	if c.MaxRequestBytes < 1 || c.MaxRequestBytes > 1<<30 {
 		return fmt.Errorf("max request bytes %d out of range 1..%d", c.MaxRequestBytes, 1<<30)
 	}
-	if c.CacheHours < 0 || c.CacheRawHours < 0 || c.CacheBytes < 0 {
-		return fmt.Errorf("cache hours %d, raw hours %d and bytes %d must not be negative", c.CacheHours, c.CacheRawHours, c.CacheBytes)
+	if c.Memory.Horizon < 0 || c.Memory.MaxRawHours < 0 || c.Memory.MaxBytes < 0 {
+		return fmt.Errorf("memory horizon %s, raw hours %d and bytes %d must not be negative", c.Memory.Horizon, c.Memory.MaxRawHours, c.Memory.MaxBytes)
+	}
+	if c.NATS != nil && c.CommitSubject == "" {
+		return errors.New("commit notices need their subject")
 	}
 	if c.MaxLateness < 0 || c.MaxLateness > c.Registry.Retention() {
 		return fmt.Errorf("max lateness %s out of range 0..%s (the mapping registry's retention)", c.MaxLateness, c.Registry.Retention())
@@ -147,10 +142,20 @@ type Service struct {
 	metrics *metrics
 	handler http.Handler
 	// hours holds each shard's hours in memory, by shard; stop ends their loaders.
-	hours []*hourcache.Cache
-	stop  context.CancelFunc
-	done  sync.WaitGroup
+	// readers answer each shard's questions (read.Shard), by shard.
+	readers []*read.Shard
 }
+
+// reader is the one seam between the handlers and a shard's data: it answers from memory or
+// from Postgres, and counts which (read.Shard).
+type reader interface {
+	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) (read.VehicleRows, error)
+	Meter(ctx context.Context, meterID string, w window.Window) (read.MeterRows, error)
+	Alerts(ctx context.Context, hours window.Range) (read.AlertSums, error)
+}
+
+// reader returns shard i's reader.
+func (s *Service) reader(i int) reader { return s.readers[i] }
 
 // New opens the shard pools (connections are made lazily) and builds the handler.
 func New(cfg Config) (*Service, error) {
@@ -193,36 +198,40 @@ func New(cfg Config) (*Service, error) {
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, connect.WithInterceptors(interceptors...)))
 	mux.Handle("/", tc)
 	s.handler = limitBodies(cfg.MaxRequestBytes, mux)
-	if err := s.startCaches(); err != nil {
-		s.Close()
-		return nil, err
+	for i := range set.Len() {
+		mc := cfg.Memory
+		mc.MaxBytes /= int64(set.Len())
+		mc.Do = func(ctx context.Context, fn func(ctx context.Context, db shards.DBTX) error) error {
+			return set.Do(ctx, i, fn)
+		}
+		mc.Now, mc.Reads, mc.Logger = cfg.Now, m.reads.MustCurryWith(prometheus.Labels{"shard": strconv.Itoa(i)}), cfg.Logger.With("shard", i)
+		s.readers = append(s.readers, read.New(mc))
 	}
 	return s, nil
 }
 
-// startCaches keeps each shard's hours in memory, with a loader per shard until Close.
-func (s *Service) startCaches() error {
-	ctx, stop := context.WithCancel(context.Background())
-	s.stop = stop
-	for i := range s.shards.Len() {
-		c := hourcache.New(hourcache.Config{
-			MaxHours:    s.cfg.CacheHours,
-			MaxRawHours: s.cfg.CacheRawHours,
-			MaxBytes:    s.cfg.CacheBytes / int64(s.shards.Len()),
-			Do: func(ctx context.Context, fn func(ctx context.Context, db query.DBTX) error) error {
-				return s.shards.Do(ctx, i, func(ctx context.Context, db shards.DBTX) error { return fn(ctx, db) })
-			},
-			Now:    s.cfg.Now,
-			Loaded: s.metrics.hoursLoaded.WithLabelValues(strconv.Itoa(i)),
-			Logger: s.cfg.Logger.With("shard", i),
+// Run keeps each shard's hours in memory, following the ingesters' commit notices, until
+// ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.NATS != nil {
+		sub, err := s.cfg.NATS.Subscribe(s.cfg.CommitSubject, func(m *nats.Msg) {
+			shard, changed, err := telemetry.UnmarshalNotice(m.Data)
+			if err != nil || shard < 0 || shard >= len(s.readers) {
+				s.cfg.Logger.Warn("ignoring a commit notice", "subject", m.Subject, "shard", shard, "err", err)
+				return
+			}
+			s.readers[shard].Notify(changed)
 		})
-		if err := s.metrics.cacheBytes(strconv.Itoa(i), c.Bytes); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("subscribing to commit notices on %s: %w", s.cfg.CommitSubject, err)
 		}
-		s.hours = append(s.hours, c)
-		s.done.Go(func() { c.Run(ctx) })
+		defer func() { _ = sub.Unsubscribe() }()
 	}
-	return nil
+	g, ctx := errgroup.WithContext(ctx)
+	for _, r := range s.readers {
+		g.Go(func() error { return r.Run(ctx) })
+	}
+	return g.Wait()
 }
 
 // Handler serves Connect, gRPC and gRPC-Web on the service's path and the REST paths of its
@@ -244,20 +253,16 @@ func (s *Service) Ready(ctx context.Context) error {
 	if !s.reg.Ready() {
 		return errors.New("mapping registry has not caught up yet")
 	}
-	for i, c := range s.hours {
-		if !c.Warm() {
+	for i, r := range s.readers {
+		if !r.Ready() {
 			return fmt.Errorf("shard %d: the last day's hours are still being read into memory", i)
 		}
 	}
 	return nil
 }
 
-// Close stops the cache loaders and closes the shard pools.
-func (s *Service) Close() {
-	s.stop()
-	s.done.Wait()
-	s.shards.Close()
-}
+// Close closes the shard pools (after Run returned).
+func (s *Service) Close() { s.shards.Close() }
 
 // requiredRole is the role a procedure needs: admin to change mappings, viewer for the rest.
 func requiredRole(procedure string) auth.Role {

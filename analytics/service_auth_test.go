@@ -15,7 +15,6 @@ import (
 	"connectrpc.com/grpcreflect"
 
 	"github.com/fleetingest/fleetingest/analytics"
-	"github.com/fleetingest/fleetingest/analytics/fleetload"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
@@ -24,6 +23,7 @@ import (
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
+	"github.com/fleetingest/fleetingest/test/fleetload"
 	"github.com/fleetingest/fleetingest/test/natstest"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )
@@ -96,7 +96,10 @@ func newAuthFixture(t *testing.T) *authFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(svc.Close)
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-done; svc.Close() })
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -31,9 +31,11 @@ func TestACallerThatWentAwayIsNoShardFailure(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 100 {
-		s.fanOut(ctx, func(ctx context.Context, _ int, db shards.DBTX) error {
-			_, err := db.Exec(ctx, "SELECT 1")
-			return err
+		s.fanOut(ctx, func(ctx context.Context, shard int) error {
+			return set.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
+				_, err := db.Exec(ctx, "SELECT 1")
+				return err
+			})
 		})
 		_ = s.shardError("reading vehicle EV-1", context.Canceled)
 	}

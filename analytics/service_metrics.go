@@ -11,18 +11,14 @@ import (
 )
 
 type metrics struct {
-	reg      prometheus.Registerer
 	requests *prometheus.HistogramVec
 	missing  prometheus.Counter
-	// hoursLoaded counts hours read into memory, by shard.
-	hoursLoaded *prometheus.CounterVec
-	// vehicleReads counts per-vehicle shard reads by source: memory or postgres.
-	vehicleReads *prometheus.CounterVec
+	// reads counts each shard's part of a question by shard, kind and where it was answered.
+	reads *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "fleetingest", Subsystem: "analytics", Name: "request_duration_seconds",
 			Help:    "Duration of analytics RPCs by procedure and Connect code.",
@@ -32,16 +28,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "fleetingest", Subsystem: "analytics", Name: "shard_failures_total",
 			Help: "Shard queries that failed or timed out.",
 		}),
-		hoursLoaded: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "fleetingest", Subsystem: "analytics", Name: "cache_hours_loaded_total",
-			Help: "Hours of rollups or raw history read into memory (new hours, and hours whose data changed).",
-		}, []string{"shard"}),
-		vehicleReads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "fleetingest", Subsystem: "analytics", Name: "vehicle_reads_total",
-			Help: "Per-vehicle reads of one shard's part of a window, by source: memory (every hour held at its current version) or postgres.",
-		}, []string{"source"}),
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "fleetingest", Subsystem: "analytics", Name: "reads_total",
+			Help: "Shard parts of questions by shard, kind (vehicle, meter, alerts) and where they were answered: memory (every hour held) or postgres.",
+		}, []string{"shard", "kind", "source"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.missing, m.hoursLoaded, m.vehicleReads} {
+	for _, c := range []prometheus.Collector{m.requests, m.missing, m.reads} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering analytics metrics: %w", err)
 		}
@@ -66,17 +58,4 @@ func (m *metrics) interceptor() connect.UnaryInterceptorFunc {
 			return res, err
 		}
 	}
-}
-
-// cacheBytes reports the memory estimate of one shard's hours in memory.
-func (m *metrics) cacheBytes(shard string, bytes func() int64) error {
-	err := m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "fleetingest", Subsystem: "analytics", Name: "cache_bytes",
-		Help:        "Estimated memory of the hours of rollups and raw history held for a shard.",
-		ConstLabels: prometheus.Labels{"shard": shard},
-	}, func() float64 { return float64(bytes()) }))
-	if err != nil {
-		return fmt.Errorf("registering the cache size of shard %s: %w", shard, err)
-	}
-	return nil
 }

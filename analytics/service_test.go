@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,11 +20,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/fleetingest/fleetingest/analytics/fleetload"
-	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
+	"github.com/fleetingest/fleetingest/test/fleetload"
 )
 
 func TestAnalytics(t *testing.T) {
@@ -88,6 +90,65 @@ func TestAnalytics(t *testing.T) {
 				t.Fatalf("after a minute, a pass still read %d shards from Postgres (%d from memory)", p-postgres, m-memory)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("per-vehicle answers read from Postgres equal the raw-history computation", func(t *testing.T) {
+		// A service that holds only the last hour and brings nothing else into memory.
+		prom := prometheus.NewRegistry()
+		saved := f.url
+		f.url = f.serve(t, t.Context(), prom, read.Config{Recent: time.Hour, Horizon: time.Hour, MaxRawHours: 2})
+		f.connect = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url)
+		defer func() { f.url, f.connect = saved, analyticsv1connect.NewAnalyticsServiceClient(f.http, saved) }()
+		checkVehicles(t)
+		if memory, postgres := reads(t, prom, "vehicle"); memory != 0 || postgres == 0 {
+			t.Fatalf("%d shard reads from memory and %d from Postgres, want all from Postgres", memory, postgres)
+		}
+	})
+
+	t.Run("warm questions send no statement to Postgres", func(t *testing.T) {
+		// No notices and a poll an hour apart: once the first questions brought their hours
+		// in, every statement the shards see is a question's.
+		var statements atomic.Int64
+		prom := prometheus.NewRegistry()
+		saved := f.url
+		f.url = f.serve(t, t.Context(), prom, read.Config{Poll: time.Hour}, func(c *analytics.Config) {
+			c.Shards.Tracer = countStatements{&statements}
+		})
+		f.connect = analyticsv1connect.NewAnalyticsServiceClient(f.http, f.url)
+		defer func() { f.url, f.connect = saved, analyticsv1connect.NewAnalyticsServiceClient(f.http, saved) }()
+		pass := func() {
+			checkVehicles(t)
+			for j := 0; j < nMeters; j++ {
+				if _, err := f.connect.GetMeterPerformance(t.Context(), connect.NewRequest(&analyticsv1.GetMeterPerformanceRequest{MeterId: meterID(j), End: end})); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := f.connect.ListAlerts(t.Context(), connect.NewRequest(&analyticsv1.ListAlertsRequest{End: end})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			before := statements.Load()
+			pass()
+			if statements.Load() == before {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after a minute, a pass of questions still sent %d statements", statements.Load()-before)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		before := statements.Load()
+		for range 3 {
+			pass()
+		}
+		if n := statements.Load() - before; n != 0 {
+			t.Fatalf("three warm passes sent %d statements to Postgres", n)
+		}
+		if memory, postgres := reads(t, prom, "vehicle"); memory < 3*nVehicles {
+			t.Fatalf("%d vehicle shard reads from memory (%d from Postgres) for three passes of %d vehicles", memory, postgres, nVehicles)
 		}
 	})
 
@@ -351,39 +412,6 @@ func TestAnalytics(t *testing.T) {
 		}
 	})
 
-	t.Run("the per-vehicle plan reads rollup rows plus at most two hours of raw rows", func(t *testing.T) {
-		id := vehicleID(150) // mapped to one meter for the whole window
-		m := f.mappings[id]
-		w, _ := window.Parse("24h", end, time.Now())
-		shard := f.slots.ShardOf(m.MeterID)
-		span := window.Range{From: window.FloorHour(w.Start), To: window.CeilHour(w.End)}
-		plan, err := query.ExplainVehicle(context.Background(), f.shardDB[shard], id, w, []query.MeterSpan{{MeterID: m.MeterID, Hours: span}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, rollup := plan.RowsByTable()
-		var rawRows, rollupRows int64
-		for table, n := range raw {
-			if !strings.Contains(table, "_history") {
-				t.Fatalf("unexpected table %s", table)
-			}
-			rawRows += n
-		}
-		for _, n := range rollup {
-			rollupRows += n
-		}
-		// Readings every 5 minutes: at most 12 an hour per device; the meter has up to
-		// three vehicles. Two edge hours of raw rows for the vehicle, the meter and the
-		// meter's vehicles, and ~25 rollup rows per device.
-		if rawRows > 2*12*(1+1+3) || rawRows == 0 {
-			t.Fatalf("plan read %d raw rows (%v):\n%s", rawRows, raw, plan.Text)
-		}
-		if rollupRows > 25*(1+1+3) || rollupRows == 0 {
-			t.Fatalf("plan read %d rollup rows (%v):\n%s", rollupRows, rollup, plan.Text)
-		}
-		t.Logf("per-vehicle plan: %d rollup rows, %d raw rows, %d buffers", rollupRows, rawRows, plan.Buffers)
-	})
-
 	t.Run("Connect, gRPC, gRPC-Web and REST JSON give the same answer", func(t *testing.T) {
 		req := &analyticsv1.GetVehiclePerformanceRequest{VehicleId: vehicleID(12), Window: "24h", End: end}
 		var answers []*analyticsv1.GetVehiclePerformanceResponse
@@ -576,19 +604,40 @@ func TestAnalytics(t *testing.T) {
 		if err := f.clusters[down].Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
+		// Memory answers for the shard until its next version poll fails: then its questions
+		// are unavailable, since readings acknowledged meanwhile wait for it in the stream.
+		onDown := func(id string) bool {
+			for _, iv := range f.mappings[id].Intervals {
+				if f.slots.ShardOf(iv.MeterID) == down {
+					return true
+				}
+			}
+			return false
+		}
+		// The alerts of the day are always in memory: they tell when the shard's poll failed.
+		deadline := time.Now().Add(read.DefaultPoll + 2*time.Second) // a poll, and its failing connect
+		for {
+			res, err := f.connect.ListAlerts(ctx, connect.NewRequest(&analyticsv1.ListAlertsRequest{End: end}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Equal(res.Msg.MissingShards, []int32{down}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("alerts still answer for shard %d %s after it stopped", down, read.DefaultPoll+2*time.Second)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		var ok, unavailable int
 		for i := 10; i < nVehicles; i++ {
 			if i >= 30 && i < 35 {
 				continue // unmapped mid-window: also on their own id's shard
 			}
 			id := vehicleID(i)
-			m := f.mappings[id]
 			// Vehicles 10.. were mapped before the window; their readings in it live on the
 			// shards of the meters of their intervals only.
-			onDown := false
-			for _, iv := range m.Intervals {
-				onDown = onDown || f.slots.ShardOf(iv.MeterID) == down
-			}
+			onDown := onDown(id)
 			_, err := f.connect.GetVehiclePerformance(context.Background(), connect.NewRequest(&analyticsv1.GetVehiclePerformanceRequest{VehicleId: id, End: end}))
 			switch {
 			case !onDown && err == nil:
@@ -631,7 +680,7 @@ func TestAnalytics(t *testing.T) {
 		if status, body = f.get(t, "/readyz"); status != 200 {
 			t.Fatalf("readyz with a shard stopped: %d %s", status, body)
 		}
-		url := f.serve(t, ctx, prometheus.NewRegistry())
+		url := f.serve(t, ctx, prometheus.NewRegistry(), read.Config{})
 		var upVehicle string
 		for i := 10; i < nVehicles && upVehicle == ""; i++ {
 			if m := f.mappings[vehicleID(i)]; m.MeterID != "" && len(m.Intervals) == 1 && f.slots.ShardOf(m.MeterID) != down {

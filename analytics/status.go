@@ -14,14 +14,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fleetingest/fleetingest/analytics/query"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
-func vehicleStatusMsg(st query.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
+func vehicleStatusMsg(st read.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
 	return &analyticsv1.VehicleStatus{
 		VehicleId: st.VehicleID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: kwh(st.DC),
 		BatteryTemp: proto.Float64(st.Temp), MeterId: st.MeterID,
@@ -29,7 +29,7 @@ func vehicleStatusMsg(st query.VehicleStatus, shard int) *analyticsv1.VehicleSta
 	}
 }
 
-func meterStatusMsg(st query.MeterStatus, shard int) *analyticsv1.MeterStatus {
+func meterStatusMsg(st read.MeterStatus, shard int) *analyticsv1.MeterStatus {
 	return &analyticsv1.MeterStatus{
 		MeterId: st.MeterID, LastKwhConsumedAc: kwh(st.AC), Voltage: proto.Float64(st.Voltage),
 		LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
@@ -47,12 +47,12 @@ func (h *handler) GetVehicleStatus(ctx context.Context, req *connect.Request[ana
 	m, _ := h.s.reg.Cached(id)
 	now := h.s.cfg.Now()
 	first := h.s.cfg.SlotMap.ShardOf(registry.PlacementKey(&m, id, now))
-	get := func(shard int) (query.VehicleStatus, bool, error) {
-		var st query.VehicleStatus
+	get := func(shard int) (read.VehicleStatus, bool, error) {
+		var st read.VehicleStatus
 		var ok bool
 		err := h.s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
 			var err error
-			st, ok, err = query.GetVehicleStatus(ctx, db, id)
+			st, ok, err = read.GetVehicleStatus(ctx, db, id)
 			return err
 		})
 		return st, ok, err
@@ -97,11 +97,11 @@ func (h *handler) GetMeterStatus(ctx context.Context, req *connect.Request[analy
 		return nil, err
 	}
 	shard := h.s.cfg.SlotMap.ShardOf(id)
-	var st query.MeterStatus
+	var st read.MeterStatus
 	var ok bool
 	err := h.s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
 		var err error
-		st, ok, err = query.GetMeterStatus(ctx, db, id)
+		st, ok, err = read.GetMeterStatus(ctx, db, id)
 		return err
 	})
 	if err != nil {
@@ -113,7 +113,7 @@ func (h *handler) GetMeterStatus(ctx context.Context, req *connect.Request[analy
 	return connect.NewResponse(meterStatusMsg(st, shard)), nil
 }
 
-func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.Time, cur query.Cursor, size int, err error) {
+func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.Time, cur read.Cursor, size int, err error) {
 	spec := msg.GetSilentFor()
 	if spec == "" {
 		spec = "10m"
@@ -132,7 +132,7 @@ func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.
 		if derr != nil || !found || perr != nil {
 			return cutoff, cur, 0, invalid("pageToken %s is not one this service issued", window.Quote(tok))
 		}
-		cur = query.Cursor{At: t, ID: id}
+		cur = read.Cursor{At: t, ID: id}
 	}
 	return h.s.cfg.Now().Add(-d), cur, size, nil
 }
@@ -160,7 +160,7 @@ func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[a
 				res.NextPageToken = cursorToken(cur.At, cur.ID)
 				return connect.NewResponse(res), nil
 			}
-			cur = query.Cursor{At: r.status.LastUpdatedAt, ID: r.status.VehicleID}
+			cur = read.Cursor{At: r.status.LastUpdatedAt, ID: r.status.VehicleID}
 			if !r.stale {
 				res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.status, r.shard))
 			}
@@ -176,7 +176,7 @@ func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[a
 }
 
 type silentRow struct {
-	status query.VehicleStatus
+	status read.VehicleStatus
 	shard  int
 	stale  bool
 }
@@ -184,12 +184,14 @@ type silentRow struct {
 // silentVehicleRound fetches the next rows after cur from every shard, merged in order and
 // cut where the first shard's batch ends (beyond it another shard may hold earlier rows);
 // exhausted reports that no shard has more.
-func (h *handler) silentVehicleRound(ctx context.Context, cutoff time.Time, cur query.Cursor, size int) (rows []silentRow, exhausted bool, missing []int32) {
+func (h *handler) silentVehicleRound(ctx context.Context, cutoff time.Time, cur read.Cursor, size int) (rows []silentRow, exhausted bool, missing []int32) {
 	var mu sync.Mutex
-	var limitAt *query.Cursor
+	var limitAt *read.Cursor
 	exhausted = true
-	missing = h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
-		sts, err := query.SilentVehicles(ctx, db, cutoff, cur, size+1)
+	missing = h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
+		sts, err := inShard(ctx, h.s, shard, func(ctx context.Context, db shards.DBTX) ([]read.VehicleStatus, error) {
+			return read.SilentVehicles(ctx, db, cutoff, cur, size+1)
+		})
 		mu.Lock()
 		defer mu.Unlock()
 		for _, st := range sts {
@@ -199,7 +201,7 @@ func (h *handler) silentVehicleRound(ctx context.Context, cutoff time.Time, cur 
 			exhausted = false
 			last := sts[len(sts)-1]
 			if limitAt == nil || cursorLess(last.LastUpdatedAt, last.VehicleID, limitAt.At, limitAt.ID) {
-				limitAt = &query.Cursor{At: last.LastUpdatedAt, ID: last.VehicleID}
+				limitAt = &read.Cursor{At: last.LastUpdatedAt, ID: last.VehicleID}
 			}
 		}
 		return err
@@ -222,8 +224,10 @@ func (h *handler) silentVehicleRound(ctx context.Context, cutoff time.Time, cur 
 		return rows, exhausted, missing
 	}
 	newest := map[string]time.Time{}
-	more := h.s.fanOut(ctx, func(ctx context.Context, _ int, db shards.DBTX) error {
-		got, err := query.NewestVehicleReadings(ctx, db, ids)
+	more := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
+		got, err := inShard(ctx, h.s, shard, func(ctx context.Context, db shards.DBTX) (map[string]time.Time, error) {
+			return read.NewestVehicleReadings(ctx, db, ids)
+		})
 		mu.Lock()
 		for id, at := range got {
 			if at.After(newest[id]) {
@@ -253,13 +257,15 @@ func (h *handler) ListSilentMeters(ctx context.Context, req *connect.Request[ana
 		return nil, err
 	}
 	type row struct {
-		st    query.MeterStatus
+		st    read.MeterStatus
 		shard int
 	}
 	var mu sync.Mutex
 	var rows []row
-	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int, db shards.DBTX) error {
-		sts, err := query.SilentMeters(ctx, db, cutoff, cur, size+1)
+	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
+		sts, err := inShard(ctx, h.s, shard, func(ctx context.Context, db shards.DBTX) ([]read.MeterStatus, error) {
+			return read.SilentMeters(ctx, db, cutoff, cur, size+1)
+		})
 		mu.Lock()
 		for _, st := range sts {
 			rows = append(rows, row{st, shard})
@@ -297,4 +303,15 @@ func mergeMissing(a, b []int32) []int32 {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// inShard runs one status statement on a shard.
+func inShard[T any](ctx context.Context, s *Service, shard int, fn func(ctx context.Context, db shards.DBTX) (T, error)) (T, error) {
+	var out T
+	err := s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
+		var err error
+		out, err = fn(ctx, db)
+		return err
+	})
+	return out, err
 }

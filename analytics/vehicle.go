@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/attribution"
-	"github.com/fleetingest/fleetingest/analytics/query"
-	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
@@ -99,23 +98,18 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 }
 
 // readVehicle reads each planned shard's rows of the vehicle's window, the shards at once.
-func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Window, plans []shardPlan) ([]query.VehicleRows, error) {
-	results := make([]query.VehicleRows, len(plans))
+func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Window, plans []shardPlan) ([]read.VehicleRows, error) {
+	results := make([]read.VehicleRows, len(plans))
 	errs := make([]error, len(plans))
-	read := func(i int) {
-		p := plans[i]
-		errs[i] = s.shards.Do(ctx, p.shard, func(ctx context.Context, db shards.DBTX) error {
-			var err error
-			results[i], err = s.vehicleRows(ctx, p.shard, db, vehicleID, w, p.meters)
-			return err
-		})
+	ask := func(i int) {
+		results[i], errs[i] = s.reader(plans[i].shard).Vehicle(ctx, vehicleID, w, plans[i].meters)
 	}
 	if len(plans) == 1 {
-		read(0)
+		ask(0)
 	} else {
 		var wg sync.WaitGroup
 		for i := range plans {
-			wg.Go(func() { read(i) })
+			wg.Go(func() { ask(i) })
 		}
 		wg.Wait()
 	}
@@ -130,8 +124,8 @@ func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Wi
 type seg struct {
 	segKey
 	mine int64 // mWh
-	ac   *query.MeterHour
-	dc   *query.MeterDC
+	ac   *read.MeterHour
+	dc   *read.MeterDC
 }
 
 // hour returns the totals of hour h, added on first use.
@@ -147,7 +141,7 @@ func (ans *vehicleAnswer) hour(h time.Time) *hourTotals {
 // mergeSegments adds the vehicle's own rows to its hours and returns every (meter, hour)
 // the shards returned something for, merged in (hour, meter) order. A meter lives on one
 // shard, so each of the three parts comes at most once per (meter, hour).
-func (ans *vehicleAnswer) mergeSegments(results []query.VehicleRows, n int) []seg {
+func (ans *vehicleAnswer) mergeSegments(results []read.VehicleRows, n int) []seg {
 	segs := make([]seg, 0, n)
 	for r := range results {
 		rows := &results[r]
@@ -211,8 +205,8 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, k segKey) *meterUse {
 // attribute adds the vehicle's share of one (meter, hour)'s AC to its piece and its hour.
 func (s *Service) attribute(ans *vehicleAnswer, a *meterUse, w window.Window, sg seg) {
 	k := sg.segKey
-	var ac query.MeterHour
-	var dc query.MeterDC
+	var ac read.MeterHour
+	var dc read.MeterDC
 	if sg.ac != nil {
 		ac = *sg.ac
 	}

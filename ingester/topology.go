@@ -58,6 +58,13 @@ func (t Topology) MappingBucket() string {
 	return fmt.Sprintf("fi_%s_%s_mappings", Sanitize(t.Namespace), Sanitize(t.Fleet))
 }
 
+// CommitSubject returns the subject ingesters publish commit notices on
+// (telemetry.MarshalNotice), e.g. "fi.prod.fleet-a.commits": one for all of a fleet's shards.
+// No stream listens on it.
+func (t Topology) CommitSubject() string {
+	return fmt.Sprintf("fi.%s.%s.commits", Sanitize(t.Namespace), Sanitize(t.Fleet))
+}
+
 // RevocationBucket returns the name of the KV bucket of revoked device-token ids.
 func (t Topology) RevocationBucket() string {
 	return fmt.Sprintf("fi_%s_%s_revocations", Sanitize(t.Namespace), Sanitize(t.Fleet))

@@ -26,6 +26,8 @@ type Config struct {
 	QueryTimeout time.Duration
 	// ConnectTimeout bounds establishing one connection. Default 2s.
 	ConnectTimeout time.Duration
+	// Tracer sees every statement sent to the shards. Optional.
+	Tracer pgx.QueryTracer
 }
 
 // Defaults of Config.
@@ -110,10 +112,7 @@ func Open(ctx context.Context, cfg Config) (*Set, error) {
 		pc.MinConns = cfg.MinConns
 		pc.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 		pc.HealthCheckPeriod = 5 * time.Second
-		// The read path's statements are prepared once per connection; a generic plan with
-		// run-time partition pruning avoids re-planning over every history partition on each
-		// call (the planning would otherwise cost more than the execution).
-		pc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+		pc.ConnConfig.Tracer = cfg.Tracer
 		// The fan-out statements aggregate every rollup row of their hours: their estimated
 		// cost passes jit_above_cost at fleet size, and compiling them takes longer than
 		// running them.

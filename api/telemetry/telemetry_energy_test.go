@@ -131,3 +131,19 @@ func TestThisVersionWritesBothEnergyFields(t *testing.T) {
 		t.Errorf("mWh %d, kWh %v", r.Meter.GetMwhConsumedAc(), r.Meter.GetKwhConsumedAc()) //nolint:staticcheck // the previous version's field
 	}
 }
+
+func TestACommitNoticeRoundTrips(t *testing.T) {
+	h := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	want := []HourVersion{{h, 41}, {h.Add(-time.Hour), 42}}
+	data, err := MarshalNotice(3, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard, got, err := UnmarshalNotice(data)
+	if err != nil || shard != 3 || !slices.Equal(got, want) {
+		t.Fatalf("notice read back as shard %d %v (%v), want 3 %v", shard, got, err, want)
+	}
+	if _, _, err := UnmarshalNotice([]byte{0x12, 0x01, 0x05}); err == nil {
+		t.Error("a notice with an hour and no version decoded")
+	}
+}

@@ -27,13 +27,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetingest/fleetingest/analytics"
-	"github.com/fleetingest/fleetingest/analytics/fleetload"
-	"github.com/fleetingest/fleetingest/analytics/query"
 	"github.com/fleetingest/fleetingest/analytics/shards"
-	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
@@ -43,6 +41,7 @@ import (
 	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
 	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/fleetload"
 	"github.com/fleetingest/fleetingest/test/natstest"
 )
 
@@ -85,6 +84,9 @@ type stack struct {
 	// from is the data set's first hour.
 	from  time.Time
 	slots *placement.SlotMap
+	// nc carries the commit notices ingest publishes on the topology's subject.
+	nc  *nats.Conn
+	top ingester.Topology
 }
 
 var dataEnd = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -153,50 +155,6 @@ func migrate(ctx context.Context, dsn string) error {
 		}
 	}
 	return nil
-}
-
-// seal packs the settled hours of a shard as a running ingester does (store.SealHours): every
-// hour but the last, which a service with the live clock is still writing.
-func seal(ctx context.Context, dsn string, from time.Time) error {
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	st, err := store.New(ctx, pool, store.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return err
-	}
-	to := dataEnd.Add(-time.Hour)
-	for {
-		sealed, err := st.SealHours(ctx, from, to, 24)
-		if err != nil || len(sealed) < 24 {
-			return err
-		}
-	}
-}
-
-// unsealed runs fn with the shards' packed hours gone, and packs them again after.
-func (s *stack) unsealed(b *testing.B, fn func()) {
-	b.Helper()
-	ctx := context.Background()
-	for _, dsn := range s.dsns {
-		pool, err := pgxpool.New(ctx, dsn)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, err = pool.Exec(ctx, "TRUNCATE rollup_sealed")
-		pool.Close()
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	fn()
-	for _, dsn := range s.dsns {
-		if err := seal(ctx, dsn, s.from); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // wrkSummary is the line testdata/performance.lua prints when wrk is done.
@@ -293,13 +251,6 @@ func startStack(b *testing.B, sz size) *stack {
 		}
 		pool.Close()
 	}
-	sealStart := time.Now()
-	for _, dsn := range dsns {
-		if err := seal(ctx, dsn, from); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Logf("packed the settled hours in %s", time.Since(sealStart).Round(time.Millisecond))
 	if reuse {
 		b.Logf("reusing the data set in %s", dir)
 	} else {
@@ -308,7 +259,7 @@ func startStack(b *testing.B, sz size) *stack {
 	}
 
 	srv := natstest.Start(b)
-	_, js := natstest.Connect(b, srv.URL())
+	nc, js := natstest.Connect(b, srv.URL())
 	top := ingester.Topology{Namespace: "bench", Fleet: "analytics", Shards: sz.shards}
 	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
 		b.Fatal(err)
@@ -335,29 +286,33 @@ func startStack(b *testing.B, sz size) *stack {
 	serve := func(now func() time.Time, users auth.UserVerifier) (string, *prometheus.Registry, func()) {
 		prom := prometheus.NewRegistry()
 		svc, err := analytics.New(analytics.Config{
-			Shards:     shards.Config{DSNs: dsns, MaxConns: maxConns, MinConns: min(16, maxConns)},
-			SlotMap:    slots,
-			Registry:   reg,
-			Users:      users,
-			Now:        now,
-			Registerer: prom,
-			Logger:     slog.New(slog.DiscardHandler),
+			Shards:        shards.Config{DSNs: dsns, MaxConns: maxConns, MinConns: min(16, maxConns)},
+			SlotMap:       slots,
+			Registry:      reg,
+			Users:         users,
+			NATS:          nc,
+			CommitSubject: top.CommitSubject(),
+			Now:           now,
+			Registerer:    prom,
+			Logger:        slog.New(slog.DiscardHandler),
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
+		sctx, stop := context.WithCancel(ctx)
+		ran := make(chan struct{})
+		go func() { defer close(ran); _ = svc.Run(sctx) }()
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
 		}
-		sctx, stop := context.WithCancel(ctx)
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
 			_ = httpserver.ServeListener(sctx, l, httpserver.Config{Handler: svc.Handler(), Logger: slog.New(slog.DiscardHandler)})
 		}()
 		var once sync.Once
-		closeSvc := func() { once.Do(func() { stop(); <-served; svc.Close() }) }
+		closeSvc := func() { once.Do(func() { stop(); <-served; <-ran; svc.Close() }) }
 		b.Cleanup(closeSvc)
 		// Ready as a load balancer would see it, and with time for the pools to open their
 		// minimum connections: the first questions measure the service, not its start.
@@ -369,32 +324,8 @@ func startStack(b *testing.B, sz size) *stack {
 	}
 	url, prom, _ := serve(time.Now, nil)
 	end := dataEnd.Add(-17 * time.Minute)
-	// The executed plan of one per-vehicle query, for the record.
-	pool, err := pgxpool.New(ctx, dsns[slots.ShardOf(meterID(0))])
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, _ := window.Parse("24h", dataEnd.Add(-17*time.Minute).Format(time.RFC3339), time.Now())
-	span := window.Range{From: window.FloorHour(w.Start), To: window.CeilHour(w.End)}
-	for range 3 {
-		plan, err := query.ExplainVehicle(ctx, pool, vehicleID(0), w, []query.MeterSpan{{MeterID: meterID(0), Hours: span}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		raw, rollup := plan.RowsByTable()
-		b.Logf("per-vehicle plan: planning %.3f ms, execution %.3f ms, %d buffers, rows raw %v rollup %v", plan.Planning, plan.Execution, plan.Buffers, raw, rollup)
-	}
-	if os.Getenv("ANALYTICS_BENCH_EXPLAIN_ALERTS") != "" {
-		end := window.FloorHour(dataEnd.Add(-17 * time.Minute))
-		text, err := query.ExplainAlerts(ctx, pool, window.Range{From: end.Add(-24 * time.Hour), To: end})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Logf("alert plan on one shard:\n%s", text)
-	}
-	pool.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second}
-	st := &stack{url: url, prom: prom, dsns: dsns, end: end, size: sz, client: client, from: from, slots: slots}
+	st := &stack{url: url, prom: prom, dsns: dsns, end: end, size: sz, client: client, from: from, slots: slots, nc: nc, top: top}
 	st.fresh = func() *stack {
 		// Another service on the same shards, with nothing in memory.
 		fresh := *st
@@ -570,11 +501,20 @@ func (s *stack) ingest(b *testing.B) (stop func() int) {
 					j := meters[(n*perBatch+k)%len(meters)]
 					mb = append(mb, &telemetrypb.MeterReading{MeterId: meterID(j), TimestampMicros: stamp(), MwhConsumedAc: telemetry.MWhFromKWh(0.2 + 0.4*rng.Float64()), Voltage: 230})
 				}
-				if _, err := st.WriteBatch(ctx, mb, vb); err != nil {
+				res, err := st.WriteBatch(ctx, mb, vb)
+				if err != nil {
 					if ctx.Err() == nil {
 						b.Errorf("writing a batch to shard %d: %v", shard, err)
 					}
 					return
+				}
+				if len(res.Changed) > 0 {
+					notice, err := telemetry.MarshalNotice(shard, res.Changed)
+					if err != nil {
+						b.Errorf("encoding a commit notice: %v", err)
+						return
+					}
+					_ = s.nc.Publish(s.top.CommitSubject(), notice)
 				}
 				mu.Lock()
 				batches++
@@ -676,7 +616,7 @@ func (s *stack) warm(b *testing.B) {
 	}
 }
 
-// postgresReads is the service's count of per-vehicle shard reads that went to Postgres.
+// postgresReads is the service's count of shard reads that went to Postgres.
 func (s *stack) postgresReads(b *testing.B) float64 {
 	b.Helper()
 	mfs, err := s.prom.Gather()
@@ -684,16 +624,18 @@ func (s *stack) postgresReads(b *testing.B) float64 {
 		b.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "fleetingest_analytics_vehicle_reads_total" {
+		if mf.GetName() != "fleetingest_analytics_reads_total" {
 			continue
 		}
+		var n float64
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "source" && l.GetValue() == "postgres" {
-					return m.GetCounter().GetValue()
+					n += m.GetCounter().GetValue()
 				}
 			}
 		}
+		return n
 	}
 	return 0
 }
@@ -733,17 +675,6 @@ func BenchmarkAnalytics(b *testing.B) {
 		fresh.close()
 	}
 	slices.Sort(cold)
-	// The same with no hour packed (hours packed only when the ingester has not run since
-	// they settled, as after a bulk import).
-	var coldRows []time.Duration
-	s.unsealed(b, func() {
-		for range 3 {
-			fresh := s.fresh()
-			coldRows = append(coldRows, fresh.alerts(b, strings.Replace(alertsURL, s.url, fresh.url, 1)))
-			fresh.close()
-		}
-	})
-	slices.Sort(coldRows)
 	s.warm(b)
 
 	b.Run("performance/conns=1", func(b *testing.B) { s.reportClient(b, 1, requests) })
@@ -779,7 +710,6 @@ func BenchmarkAnalytics(b *testing.B) {
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			b.ReportMetric(ms(cold[len(cold)/2]), "cold-p50-ms")
 			b.ReportMetric(ms(cold[len(cold)-1]), "cold-max-ms")
-			b.ReportMetric(ms(coldRows[len(coldRows)/2]), "cold-unpacked-p50-ms")
 			b.ReportMetric(ms(coldStart), "cold-start-ms")
 			b.ReportMetric(ms(firstLive), "new-replica-ms")
 			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")

@@ -26,7 +26,6 @@ type Store interface {
 	WriteBatch(ctx context.Context, meters []*telemetrypb.MeterReading, vehicles []*telemetrypb.VehicleReading) (store.Result, error)
 	EnsurePartitionsAhead(ctx context.Context) ([]string, error)
 	DropExpired(ctx context.Context, r store.Retention) (store.Dropped, error)
-	SealHours(ctx context.Context, from, to time.Time, limit int) ([]time.Time, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -42,9 +41,6 @@ const (
 	DefaultRetryMax            = 10 * time.Second
 	DefaultProgressInterval    = 10 * time.Second
 	DefaultWriteTimeout        = 15 * time.Second
-	DefaultSealInterval        = time.Minute
-	DefaultSealAfter           = 2 * time.Minute
-	DefaultSealHorizon         = 8 * 24 * time.Hour
 )
 
 // Config of one shard's ingester.
@@ -71,24 +67,11 @@ type Config struct {
 	MaintenanceInterval time.Duration
 	// LagInterval is how often the consumer's pending count is polled. Default 5s.
 	LagInterval time.Duration
-	// SealInterval is how often the rollups of settled hours are packed for the analytics
-	// service's whole-hour reads (store.SealHours; also once at start). Default 1m.
-	SealInterval time.Duration
-	// SealAfter is how long after its end an hour is packed: until then readings of the hour
-	// still arrive with every batch. A reading that changes an hour later has it packed again.
-	// Default 2m.
-	SealAfter time.Duration
-	// SealHorizon is how far back hours are kept packed: the longest window the analytics
-	// service holds in memory (its default 8 days: a 7-day window and the hour it moves into).
-	// Default 8 days.
-	SealHorizon time.Duration
 	// Limits are the gateway's acceptance window (how late, how far ahead): a message holding
 	// a reading outside it around the message's publish time is refused (terminated), so a
 	// publish that bypassed the gateway cannot create partitions years away. Default
 	// telemetry.DefaultLimits().
 	Limits telemetry.Limits
-	// Now is the clock hours are settled by. Default time.Now.
-	Now func() time.Time
 	// RetryMin and RetryMax bound the exponential backoff between attempts to write a batch
 	// while the database fails. Defaults 100ms and 10s.
 	RetryMin, RetryMax time.Duration
@@ -141,18 +124,6 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
-	if c.SealInterval == 0 {
-		c.SealInterval = DefaultSealInterval
-	}
-	if c.SealAfter == 0 {
-		c.SealAfter = DefaultSealAfter
-	}
-	if c.SealHorizon == 0 {
-		c.SealHorizon = DefaultSealHorizon
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
@@ -179,7 +150,7 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("batch size %d must be positive", c.BatchSize))
 	}
 	if c.BatchWait < 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.ProgressInterval <= 0 || c.WriteTimeout <= 0 ||
-		c.MaintenanceInterval <= 0 || c.LagInterval <= 0 || c.SealInterval <= 0 || c.SealAfter < 0 || c.SealHorizon <= 0 {
+		c.MaintenanceInterval <= 0 || c.LagInterval <= 0 {
 		errs = append(errs, errors.New("durations must be positive, and RetryMax at least RetryMin"))
 	}
 	if c.PullMaxMessages < 1 {
@@ -258,11 +229,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	in.log.Info("consuming", "consumer", ingester.ConsumerName, "batch_size", in.cfg.BatchSize, "batch_wait", in.cfg.BatchWait)
 
 	bg, stopBG := context.WithCancel(ctx)
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 2)
 	go func() { in.maintain(bg); done <- struct{}{} }()
 	go func() { in.pollLag(bg, cons); done <- struct{}{} }()
-	go func() { in.seal(bg); done <- struct{}{} }()
-	defer func() { stopBG(); <-done; <-done; <-done }()
+	defer func() { stopBG(); <-done; <-done }()
 
 	return in.consume(ctx, cons)
 }

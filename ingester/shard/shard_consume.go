@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
+	"github.com/fleetingest/fleetingest/ingester/store"
 )
 
 // batch is the messages whose readings commit together.
@@ -135,11 +136,13 @@ func publishedAt(msg jetstream.Msg) time.Time {
 func (in *Ingester) commit(ctx context.Context, b *batch) error {
 	in.metrics.batchReadings.Observe(float64(b.readings()))
 	backoff := in.cfg.RetryMin
+	var res store.Result
 	for attempt := 1; ; attempt++ {
 		// A write in flight at shutdown may finish: it is bounded by WriteTimeout, not ctx.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.WriteTimeout)
 		start := time.Now()
-		res, err := in.cfg.Store.WriteBatch(wctx, b.meters, b.vehicles)
+		var err error
+		res, err = in.cfg.Store.WriteBatch(wctx, b.meters, b.vehicles)
 		cancel()
 		if err == nil {
 			in.metrics.commitSeconds.Observe(time.Since(start).Seconds())
@@ -162,6 +165,7 @@ func (in *Ingester) commit(ctx context.Context, b *batch) error {
 		}
 		backoff = min(2*backoff, in.cfg.RetryMax)
 	}
+	in.notify(res.Changed)
 	if in.cfg.AfterCommit != nil {
 		if err := in.cfg.AfterCommit(ctx); err != nil {
 			b.msgs = nil // committed: leave them to redelivery, which the primary keys absorb
@@ -176,6 +180,23 @@ func (in *Ingester) commit(ctx context.Context, b *batch) error {
 	}
 	in.metrics.acked.Add(float64(len(b.msgs)))
 	return nil
+}
+
+// notify publishes, on the fleet's commit subject, the notice of a batch that changed hours,
+// so that readers holding those hours in memory read them again. A notice that cannot be
+// published is counted and left to the readers' polls.
+func (in *Ingester) notify(changed []telemetry.HourVersion) {
+	if len(changed) == 0 {
+		return
+	}
+	data, err := telemetry.MarshalNotice(in.cfg.Shard, changed)
+	if err == nil {
+		err = in.cfg.JS.Conn().Publish(in.cfg.Topology.CommitSubject(), data)
+	}
+	if err != nil {
+		in.metrics.noticeFailures.Inc()
+		in.log.Warn("publishing commit notice; readers catch up by their polls", "error", err)
+	}
 }
 
 // holdWhile waits d, marking b's messages in progress every ProgressInterval so they are not

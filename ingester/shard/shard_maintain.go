@@ -44,37 +44,6 @@ func (in *Ingester) maintainOnce(ctx context.Context) bool {
 	return ok
 }
 
-// sealBatch is how many hours one packing statement packs at most.
-const sealBatch = 24
-
-// seal packs the rollups of settled hours within SealHorizon at start and then every
-// SealInterval: the hours not packed yet, newest first, and those changed since they were.
-func (in *Ingester) seal(ctx context.Context) {
-	repeat(ctx, in.cfg.SealInterval, in.sealOnce)
-}
-
-func (in *Ingester) sealOnce(ctx context.Context) bool {
-	// Hour h is settled once h+1h+SealAfter has passed.
-	to := in.cfg.Now().Add(-in.cfg.SealAfter).Truncate(time.Hour)
-	from := to.Add(-in.cfg.SealHorizon).Truncate(time.Hour)
-	// At most as many statements as the horizon needs: hours that change again while they are
-	// packed (a backlog being written) wait for the next pass.
-	for i := 0; i*sealBatch < int(to.Sub(from)/time.Hour) && ctx.Err() == nil; i++ {
-		sealed, err := in.cfg.Store.SealHours(ctx, from, to, sealBatch)
-		in.metrics.hoursSealed.Add(float64(len(sealed)))
-		if err != nil {
-			if ctx.Err() == nil {
-				in.log.Warn("packing settled rollup hours", "error", err)
-			}
-			return false
-		}
-		if len(sealed) < sealBatch {
-			break
-		}
-	}
-	return true
-}
-
 // pollLag publishes the consumer's backlog (messages not yet delivered plus delivered and
 // not yet acknowledged) every LagInterval.
 func (in *Ingester) pollLag(ctx context.Context, cons jetstream.Consumer) {

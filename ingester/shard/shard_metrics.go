@@ -21,7 +21,7 @@ type metrics struct {
 	lag               prometheus.Gauge
 	partitionsCreated prometheus.Counter
 	partitionsDropped prometheus.Counter
-	hoursSealed       prometheus.Counter
+	noticeFailures    prometheus.Counter
 }
 
 const namespace, subsystem = "fleetingest", "ingester"
@@ -51,10 +51,10 @@ func newMetrics(reg prometheus.Registerer, shard int) (*metrics, error) {
 		lag:               prometheus.NewGauge(prometheus.GaugeOpts(opts("consumer_lag_messages", "Messages of the shard's stream not yet acknowledged (pending plus in flight)."))),
 		partitionsCreated: prometheus.NewCounter(prometheus.CounterOpts(opts("partitions_created_total", "History partitions created, ahead or on demand."))),
 		partitionsDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("partitions_dropped_total", "History partitions dropped past retention."))),
-		hoursSealed:       prometheus.NewCounter(prometheus.CounterOpts(opts("rollup_hours_sealed_total", "Settled rollup hours packed for whole-hour reads (again after a late reading changed one)."))),
+		noticeFailures:    prometheus.NewCounter(prometheus.CounterOpts(opts("commit_notices_failed_total", "Commit notices that could not be published (readers repair them by polling the hours' versions)."))),
 	}
 	for _, c := range []prometheus.Collector{m.batchReadings, m.commitSeconds, m.inserted, m.duplicates, m.terminated,
-		m.redelivered, m.acked, m.writeErrors, m.lag, m.partitionsCreated, m.partitionsDropped, m.hoursSealed} {
+		m.redelivered, m.acked, m.writeErrors, m.lag, m.partitionsCreated, m.partitionsDropped, m.noticeFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering ingester metrics: %w", err)
 		}

@@ -405,3 +405,43 @@ func TestConfigRejectsAShardOutsideTheTopology(t *testing.T) {
 		t.Fatal("New accepted shard 2 of 2 and a nil JetStream")
 	}
 }
+
+// TestIngesterPublishesACommitNoticeForEveryBatchThatChangedHours listens on the fleet's
+// commit subject: each committed batch's notice names its shard and the hours it changed
+// at their new versions.
+func TestIngesterPublishesACommitNoticeForEveryBatchThatChangedHours(t *testing.T) {
+	e := newEnv(t, pgtest.NewDatabase(t, cluster))
+	notices := make(chan *nats.Msg, 16)
+	sub, err := e.js.Conn().ChanSubscribe(topo.CommitSubject(), notices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	start(t, e.config())
+	publishBatch(t, e.js, readings(0, 5))
+	select {
+	case msg := <-notices:
+		shard, changed, err := telemetry.UnmarshalNotice(msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want int64
+		hour := time.Now().UTC().Add(-time.Hour).Truncate(time.Hour)
+		if err := e.pool.QueryRow(t.Context(), "SELECT version FROM rollup_hours WHERE hour = $1", hour).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		if shard != shardIdx || len(changed) != 1 || !changed[0].Hour.Equal(hour) || changed[0].Version != want {
+			t.Fatalf("notice of shard %d %v, want shard %d and hour %s at version %d", shard, changed, shardIdx, hour, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no commit notice within 10 s of a batch")
+	}
+	// A batch of readings already stored changes nothing, and says nothing.
+	publishBatch(t, e.js, readings(0, 5))
+	eventually(t, 10*time.Second, "the duplicate batch is acknowledged", func() bool { return streamMsgs(t, e.js) == 0 })
+	select {
+	case msg := <-notices:
+		t.Fatalf("a batch of duplicates published a notice: %x", msg.Data)
+	case <-time.After(300 * time.Millisecond):
+	}
+}

@@ -288,9 +288,6 @@ func (s *Store) DropExpired(ctx context.Context, r Retention) (Dropped, error) {
 		if _, err := tx.Exec(ctx, "DELETE FROM rollup_hours WHERE hour < $1", rollupCutoff); err != nil {
 			return fmt.Errorf("deleting versions of expired rollup hours: %w", err)
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM rollup_sealed WHERE hour < $1", rollupCutoff); err != nil {
-			return fmt.Errorf("deleting packed expired rollup hours: %w", err)
-		}
 		return nil
 	}); err != nil {
 		return d, err

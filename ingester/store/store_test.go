@@ -406,12 +406,21 @@ func TestWriteBatchChangesTheVersionOfExactlyTheHoursItChanges(t *testing.T) {
 	}
 
 	// A late vehicle reading in h0 and a meter reading in h2: those two hours change, h1 not.
-	if _, err := s.WriteBatch(ctx,
+	res, err := s.WriteBatch(ctx,
 		[]*telemetrypb.MeterReading{meter("m1", h2.Add(2*time.Minute), 1, 230)},
-		[]*telemetrypb.VehicleReading{vehicle("v1", h0.Add(5*time.Minute), 50, 1, 20, "m1")}); err != nil {
+		[]*telemetrypb.VehicleReading{vehicle("v1", h0.Add(5*time.Minute), 50, 1, 20, "m1")})
+	if err != nil {
 		t.Fatal(err)
 	}
 	second := hourVersions(t, pool)
+	// What the batch reports changing is exactly that, with the new versions (for its notice).
+	wantChanged := []telemetry.HourVersion{
+		{Hour: h0.Truncate(time.Hour), Version: second[h0.Truncate(time.Hour)]},
+		{Hour: h2.Truncate(time.Hour), Version: second[h2.Truncate(time.Hour)]},
+	}
+	if !slices.Equal(res.Changed, wantChanged) {
+		t.Errorf("the batch reports changing %v, want %v", res.Changed, wantChanged)
+	}
 	for h, changed := range map[time.Time]bool{h0: true, h1: false, h2: true} {
 		if got := second[h] != first[h]; got != changed {
 			t.Errorf("hour %s: version %d -> %d, changed = %t, want %t", h.Format(time.TimeOnly), first[h], second[h], got, changed)
@@ -550,8 +559,8 @@ func TestTheEnergyMigrationConvertsStoredKWhToWholeMilliwattHours(t *testing.T) 
 		t.Fatal(err)
 	}
 	applied, err := Migrate(ctx, pool)
-	if err != nil || !slices.Equal(applied, []int{7}) {
-		t.Fatalf("Migrate applied %v, %v; want [7]", applied, err)
+	if err != nil || len(applied) == 0 || applied[0] != 7 {
+		t.Fatalf("Migrate applied %v, %v; want 7 and those after it", applied, err)
 	}
 	for _, c := range []struct {
 		query string
@@ -563,7 +572,6 @@ func TestTheEnergyMigrationConvertsStoredKWhToWholeMilliwattHours(t *testing.T) 
 		{"SELECT mwh_delivered_dc FROM vehicle_hourly", []int64{18_000_000}},
 		{"SELECT last_mwh_consumed_ac FROM current_meter_status", []int64{1_250_000}},
 		{"SELECT last_mwh_delivered_dc FROM current_vehicle_status", []int64{18_000_000}},
-		{"SELECT count(*) FROM rollup_sealed", []int64{0}},
 	} {
 		rows, err := pool.Query(ctx, c.query)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
 )
 
@@ -28,6 +29,9 @@ type Result struct {
 	Vehicles KindResult
 	// PartitionsCreated names the partitions created on demand for this batch.
 	PartitionsCreated []string
+	// Changed are the hours whose data the batch changed, with their new versions, in hour
+	// order.
+	Changed []telemetry.HourVersion
 }
 
 // Readings is the number of readings the batch carried.
@@ -63,7 +67,7 @@ func (s *Store) WriteBatch(ctx context.Context, meters []*telemetrypb.MeterReadi
 			res.PartitionsCreated = append(res.PartitionsCreated, created...)
 		}
 		var err error
-		res.Meters, res.Vehicles, err = writeInTx(ctx, s.pool, m, v)
+		res.Meters, res.Vehicles, res.Changed, err = writeInTx(ctx, s.pool, m, v)
 		if err == nil {
 			return res, nil
 		}
@@ -82,50 +86,59 @@ func (s *Store) WriteBatch(ctx context.Context, meters []*telemetrypb.MeterReadi
 // writeInTx runs both kinds' statements in one transaction on db, pipelined.
 func writeInTx(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
-}, m meterColumns, v vehicleColumns) (KindResult, KindResult, error) {
+}, m meterColumns, v vehicleColumns) (KindResult, KindResult, []telemetry.HourVersion, error) {
 	var mr, vr KindResult
+	var changed []telemetry.HourVersion
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		var err error
-		mr, vr, err = writeReadings(ctx, tx, m, v)
+		mr, vr, changed, err = writeReadings(ctx, tx, m, v)
 		return err
 	})
 	if err != nil {
-		return KindResult{}, KindResult{}, fmt.Errorf("writing batch of %d meter and %d vehicle readings: %w", len(m.id), len(v.id), err)
+		return KindResult{}, KindResult{}, nil, fmt.Errorf("writing batch of %d meter and %d vehicle readings: %w", len(m.id), len(v.id), err)
 	}
-	return mr, vr, nil
+	return mr, vr, changed, nil
 }
 
 // writeReadings sends both kinds' statements to db in one pipelined round trip. It runs in a
 // transaction so history, rollups and status commit together; the partitions the readings
 // need must exist.
-func writeReadings(ctx context.Context, db DBTX, m meterColumns, v vehicleColumns) (KindResult, KindResult, error) {
+func writeReadings(ctx context.Context, db DBTX, m meterColumns, v vehicleColumns) (KindResult, KindResult, []telemetry.HourVersion, error) {
 	var mr, vr KindResult
+	changed := map[time.Time]int64{}
+	scan := func(kind string, n int, r *KindResult) func(pgx.Row) error {
+		return func(row pgx.Row) error {
+			var hours []time.Time
+			var versions []int64
+			if err := row.Scan(&r.Inserted, &hours, &versions); err != nil {
+				return fmt.Errorf("writing %s readings: %w", kind, err)
+			}
+			r.Duplicates = n - r.Inserted
+			for i, h := range hours {
+				changed[h.UTC()] = max(changed[h.UTC()], versions[i])
+			}
+			return nil
+		}
+	}
 	b := &pgx.Batch{}
 	if n := len(m.id); n > 0 {
-		b.Queue(writeMetersSQL, m.id, m.ts, m.mwh, m.voltage).QueryRow(func(row pgx.Row) error {
-			if err := row.Scan(&mr.Inserted); err != nil {
-				return fmt.Errorf("writing meter readings: %w", err)
-			}
-			mr.Duplicates = n - mr.Inserted
-			return nil
-		})
+		b.Queue(writeMetersSQL, m.id, m.ts, m.mwh, m.voltage).QueryRow(scan("meter", n, &mr))
 	}
 	if n := len(v.id); n > 0 {
-		b.Queue(writeVehiclesSQL, v.id, v.ts, v.soc, v.mwh, v.temp, v.meter).QueryRow(func(row pgx.Row) error {
-			if err := row.Scan(&vr.Inserted); err != nil {
-				return fmt.Errorf("writing vehicle readings: %w", err)
-			}
-			vr.Duplicates = n - vr.Inserted
-			return nil
-		})
+		b.Queue(writeVehiclesSQL, v.id, v.ts, v.soc, v.mwh, v.temp, v.meter).QueryRow(scan("vehicle", n, &vr))
 	}
 	if b.Len() == 0 {
-		return mr, vr, nil
+		return mr, vr, nil, nil
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return KindResult{}, KindResult{}, err
+		return KindResult{}, KindResult{}, nil, err
 	}
-	return mr, vr, nil
+	out := make([]telemetry.HourVersion, 0, len(changed))
+	for h, ver := range changed {
+		out = append(out, telemetry.HourVersion{Hour: h, Version: ver})
+	}
+	slices.SortFunc(out, func(a, b telemetry.HourVersion) int { return a.Hour.Compare(b.Hour) })
+	return mr, vr, out, nil
 }
 
 // meterColumns are a batch's meter readings as column arrays, sorted by (meter, ts) so rows
@@ -191,15 +204,19 @@ func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
 }
 
 // changedHoursSQL ends both kinds' statements: every hour of an inserted reading gets a new
-// version (rollup_hours), and the statement returns how many readings were inserted.
+// version (rollup_hours), and the statement returns how many readings were inserted and the
+// hours it changed with their new versions.
 const changedHoursSQL = `, changed AS (
 	INSERT INTO rollup_hours AS r (hour, version)
 	SELECT hour, nextval('rollup_version')
 	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
 	ORDER BY hour
 	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
+	RETURNING hour, version
 )
-SELECT count(*)::int FROM inserted`
+SELECT (SELECT count(*)::int FROM inserted), c.hours, c.versions
+FROM (SELECT coalesce(array_agg(hour ORDER BY hour), '{}') AS hours,
+             coalesce(array_agg(version ORDER BY hour), '{}') AS versions FROM changed) c`
 
 // lastTS moves a rollup row's latest reading forward; a row whose latest reading is unknown
 // (NULL: written before the column existed) stays unknown, as greatest() alone would not keep it.

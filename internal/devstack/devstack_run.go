@@ -224,11 +224,13 @@ func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.Slot
 		Logger:     log.With("component", "gateway"),
 	}
 	acfg := analytics.Config{
-		Shards:     shards.Config{DSNs: s.dsns},
-		SlotMap:    slotMap,
-		Registry:   reg,
-		Registerer: s.metrics,
-		Logger:     log.With("component", "analytics"),
+		Shards:        shards.Config{DSNs: s.dsns},
+		SlotMap:       slotMap,
+		Registry:      reg,
+		NATS:          nc,
+		CommitSubject: s.topology.CommitSubject(),
+		Registerer:    s.metrics,
+		Logger:        log.With("component", "analytics"),
 	}
 	if devices != nil {
 		gcfg.Devices = devices.DeviceVerifier
@@ -251,6 +253,7 @@ func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.Slot
 		return nil, nil, err
 	}
 	st.onClose(an.Close)
+	st.start("analytics", an.Run)
 
 	mux := http.NewServeMux()
 	mux.Handle("/v1/telemetry", gw.Handler())

@@ -274,6 +274,71 @@ func (x *VehicleReading) GetMwhDeliveredDc() int64 {
 	return 0
 }
 
+// CommitNotice is what an ingester publishes, on its fleet's commit subject, after each batch
+// it committed: the hours whose data the batch changed and the version each hour has since.
+// Readers that keep hours in memory read those hours again; a notice lost is repaired by
+// their periodic read of the versions.
+type CommitNotice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard int32                  `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// The hours' starts, Unix seconds UTC, and their versions (rollup_hours), pairwise.
+	Hours         []int64 `protobuf:"varint,2,rep,packed,name=hours,proto3" json:"hours,omitempty"`
+	Versions      []int64 `protobuf:"varint,3,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitNotice) Reset() {
+	*x = CommitNotice{}
+	mi := &file_api_telemetry_telemetrypb_telemetry_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitNotice) ProtoMessage() {}
+
+func (x *CommitNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_api_telemetry_telemetrypb_telemetry_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitNotice.ProtoReflect.Descriptor instead.
+func (*CommitNotice) Descriptor() ([]byte, []int) {
+	return file_api_telemetry_telemetrypb_telemetry_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CommitNotice) GetShard() int32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *CommitNotice) GetHours() []int64 {
+	if x != nil {
+		return x.Hours
+	}
+	return nil
+}
+
+func (x *CommitNotice) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 var File_api_telemetry_telemetrypb_telemetry_proto protoreflect.FileDescriptor
 
 const file_api_telemetry_telemetrypb_telemetry_proto_rawDesc = "" +
@@ -296,7 +361,11 @@ const file_api_telemetry_telemetrypb_telemetry_proto_rawDesc = "" +
 	"\fbattery_temp\x18\x04 \x01(\x01R\vbatteryTemp\x12)\n" +
 	"\x10timestamp_micros\x18\x05 \x01(\x03R\x0ftimestampMicros\x12\x19\n" +
 	"\bmeter_id\x18\x06 \x01(\tR\ameterId\x12(\n" +
-	"\x10mwh_delivered_dc\x18\a \x01(\x03R\x0emwhDeliveredDcB>Z<github.com/fleetingest/fleetingest/api/telemetry/telemetrypbb\x06proto3"
+	"\x10mwh_delivered_dc\x18\a \x01(\x03R\x0emwhDeliveredDc\"V\n" +
+	"\fCommitNotice\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\x05R\x05shard\x12\x14\n" +
+	"\x05hours\x18\x02 \x03(\x03R\x05hours\x12\x1a\n" +
+	"\bversions\x18\x03 \x03(\x03R\bversionsB>Z<github.com/fleetingest/fleetingest/api/telemetry/telemetrypbb\x06proto3"
 
 var (
 	file_api_telemetry_telemetrypb_telemetry_proto_rawDescOnce sync.Once
@@ -310,11 +379,12 @@ func file_api_telemetry_telemetrypb_telemetry_proto_rawDescGZIP() []byte {
 	return file_api_telemetry_telemetrypb_telemetry_proto_rawDescData
 }
 
-var file_api_telemetry_telemetrypb_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_api_telemetry_telemetrypb_telemetry_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_api_telemetry_telemetrypb_telemetry_proto_goTypes = []any{
 	(*ReadingBatch)(nil),   // 0: fleetingest.telemetry.v1.ReadingBatch
 	(*MeterReading)(nil),   // 1: fleetingest.telemetry.v1.MeterReading
 	(*VehicleReading)(nil), // 2: fleetingest.telemetry.v1.VehicleReading
+	(*CommitNotice)(nil),   // 3: fleetingest.telemetry.v1.CommitNotice
 }
 var file_api_telemetry_telemetrypb_telemetry_proto_depIdxs = []int32{
 	1, // 0: fleetingest.telemetry.v1.ReadingBatch.meters:type_name -> fleetingest.telemetry.v1.MeterReading
@@ -337,7 +407,7 @@ func file_api_telemetry_telemetrypb_telemetry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_telemetry_telemetrypb_telemetry_proto_rawDesc), len(file_api_telemetry_telemetrypb_telemetry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

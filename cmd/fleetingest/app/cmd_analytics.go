@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fleetingest/fleetingest/analytics"
-	"github.com/fleetingest/fleetingest/analytics/hourcache"
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
@@ -38,9 +38,7 @@ type analyticsOptions struct {
 	maxConns       int32
 	queryTimeout   time.Duration
 	requestTimeout time.Duration
-	cacheHours     int
-	cacheRawHours  int
-	cacheBytes     int64
+	memory         read.Config
 	maxLateness    time.Duration
 	userKeys       string
 	oidc           auth.OIDCConfig
@@ -71,15 +69,17 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.Int32Var(&o.maxConns, "max-conns", shards.DefaultMaxConns, "database connections per shard")
 	fs.DurationVar(&o.queryTimeout, "query-timeout", shards.DefaultQueryTimeout, "deadline of every shard query")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
-	fs.IntVar(&o.cacheHours, "cache-hours", hourcache.DefaultMaxHours, "hours of each shard's rollups kept in memory for alerts and per-vehicle questions (longer windows are read from Postgres)")
-	fs.Int64Var(&o.cacheBytes, "cache-bytes", analytics.DefaultCacheBytes, "memory the hours kept in memory may take, shared by the shards (least recently used dropped first)")
+	fs.DurationVar(&o.memory.Recent, "memory-recent", read.DefaultRecent, "how far back every shard's hours are held in memory from the start (a new replica answers them at once)")
+	fs.DurationVar(&o.memory.Horizon, "memory-horizon", read.DefaultHorizon, "how far back hours asked for are brought into memory (older windows are read from Postgres)")
+	fs.Int64Var(&o.memory.MaxBytes, "memory-bytes", analytics.DefaultCacheBytes, "memory the hours held may take, shared by the shards (least recently used dropped first)")
+	fs.DurationVar(&o.memory.Poll, "memory-poll", read.DefaultPoll, "how often the hours' versions are read, to catch changes no commit notice told")
 	fs.StringVar(&o.userKeys, "user-keys", "", "folder of user-token verification keys of a local issuer (<kid>.pub, e.g. a mounted Secret; re-read when it changes)")
 	fs.StringVar(&o.oidc.IssuerURL, "oidc-issuer-url", "", "OIDC issuer whose tokens users present (instead of --user-keys)")
 	fs.StringVar(&o.oidc.Audience, "oidc-audience", auth.DefaultAudience, "audience (client id) the issuer's tokens must name")
 	fs.StringVar(&o.oidc.RolesClaim, "oidc-roles-claim", auth.DefaultRolesClaim, "claim holding the user's roles (viewer, admin); a dotted path such as realm_access.roles")
 	fs.BoolVar(&o.insecure, "insecure-no-auth", false, "serve without user tokens: for experiments only")
 	fs.DurationVar(&o.maxLateness, "max-lateness", telemetry.DefaultLimits().MaxLateness, "the gateway's --max-lateness: how far in the past a mapping write may start (its from); raise it for an import of older history")
-	fs.IntVar(&o.cacheRawHours, "cache-raw-hours", hourcache.DefaultMaxRawHours, "hours of each shard's raw history kept in memory for the partial first and last hours of per-vehicle windows")
+	fs.IntVar(&o.memory.MaxRawHours, "memory-raw-hours", read.DefaultMaxRawHours, "hours of each shard's raw readings held for the partial first and last hours of windows")
 	return cmd
 }
 
@@ -157,8 +157,9 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 		SlotMap:        sm,
 		Registry:       reg,
 		RequestTimeout: o.requestTimeout,
-		CacheHours:     o.cacheHours,
-		CacheRawHours:  o.cacheRawHours,
+		Memory:         o.memory,
+		NATS:           nc,
+		CommitSubject:  topo.CommitSubject(),
 		MaxLateness:    o.maxLateness,
 		Logger:         log,
 		Registerer:     prom,
@@ -174,6 +175,7 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return reg.Run(gctx) })
+	g.Go(func() error { return svc.Run(gctx) })
 	if users != nil {
 		g.Go(func() error { return users.Run(gctx) })
 	}

@@ -16,13 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetingest/fleetingest/analytics"
-	"github.com/fleetingest/fleetingest/analytics/fleetload"
 	"github.com/fleetingest/fleetingest/analytics/mappingio"
 	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/internal/httpserver"
+	"github.com/fleetingest/fleetingest/test/fleetload"
 	"github.com/fleetingest/fleetingest/test/natstest"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )

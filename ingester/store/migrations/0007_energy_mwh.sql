@@ -34,12 +34,7 @@ ALTER TABLE vehicle_hourly
     ALTER COLUMN kwh_delivered_dc TYPE bigint USING round(kwh_delivered_dc::numeric * 1000000)::bigint;
 ALTER TABLE vehicle_hourly RENAME COLUMN kwh_delivered_dc TO mwh_delivered_dc;
 
--- Packed hours held float kWh: they go, and the ingester packs the settled hours again. The
--- packed format is now (integers big-endian, as int4send and int8send write them):
---   meters:   int4 length, meter_id (UTF-8), int8 mwh_consumed_ac, float8 voltage_sum,
---             int4 readings
---   vehicles: int4 length, vehicle_id, int4 length, meter_id, int8 mwh_delivered_dc,
---             float8 battery_temp_sum, int4 readings
+-- Packed hours held float kWh: they go (0008 drops the table).
 DELETE FROM rollup_sealed;
 
 -- Every hour's rollups changed: new versions, so that what readers hold in memory is read again.

@@ -1,4 +1,4 @@
-package query
+package read
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fleetingest/fleetingest/analytics/shards"
 )
 
 // VehicleStatus is a row of current_vehicle_status.
@@ -43,7 +45,7 @@ func scanMeterStatus(r pgx.CollectableRow) (MeterStatus, error) {
 }
 
 // GetVehicleStatus reads a vehicle's current row; ok is false when the shard has none.
-func GetVehicleStatus(ctx context.Context, db DBTX, vehicleID string) (VehicleStatus, bool, error) {
+func GetVehicleStatus(ctx context.Context, db shards.DBTX, vehicleID string) (VehicleStatus, bool, error) {
 	rows, err := db.Query(ctx, `SELECT `+vehicleStatusCols+` FROM current_vehicle_status WHERE vehicle_id = $1`, vehicleID)
 	if err != nil {
 		return VehicleStatus{}, false, err
@@ -56,7 +58,7 @@ func GetVehicleStatus(ctx context.Context, db DBTX, vehicleID string) (VehicleSt
 }
 
 // GetMeterStatus reads a meter's current row; ok is false when the shard has none.
-func GetMeterStatus(ctx context.Context, db DBTX, meterID string) (MeterStatus, bool, error) {
+func GetMeterStatus(ctx context.Context, db shards.DBTX, meterID string) (MeterStatus, bool, error) {
 	rows, err := db.Query(ctx, `SELECT `+meterStatusCols+` FROM current_meter_status WHERE meter_id = $1`, meterID)
 	if err != nil {
 		return MeterStatus{}, false, err
@@ -75,7 +77,7 @@ type Cursor struct {
 }
 
 // SilentVehicles reads up to limit vehicles last heard before cutoff, after cur, oldest first.
-func SilentVehicles(ctx context.Context, db DBTX, cutoff time.Time, cur Cursor, limit int) ([]VehicleStatus, error) {
+func SilentVehicles(ctx context.Context, db shards.DBTX, cutoff time.Time, cur Cursor, limit int) ([]VehicleStatus, error) {
 	rows, err := db.Query(ctx, `SELECT `+vehicleStatusCols+` FROM current_vehicle_status
  WHERE last_updated_at < $1 AND (last_updated_at, vehicle_id) > ($2, $3)
  ORDER BY last_updated_at, vehicle_id LIMIT $4`, cutoff, cur.At, cur.ID, limit)
@@ -86,7 +88,7 @@ func SilentVehicles(ctx context.Context, db DBTX, cutoff time.Time, cur Cursor, 
 }
 
 // NewestVehicleReadings returns, for the given vehicles, the newest last_updated_at this shard holds.
-func NewestVehicleReadings(ctx context.Context, db DBTX, vehicleIDs []string) (map[string]time.Time, error) {
+func NewestVehicleReadings(ctx context.Context, db shards.DBTX, vehicleIDs []string) (map[string]time.Time, error) {
 	rows, err := db.Query(ctx, `SELECT vehicle_id, last_updated_at FROM current_vehicle_status WHERE vehicle_id = ANY($1)`, vehicleIDs)
 	if err != nil {
 		return nil, err
@@ -105,7 +107,7 @@ func NewestVehicleReadings(ctx context.Context, db DBTX, vehicleIDs []string) (m
 }
 
 // SilentMeters reads up to limit meters last heard before cutoff, after cur, oldest first.
-func SilentMeters(ctx context.Context, db DBTX, cutoff time.Time, cur Cursor, limit int) ([]MeterStatus, error) {
+func SilentMeters(ctx context.Context, db shards.DBTX, cutoff time.Time, cur Cursor, limit int) ([]MeterStatus, error) {
 	rows, err := db.Query(ctx, `SELECT `+meterStatusCols+` FROM current_meter_status
  WHERE last_updated_at < $1 AND (last_updated_at, meter_id) > ($2, $3)
  ORDER BY last_updated_at, meter_id LIMIT $4`, cutoff, cur.At, cur.ID, limit)
@@ -114,3 +116,6 @@ func SilentMeters(ctx context.Context, db DBTX, cutoff time.Time, cur Cursor, li
 	}
 	return pgx.CollectRows(rows, scanMeterStatus)
 }
+
+// utc is a scanned timestamp in UTC.
+func utc(t time.Time) time.Time { return t.UTC() }

@@ -7,8 +7,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/fleetingest/fleetingest/analytics/fleetload"
 	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/fleetload"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )
 

@@ -1,0 +1,187 @@
+package read
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fleetingest/fleetingest/analytics/shards"
+)
+
+// devices limits a read to the rows one question needs: a vehicle's and those of meters with
+// the vehicles attributed to them. The zero value reads every row.
+type devices struct {
+	vehicle string
+	meters  []string
+}
+
+func (d devices) all() bool { return d.vehicle == "" && d.meters == nil }
+
+// The reads, each of every row or of the rows of some devices (the filter's parameters
+// follow the common ones). A read of several statements runs in one snapshot of the shard
+// (REPEATABLE READ): every hour's rows are those of the version read with them, and an hour
+// without data has version 0 and no rows.
+const (
+	versionsSQL    = `SELECT hour, version FROM rollup_hours WHERE hour = ANY($1)`
+	metersSQL      = `SELECT hour, meter_id, mwh_consumed_ac, voltage_sum, readings, coalesce(last_ts, 'epoch') FROM meter_hourly WHERE hour = ANY($1)`
+	metersOfSQL    = metersSQL + ` AND meter_id = ANY($2)`
+	vehiclesSQL    = `SELECT hour, vehicle_id, meter_id, mwh_delivered_dc, battery_temp_sum, readings, coalesce(last_ts, 'epoch') FROM vehicle_hourly WHERE hour = ANY($1)`
+	vehiclesOfSQL  = vehiclesSQL + ` AND (vehicle_id = $3 OR meter_id = ANY($2))`
+	rawMetersSQL   = `SELECT meter_id, ts, mwh_consumed_ac, voltage FROM meter_telemetry_history WHERE ts >= $1 AND ts < $2`
+	rawMetersOfSQL = rawMetersSQL + ` AND meter_id = ANY($3)`
+	rawVehiclesSQL = `SELECT vehicle_id, meter_id, ts, mwh_delivered_dc, battery_temp FROM vehicle_telemetry_history WHERE ts >= $1 AND ts < $2`
+	// A vehicle's readings and those attributed to the meters, found by the vehicles the
+	// hour's rollups attribute to them (history is keyed by vehicle).
+	rawVehiclesOfSQL = rawVehiclesSQL + ` AND vehicle_id = ANY(ARRAY(SELECT vehicle_id FROM vehicle_hourly
+ WHERE hour = date_bin('1 hour', $1, 'epoch') AND meter_id = ANY($3)) || $4::text)`
+)
+
+// pick is the statement and parameters of a read of every row (all) or of d's.
+func pick(d devices, all, of string, common ...any) (string, []any) {
+	if d.all() {
+		return all, common
+	}
+	return of, append(common, d.meters, d.vehicle)
+}
+
+// snapshot runs fn in one read-only REPEATABLE READ transaction on db.
+func snapshot(ctx context.Context, db shards.DBTX, fn func(tx pgx.Tx) error) error {
+	b, ok := db.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	})
+	if !ok {
+		return fmt.Errorf("reading from %T: it starts no transactions", db)
+	}
+	return pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+}
+
+// loadHours reads the rollup rows of hours (only those of d, unless d is all).
+func loadHours(ctx context.Context, db shards.DBTX, hours []time.Time, d devices) (map[time.Time]*Hour, error) {
+	versions := map[time.Time]int64{}
+	meters := map[time.Time][]MeterRow{}
+	vehicles := map[time.Time][]VehicleRow{}
+	err := snapshot(ctx, db, func(tx pgx.Tx) error {
+		if err := scanRows(ctx, tx, versionsSQL, []any{hours}, func(r pgx.Rows) error {
+			var h time.Time
+			var v int64
+			err := r.Scan(&h, &v)
+			versions[h.UTC()] = v
+			return err
+		}); err != nil {
+			return err
+		}
+		sql, args := pick(d, metersSQL, metersOfSQL, hours)
+		if !d.all() {
+			args = args[:2] // the meters only
+		}
+		if err := scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
+			var h, last time.Time
+			var m MeterRow
+			err := r.Scan(&h, &m.Meter, &m.AC, &m.VoltageSum, &m.Readings, &last)
+			m.Last = micros(last)
+			meters[h.UTC()] = append(meters[h.UTC()], m)
+			return err
+		}); err != nil {
+			return err
+		}
+		sql, args = pick(d, vehiclesSQL, vehiclesOfSQL, hours)
+		return scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
+			var h, last time.Time
+			var v VehicleRow
+			err := r.Scan(&h, &v.Vehicle, &v.Meter, &v.DC, &v.TempSum, &v.Readings, &last)
+			v.Last = micros(last)
+			vehicles[h.UTC()] = append(vehicles[h.UTC()], v)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the rollups of %d hours: %w", len(hours), err)
+	}
+	out := make(map[time.Time]*Hour, len(hours))
+	for _, h := range hours {
+		h = h.UTC()
+		out[h] = newHour(h, versions[h], meters[h], vehicles[h])
+	}
+	return out, nil
+}
+
+// loadRaw reads the raw readings of the hour at (only those of d, unless d is all), with
+// the hour's version from the same snapshot.
+func loadRaw(ctx context.Context, db shards.DBTX, at time.Time, d devices) (*Raw, error) {
+	var version int64
+	var meters []rawMeter
+	var vehicles []rawVehicle
+	from, to := at, at.Add(time.Hour)
+	err := snapshot(ctx, db, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT version FROM rollup_hours WHERE hour = $1), 0)`, at).Scan(&version); err != nil {
+			return err
+		}
+		sql, args := pick(d, rawMetersSQL, rawMetersOfSQL, from, to)
+		if !d.all() {
+			args = args[:3]
+		}
+		if err := scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
+			var m rawMeter
+			var ts time.Time
+			err := r.Scan(&m.meter, &ts, &m.ac, &m.voltage)
+			m.ts = ts.UnixMicro()
+			meters = append(meters, m)
+			return err
+		}); err != nil {
+			return err
+		}
+		sql, args = pick(d, rawVehiclesSQL, rawVehiclesOfSQL, from, to)
+		return scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
+			var v rawVehicle
+			var ts time.Time
+			err := r.Scan(&v.vehicle, &v.meter, &ts, &v.dc, &v.temp)
+			v.ts = ts.UnixMicro()
+			vehicles = append(vehicles, v)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the raw readings of %s: %w", at.Format(time.RFC3339), err)
+	}
+	return newRaw(at, version, meters, vehicles), nil
+}
+
+// loadVersions reads the versions of the hours from `from` on.
+func loadVersions(ctx context.Context, db shards.DBTX, from time.Time) (map[time.Time]int64, error) {
+	out := map[time.Time]int64{}
+	err := scanRows(ctx, db, `SELECT hour, version FROM rollup_hours WHERE hour >= $1`, []any{from}, func(r pgx.Rows) error {
+		var h time.Time
+		var v int64
+		err := r.Scan(&h, &v)
+		out[h.UTC()] = v
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the hours' versions: %w", err)
+	}
+	return out, nil
+}
+
+func scanRows(ctx context.Context, db shards.DBTX, sql string, args []any, scan func(pgx.Rows) error) error {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// micros is a row's latest reading in Unix microseconds; 0 for unknown (stored as NULL).
+func micros(t time.Time) int64 {
+	if t.Unix() == 0 {
+		return 0
+	}
+	return t.UnixMicro()
+}

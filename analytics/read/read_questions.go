@@ -1,0 +1,177 @@
+package read
+
+import (
+	"context"
+	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
+)
+
+// Where a question was answered, for Config.Reads.
+const (
+	fromMemory   = "memory"
+	fromPostgres = "postgres"
+)
+
+// Vehicle reads the vehicle's rows of window w on this shard, and for each meter span the
+// meter's AC and the DC attributed to it in the span's hours.
+func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) (VehicleRows, error) {
+	parts, err := s.parts(ctx, "vehicle", w, devices{vehicle: vehicleID, meters: MeterIDs(spans)})
+	if err != nil {
+		return VehicleRows{}, err
+	}
+	return vehicleRows(parts, vehicleID, spans), nil
+}
+
+// Meter reads a meter's AC and the DC of every vehicle attributed to it in window w.
+func (s *Shard) Meter(ctx context.Context, meterID string, w window.Window) (MeterRows, error) {
+	parts, err := s.parts(ctx, "meter", w, devices{meters: []string{meterID}})
+	if err != nil {
+		return MeterRows{}, err
+	}
+	return meterRows(parts, meterID), nil
+}
+
+// parts returns the window's whole hours and its edges summed from raw readings, for the
+// devices d: from memory when it holds them all, else read from Postgres for this question
+// (and the hours it lacked brought into memory for the next ones).
+func (s *Shard) parts(ctx context.Context, kind string, w window.Window, d devices) ([]*Hour, error) {
+	whole, edges := w.Split()
+	if parts, ok := s.fromMemory(whole, edges, w.End, d); ok && !s.down.Load() {
+		s.count(kind, fromMemory)
+		return parts, nil
+	}
+	s.count(kind, fromPostgres)
+	var parts []*Hour
+	err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
+		parts = parts[:0]
+		if hs := hoursOf(whole); len(hs) > 0 {
+			loaded, err := loadHours(ctx, db, hs, d)
+			if err != nil {
+				return err
+			}
+			for _, h := range hs {
+				parts = append(parts, loaded[h])
+			}
+		}
+		for _, e := range edges {
+			r, err := loadRaw(ctx, db, window.FloorHour(e.From), d)
+			if err != nil {
+				return err
+			}
+			parts = append(parts, r.edge(e.From, e.To, d.vehicle, d.meters))
+		}
+		return nil
+	})
+	return parts, err
+}
+
+// fromMemory gathers the window's parts from memory; ok is false when it lacks one, which
+// it then asks Run to read in (within the horizon).
+func (s *Shard) fromMemory(whole window.Range, edges []window.Range, end time.Time, d devices) (parts []*Hour, ok bool) {
+	now := s.cfg.Now()
+	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))
+	settled := now.Add(-s.cfg.Settle)
+	ok = true
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	use := func(at time.Time) { s.used[at] = now.UnixNano() }
+	for _, at := range hoursOf(whole) {
+		h, held := s.hours[at]
+		if !held {
+			ok = false
+			if !at.Before(horizon) {
+				s.wantHours[at] = true
+			}
+			continue
+		}
+		use(at)
+		parts = append(parts, h)
+	}
+	for _, e := range edges {
+		at := window.FloorHour(e.From)
+		if r, held := s.raw[at]; held {
+			use(at)
+			parts = append(parts, r.edge(e.From, e.To, d.vehicle, d.meters))
+			continue
+		}
+		// The hour being written: its rows serve a part from its start when they all end
+		// before the window does.
+		if h, held := s.hours[at]; held && e.From.Equal(at) && h.endsBefore(d.vehicle, d.meters, end) {
+			use(at)
+			parts = append(parts, h)
+			continue
+		}
+		ok = false
+		if !at.Before(horizon) && at.Add(time.Hour).Before(settled) {
+			s.wantRaw[at] = true
+		}
+	}
+	if !ok {
+		s.signal()
+	}
+	return parts, ok
+}
+
+func (s *Shard) count(kind, where string) {
+	if s.cfg.Reads != nil {
+		s.cfg.Reads.WithLabelValues(kind, where).Inc()
+	}
+}
+
+// hoursOf lists the hours of r.
+func hoursOf(r window.Range) []time.Time {
+	var out []time.Time
+	for h := r.From; h.Before(r.To); h = h.Add(time.Hour) {
+		out = append(out, h)
+	}
+	return out
+}
+
+// Alerts sums the shard's whole hours of r for the fleet alert question: from memory for
+// the hours it holds, the others read whole from Postgres (and kept when within the horizon).
+func (s *Shard) Alerts(ctx context.Context, r window.Range) (AlertSums, error) {
+	now := s.cfg.Now()
+	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))
+	sums := newAlertSums()
+	var missing []time.Time
+	s.mu.Lock()
+	for _, at := range hoursOf(r) {
+		if h, ok := s.hours[at]; ok && !s.down.Load() {
+			s.used[at] = now.UnixNano()
+			sums.add(h)
+		} else {
+			missing = append(missing, at)
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) == 0 {
+		s.count("alerts", fromMemory)
+		return sums.result(), nil
+	}
+	s.count("alerts", fromPostgres)
+	// A day at a time, so a long window never holds more than a day of rows outside memory.
+	for len(missing) > 0 {
+		n := min(len(missing), 24)
+		var loaded map[time.Time]*Hour
+		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
+			var err error
+			loaded, err = loadHours(ctx, db, missing[:n], devices{})
+			return err
+		})
+		if err != nil {
+			return AlertSums{}, err
+		}
+		keep := map[time.Time]*Hour{}
+		for at, h := range loaded {
+			sums.add(h)
+			if !at.Before(horizon) {
+				keep[at] = h
+			}
+		}
+		s.install(keep, nil)
+		missing = missing[n:]
+	}
+	return sums.result(), nil
+}

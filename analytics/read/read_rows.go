@@ -1,0 +1,245 @@
+// Package read is the analytics service's read path on one shard: it keeps the shard's
+// recent hours in memory, follows the ingesters' commit notices (and a periodic read of the
+// hours' versions) to keep them current, and answers a question from memory, or, when memory
+// does not hold what it needs, from rows read from Postgres for that question alone. Either
+// way the same code turns rows into the answer's parts, so memory and Postgres answer alike.
+//
+// An hour's data is its rollup rows (meter_hourly, vehicle_hourly): whole hours of a window
+// come from them. The partial first and last hours of a window come from raw history summed
+// over the window's part of the hour, or, for the hour being written when every row involved
+// ends before the window does, from its rollup rows.
+package read
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetingest/fleetingest/analytics/window"
+)
+
+// MeterRow is a meter's consumption in an hour (or the window's part of it). Energy is mWh.
+type MeterRow struct {
+	Meter      string
+	AC         int64
+	VoltageSum float64
+	Readings   int32
+	// Last is the Unix microseconds of the latest reading; 0 when unknown.
+	Last int64
+}
+
+// VehicleRow is a vehicle's DC in an hour (or the window's part of it), attributed to Meter
+// ("" for none).
+type VehicleRow struct {
+	Vehicle, Meter string
+	DC             int64
+	TempSum        float64
+	Readings       int32
+	Last           int64
+}
+
+// Hour is the rows of an hour of one shard, or of part of it (an edge of a window), at the
+// hour's version: every row, or only the rows one question needs. It is never changed once
+// built.
+type Hour struct {
+	At      time.Time
+	Version int64
+	// Meters are sorted by meter; Vehicles by (vehicle, meter).
+	Meters   []MeterRow
+	Vehicles []VehicleRow
+	// byMeter indexes Vehicles by (meter, vehicle), for the DC attributed to a meter.
+	byMeter []int32
+}
+
+// newHour sorts and indexes rows read in any order.
+func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
+	slices.SortFunc(meters, func(a, b MeterRow) int { return strings.Compare(a.Meter, b.Meter) })
+	slices.SortFunc(vehicles, func(a, b VehicleRow) int {
+		if c := strings.Compare(a.Vehicle, b.Vehicle); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Meter, b.Meter)
+	})
+	h := &Hour{At: at, Version: version, Meters: meters, Vehicles: vehicles}
+	for i, v := range vehicles {
+		if v.Meter != "" {
+			h.byMeter = append(h.byMeter, int32(i))
+		}
+	}
+	slices.SortFunc(h.byMeter, func(a, b int32) int {
+		if c := strings.Compare(vehicles[a].Meter, vehicles[b].Meter); c != 0 {
+			return c
+		}
+		return strings.Compare(vehicles[a].Vehicle, vehicles[b].Vehicle)
+	})
+	return h
+}
+
+// bytes estimates the memory h takes.
+func (h *Hour) bytes() int64 {
+	return int64(len(h.Meters))*56 + int64(len(h.Vehicles))*72 + int64(len(h.byMeter))*4 + 128
+}
+
+// meter returns meter's row.
+func (h *Hour) meter(id string) (MeterRow, bool) {
+	i, ok := slices.BinarySearchFunc(h.Meters, id, func(r MeterRow, id string) int { return strings.Compare(r.Meter, id) })
+	if !ok {
+		return MeterRow{}, false
+	}
+	return h.Meters[i], true
+}
+
+// vehicle returns vehicle's rows, one per meter it was attributed to.
+func (h *Hour) vehicle(id string) []VehicleRow {
+	cmp := func(r VehicleRow, id string) int { return strings.Compare(r.Vehicle, id) }
+	i, _ := slices.BinarySearchFunc(h.Vehicles, id, cmp)
+	j := i
+	for j < len(h.Vehicles) && h.Vehicles[j].Vehicle == id {
+		j++
+	}
+	return h.Vehicles[i:j]
+}
+
+// attributed calls fn with every row of DC attributed to meter.
+func (h *Hour) attributed(meter string, fn func(VehicleRow)) {
+	i, _ := slices.BinarySearchFunc(h.byMeter, meter, func(k int32, m string) int { return strings.Compare(h.Vehicles[k].Meter, m) })
+	for ; i < len(h.byMeter) && h.Vehicles[h.byMeter[i]].Meter == meter; i++ {
+		fn(h.Vehicles[h.byMeter[i]])
+	}
+}
+
+// endsBefore reports whether every row a question about vehicle and meters uses has its
+// latest reading known and before end: then the rows sum exactly the readings before end.
+func (h *Hour) endsBefore(vehicle string, meters []string, end time.Time) bool {
+	e := end.UnixMicro()
+	ok := func(last int64) bool { return last != 0 && last < e }
+	for _, v := range h.vehicle(vehicle) {
+		if !ok(v.Last) {
+			return false
+		}
+	}
+	for _, m := range meters {
+		if r, found := h.meter(m); found && !ok(r.Last) {
+			return false
+		}
+		all := true
+		h.attributed(m, func(v VehicleRow) { all = all && ok(v.Last) })
+		if !all {
+			return false
+		}
+	}
+	return true
+}
+
+// MeterSpan is a meter the asked vehicle was mapped to, and the hours it was mapped in.
+type MeterSpan struct {
+	MeterID string
+	Hours   window.Range
+}
+
+// MeterIDs lists the spans' meters once each.
+func MeterIDs(spans []MeterSpan) []string {
+	ids := make([]string, 0, len(spans))
+	for _, s := range spans {
+		if !slices.Contains(ids, s.MeterID) {
+			ids = append(ids, s.MeterID)
+		}
+	}
+	return ids
+}
+
+// inSpan reports whether hour h of meter m lies in one of the spans.
+func inSpan(spans []MeterSpan, m string, h time.Time) bool {
+	for _, s := range spans {
+		if s.MeterID == m && !h.Before(s.Hours.From) && h.Before(s.Hours.To) {
+			return true
+		}
+	}
+	return false
+}
+
+// HourDC is a vehicle's DC in one hour (the window's part of it), attributed to MeterID.
+type HourDC struct {
+	MeterID, VehicleID string
+	Hour               time.Time
+	DC                 int64
+	TempSum            float64
+	Readings           int
+}
+
+// MeterHour is a meter's AC in one hour (the window's part of it).
+type MeterHour struct {
+	MeterID    string
+	Hour       time.Time
+	AC         int64
+	VoltageSum float64
+	Readings   int
+}
+
+// MeterDC is the DC attributed to a meter in one hour over all its vehicles.
+type MeterDC struct {
+	MeterID string
+	Hour    time.Time
+	Total   int64
+	// Vehicles is the number of vehicles with DC attributed to the meter; Includes tells
+	// whether the asked vehicle is one of them.
+	Vehicles int
+	Includes bool
+}
+
+// VehicleRows is what one shard holds of a vehicle's window: its own DC by hour and meter,
+// and, in the hours of each meter span, the meter's AC and the DC attributed to it.
+type VehicleRows struct {
+	Own []HourDC
+	AC  []MeterHour
+	DC  []MeterDC
+}
+
+// vehicleRows extracts a vehicle's rows from the parts of its window (whole hours and edges).
+func vehicleRows(parts []*Hour, vehicleID string, spans []MeterSpan) VehicleRows {
+	var out VehicleRows
+	for _, h := range parts {
+		for _, v := range h.vehicle(vehicleID) {
+			out.Own = append(out.Own, HourDC{MeterID: v.Meter, VehicleID: v.Vehicle, Hour: h.At, DC: v.DC, TempSum: v.TempSum, Readings: int(v.Readings)})
+		}
+		for _, m := range MeterIDs(spans) {
+			if !inSpan(spans, m, h.At) {
+				continue
+			}
+			if r, ok := h.meter(m); ok {
+				out.AC = append(out.AC, MeterHour{MeterID: m, Hour: h.At, AC: r.AC, VoltageSum: r.VoltageSum, Readings: int(r.Readings)})
+			}
+			d := MeterDC{MeterID: m, Hour: h.At}
+			h.attributed(m, func(v VehicleRow) {
+				d.Total += v.DC
+				d.Vehicles++
+				d.Includes = d.Includes || v.Vehicle == vehicleID
+			})
+			if d.Vehicles > 0 {
+				out.DC = append(out.DC, d)
+			}
+		}
+	}
+	return out
+}
+
+// MeterRows is what the meter's shard holds of its window.
+type MeterRows struct {
+	AC []MeterHour
+	// DC per vehicle and hour attributed to the meter.
+	DC []HourDC
+}
+
+// meterRows extracts a meter's rows from the parts of its window.
+func meterRows(parts []*Hour, meterID string) MeterRows {
+	var out MeterRows
+	for _, h := range parts {
+		if r, ok := h.meter(meterID); ok {
+			out.AC = append(out.AC, MeterHour{MeterID: meterID, Hour: h.At, AC: r.AC, VoltageSum: r.VoltageSum, Readings: int(r.Readings)})
+		}
+		h.attributed(meterID, func(v VehicleRow) {
+			out.DC = append(out.DC, HourDC{MeterID: meterID, VehicleID: v.Vehicle, Hour: h.At, DC: v.DC, TempSum: v.TempSum, Readings: int(v.Readings)})
+		})
+	}
+	return out
+}

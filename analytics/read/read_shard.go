@@ -1,0 +1,347 @@
+package read
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/analytics/window"
+	"github.com/fleetingest/fleetingest/api/telemetry"
+)
+
+// Config of a shard's reader.
+type Config struct {
+	// Do runs fn on the shard's database (shards.Set.Do). Required.
+	Do func(ctx context.Context, fn func(ctx context.Context, db shards.DBTX) error) error
+	// Recent is how far back the hours are held from the start and followed, whether asked
+	// for or not: the last day, so that a new replica answers the day's questions from
+	// memory. Default 24h.
+	Recent time.Duration
+	// Horizon is how far back hours asked for are brought into memory; questions about older
+	// hours are answered from Postgres. Default 8 days (a 7-day window and the hour it moves
+	// into).
+	Horizon time.Duration
+	// MaxBytes bounds the memory the hours held take; the least recently used hours older
+	// than Recent go first. Default 256 MiB.
+	MaxBytes int64
+	// MaxRawHours bounds the hours of raw readings held for the edges of windows. Default 4.
+	MaxRawHours int
+	// Poll is how often the hours' versions are read, to catch what no notice told (a
+	// notice lost, NATS restarting). Default 2s.
+	Poll time.Duration
+	// MinReload is the least time between two reads of changed hours: notices arriving
+	// meanwhile are read together. With the ingesters' batch wait it bounds how stale an
+	// answer is. Default 200ms.
+	MinReload time.Duration
+	// Settle is how long after its end an hour's raw readings may be held: until then they
+	// change with nearly every batch. Default 2m.
+	Settle time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Reads counts the questions by kind and where they were answered ("memory",
+	// "postgres"). Optional.
+	Reads *prometheus.CounterVec
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultRecent      = 24 * time.Hour
+	DefaultHorizon     = 8 * 24 * time.Hour
+	DefaultMaxBytes    = 256 << 20
+	DefaultMaxRawHours = 4
+	DefaultPoll        = 2 * time.Second
+	DefaultMinReload   = 200 * time.Millisecond
+	DefaultSettle      = 2 * time.Minute
+)
+
+func (c Config) withDefaults() Config {
+	c.Recent = cmpOr(c.Recent, DefaultRecent)
+	c.Horizon = max(cmpOr(c.Horizon, DefaultHorizon), c.Recent)
+	c.MaxBytes = cmpOr(c.MaxBytes, DefaultMaxBytes)
+	c.MaxRawHours = max(cmpOr(c.MaxRawHours, DefaultMaxRawHours), 2) // both edges of a window
+	c.Poll = cmpOr(c.Poll, DefaultPoll)
+	c.MinReload = cmpOr(c.MinReload, DefaultMinReload)
+	c.Settle = cmpOr(c.Settle, DefaultSettle)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func cmpOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Shard answers the questions of one shard, from memory when it holds what they need.
+type Shard struct {
+	cfg   Config
+	ready atomic.Bool
+	down  atomic.Bool // the last poll failed
+	wake  chan struct{}
+
+	mu    sync.RWMutex
+	hours map[time.Time]*Hour
+	raw   map[time.Time]*Raw
+	used  map[time.Time]int64 // Unix nanoseconds of the last question that used an hour
+	// stale hours have a version newer than the one held (0: to be checked); wantHours and
+	// wantRaw are to be read in.
+	stale     map[time.Time]int64
+	wantHours map[time.Time]bool
+	wantRaw   map[time.Time]bool
+}
+
+// New returns a shard's reader; Run keeps its memory.
+func New(cfg Config) *Shard {
+	return &Shard{
+		cfg: cfg.withDefaults(), wake: make(chan struct{}, 1),
+		hours: map[time.Time]*Hour{}, raw: map[time.Time]*Raw{}, used: map[time.Time]int64{},
+		stale: map[time.Time]int64{}, wantHours: map[time.Time]bool{}, wantRaw: map[time.Time]bool{},
+	}
+}
+
+// Ready reports whether the first read of the recent hours is done: they are in memory, or
+// the shard did not answer (its questions then answer Unavailable on every replica alike, and
+// memory fills when it does).
+func (s *Shard) Ready() bool { return s.ready.Load() }
+
+// Notify takes a commit notice: the hours held whose version moved are read again, and a
+// recent hour not held yet is read in; other hours are ignored (an hour after the clock's
+// next is no reading's the gateways accept).
+func (s *Shard) Notify(changed []telemetry.HourVersion) {
+	s.mu.Lock()
+	recent := s.recentFrom()
+	next := window.FloorHour(s.cfg.Now()).Add(time.Hour)
+	for _, c := range changed {
+		if !c.Hour.After(next) {
+			s.mark(c.Hour, c.Version, recent)
+		}
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// mark records that hour h has version v. s.mu is held.
+func (s *Shard) mark(h time.Time, v int64, recent time.Time) {
+	held, ok := s.hours[h]
+	if ok && held.Version != v || !ok && !h.Before(recent) {
+		s.stale[h] = max(s.stale[h], v)
+	}
+	if r, ok := s.raw[h]; ok && r.Version != v {
+		s.stale[h] = max(s.stale[h], v)
+	}
+}
+
+func (s *Shard) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// recentFrom is the first hour always held.
+func (s *Shard) recentFrom() time.Time {
+	return window.FloorHour(s.cfg.Now().Add(-s.cfg.Recent))
+}
+
+// Run reads the recent hours in, then keeps what memory holds current until ctx ends: it
+// reads the hours that notices and polls find changed, and those questions asked for, at
+// most every MinReload. Its pace is the machine's; Now only says which hours are recent.
+func (s *Shard) Run(ctx context.Context) error {
+	poll := time.NewTicker(s.cfg.Poll)
+	defer poll.Stop()
+	s.poll(ctx)
+	for {
+		started := time.Now()
+		if loaded := s.load(ctx); !s.ready.Load() {
+			s.ready.Store(true)
+			s.cfg.Logger.Info("first read of the recent hours done", "read", loaded)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			s.poll(ctx)
+		case <-s.wake:
+		}
+		if !sleep(ctx, s.cfg.MinReload-time.Since(started)) {
+			return nil
+		}
+	}
+}
+
+// poll reads the versions of every hour held and of the recent hours, and marks what moved.
+func (s *Shard) poll(ctx context.Context) {
+	s.mu.RLock()
+	from := s.recentFrom()
+	for h := range s.hours {
+		from = minTime(from, h)
+	}
+	for h := range s.raw {
+		from = minTime(from, h)
+	}
+	s.mu.RUnlock()
+	var versions map[time.Time]int64
+	err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
+		var err error
+		versions, err = loadVersions(ctx, db, from)
+		return err
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	// A shard that does not answer its poll answers no question from memory: what it holds
+	// may lack readings acknowledged since, which wait for the shard in the stream.
+	s.down.Store(err != nil)
+	if err != nil {
+		s.cfg.Logger.Warn("reading the hours' versions", "err", err)
+		return
+	}
+	s.mu.Lock()
+	recent := s.recentFrom()
+	for h := recent; !h.After(s.cfg.Now()); h = h.Add(time.Hour) {
+		s.mark(h, versions[h], recent)
+	}
+	for h := range s.hours {
+		s.mark(h, versions[h], recent)
+	}
+	for h := range s.raw {
+		s.mark(h, versions[h], recent)
+	}
+	s.mu.Unlock()
+}
+
+// load reads what is stale or wanted and puts it in memory; it reports whether all of it
+// was read.
+func (s *Shard) load(ctx context.Context) bool {
+	s.mu.Lock()
+	var hours, raws []time.Time
+	for h := range s.stale {
+		_, rawHeld := s.raw[h]
+		_, held := s.hours[h]
+		if rawHeld {
+			raws = append(raws, h)
+		}
+		switch {
+		case held || !h.Before(s.recentFrom()):
+			hours = append(hours, h)
+		case !rawHeld:
+			delete(s.stale, h) // dropped from memory since
+		}
+	}
+	for h := range s.wantHours {
+		hours = append(hours, h)
+	}
+	for h := range s.wantRaw {
+		raws = append(raws, h)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(hours, func(a, b time.Time) int { return a.Compare(b) })
+	hours, raws = slices.Compact(hours), slices.Compact(raws)
+	var loaded map[time.Time]*Hour
+	var rs []*Raw
+	err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
+		if len(hours) > 0 {
+			var err error
+			if loaded, err = loadHours(ctx, db, hours, devices{}); err != nil {
+				return err
+			}
+		}
+		for _, h := range raws {
+			r, err := loadRaw(ctx, db, h, devices{})
+			if err != nil {
+				return err
+			}
+			rs = append(rs, r)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			s.cfg.Logger.Warn("reading changed hours into memory", "err", err)
+		}
+		return false
+	}
+	s.install(loaded, rs)
+	return true
+}
+
+// install puts hours read in memory, then drops the least recently used ones over the bounds.
+func (s *Shard) install(hours map[time.Time]*Hour, raws []*Raw) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for at, h := range hours {
+		s.hours[at] = h
+		delete(s.wantHours, at)
+		if s.stale[at] <= h.Version {
+			delete(s.stale, at)
+		}
+	}
+	for _, r := range raws {
+		s.raw[r.At] = r
+		delete(s.wantRaw, r.At)
+		if s.stale[r.At] <= r.Version {
+			delete(s.stale, r.At)
+		}
+	}
+	recent := s.recentFrom()
+	var size int64
+	var old []time.Time
+	for at, h := range s.hours {
+		size += h.bytes()
+		if at.Before(recent) {
+			old = append(old, at)
+		}
+	}
+	rawAt := make([]time.Time, 0, len(s.raw))
+	for at, r := range s.raw {
+		size += r.bytes()
+		rawAt = append(rawAt, at)
+	}
+	byUse := func(a, b time.Time) int { return cmpInt(s.used[a], s.used[b]) }
+	slices.SortFunc(rawAt, byUse)
+	for len(rawAt) > s.cfg.MaxRawHours || size > s.cfg.MaxBytes && len(rawAt) > 0 {
+		size -= s.raw[rawAt[0]].bytes()
+		delete(s.raw, rawAt[0])
+		rawAt = rawAt[1:]
+	}
+	slices.SortFunc(old, byUse)
+	for ; size > s.cfg.MaxBytes && len(old) > 0; old = old[1:] {
+		size -= s.hours[old[0]].bytes()
+		delete(s.hours, old[0])
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
