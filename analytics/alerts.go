@@ -1,10 +1,13 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +83,7 @@ func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard
 		})
 	}
 	wg.Wait()
-	sort.Slice(missing, func(a, b int) bool { return missing[a] < missing[b] })
+	slices.Sort(missing)
 	return missing
 }
 
@@ -112,10 +115,9 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	}
 	hours := alertHours(w)
 
-	parts := make([]read.AlertRows, h.s.shards.Len())
-	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		sums, err := h.s.reader(shard).Alerts(ctx, hours)
-		parts[shard] = sums.Rows(threshold)
+	parts := make([]read.AlertSums, h.s.shards.Len())
+	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) (err error) {
+		parts[shard], err = h.s.reader(shard).Alerts(ctx, hours)
 		return err
 	})
 	if ctx.Err() != nil {
@@ -139,10 +141,11 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	return connect.NewResponse(res), nil
 }
 
-// mergeAlerts lists the sites and vehicles below threshold over every shard's rows, worst
-// first: a vehicle's sums are added over the shards it drew from, and an hour's AC of a meter
-// without DC is split equally among the vehicles mapped to it then.
-func (s *Service) mergeAlerts(parts []read.AlertRows, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
+// mergeAlerts lists the sites and vehicles below threshold over every shard's sums, worst
+// first: a meter's sums are all on its shard, a vehicle's are added over the shards it drew
+// from, and an hour's AC of a meter without DC is split equally among the vehicles mapped to
+// it then.
+func (s *Service) mergeAlerts(parts []read.AlertSums, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	var sites []*analyticsv1.SiteAlert
 	type veh struct {
 		ac, dc int64 // mWh
@@ -158,18 +161,24 @@ func (s *Service) mergeAlerts(parts []read.AlertRows, threshold float64) ([]*ana
 		return v
 	}
 	for _, p := range parts {
-		for _, st := range p.Sites {
-			sites = append(sites, &analyticsv1.SiteAlert{
-				MeterId: st.MeterID, AcConsumed: telemetry.KWh(st.AC), DcDelivered: telemetry.KWh(st.DC),
-				EfficiencyRatio: efficiency(st.DC, st.AC), VehicleIds: st.VehicleIDs,
-			})
+		siteDC, siteVehicles := map[string]int64{}, map[string][]string{}
+		for _, vm := range p.VehicleMeters {
+			v := get(vm.VehicleID)
+			v.ac += vm.AC
+			v.dc += vm.DC
+			if vm.MeterID != "" {
+				v.meters[vm.MeterID] = true
+				siteDC[vm.MeterID] += vm.DC
+				siteVehicles[vm.MeterID] = append(siteVehicles[vm.MeterID], vm.VehicleID)
+			}
 		}
-		for _, vt := range p.Vehicles {
-			v := get(vt.VehicleID)
-			v.ac += vt.AC
-			v.dc += vt.DC
-			for _, m := range vt.MeterIDs {
-				v.meters[m] = true
+		for m, ac := range p.MeterAC {
+			if dc := siteDC[m]; efficiency(dc, ac) < threshold {
+				ids := append([]string{}, siteVehicles[m]...)
+				sort.Strings(ids)
+				sites = append(sites, &analyticsv1.SiteAlert{
+					MeterId: m, AcConsumed: telemetry.KWh(ac), DcDelivered: telemetry.KWh(dc), EfficiencyRatio: efficiency(dc, ac), VehicleIds: ids,
+				})
 			}
 		}
 		for _, u := range p.Unshared {
@@ -195,17 +204,11 @@ func (s *Service) mergeAlerts(parts []read.AlertRows, threshold float64) ([]*ana
 			VehicleId: id, AcConsumed: telemetry.KWh(v.ac), DcDelivered: telemetry.KWh(v.dc), EfficiencyRatio: efficiency(v.dc, v.ac), MeterIds: ms,
 		})
 	}
-	sort.Slice(sites, func(i, j int) bool {
-		if sites[i].EfficiencyRatio != sites[j].EfficiencyRatio {
-			return sites[i].EfficiencyRatio < sites[j].EfficiencyRatio
-		}
-		return sites[i].MeterId < sites[j].MeterId
+	slices.SortFunc(sites, func(a, b *analyticsv1.SiteAlert) int {
+		return cmp.Or(cmp.Compare(a.EfficiencyRatio, b.EfficiencyRatio), strings.Compare(a.MeterId, b.MeterId))
 	})
-	sort.Slice(valerts, func(i, j int) bool {
-		if valerts[i].EfficiencyRatio != valerts[j].EfficiencyRatio {
-			return valerts[i].EfficiencyRatio < valerts[j].EfficiencyRatio
-		}
-		return valerts[i].VehicleId < valerts[j].VehicleId
+	slices.SortFunc(valerts, func(a, b *analyticsv1.VehicleAlert) int {
+		return cmp.Or(cmp.Compare(a.EfficiencyRatio, b.EfficiencyRatio), strings.Compare(a.VehicleId, b.VehicleId))
 	})
 	return sites, valerts
 }

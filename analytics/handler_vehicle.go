@@ -128,12 +128,7 @@ func series(id string, w window.Window, step time.Duration, hours map[time.Time]
 			acc = &hourTotals{}
 			buckets[b] = acc
 		}
-		acc.dc += t.dc
-		acc.ac += t.ac
-		acc.tempSum += t.tempSum
-		acc.voltageSum += t.voltageSum
-		acc.readings += t.readings
-		acc.meterReadings += t.meterReadings
+		acc.add(t)
 	}
 	for b := window.Bucket(window.FloorHour(w.Start), step); b.Before(w.End); b = b.Add(step) {
 		from, to := b, b.Add(step)

@@ -1,8 +1,11 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -10,7 +13,6 @@ import (
 
 	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/read"
-	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/api/telemetry"
@@ -36,33 +38,20 @@ type meterAnswer struct {
 // hour's AC among the vehicles by DC share (equally among the vehicles mapped then when no DC
 // was attributed; unattributed when none was mapped).
 func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Window) (meterAnswer, error) {
-	shard := s.cfg.SlotMap.ShardOf(meterID)
+	shard := s.shardOf(meterID, w.Start)
 	known := true
 	rows, err := s.reader(shard).Meter(ctx, meterID, w)
 	if err == nil && len(rows.AC) == 0 && len(rows.DC) == 0 {
-		err = s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
-			_, known, err = read.GetMeterStatus(ctx, db, meterID)
-			return err
-		})
+		_, known, err = s.reader(shard).MeterStatus(ctx, meterID)
 	}
 	if err != nil {
 		return meterAnswer{}, s.shardError("reading meter "+meterID, err)
 	}
 	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}, known: known}
-	hour := func(h time.Time) *hourTotals {
-		t, ok := ans.hours[h]
-		if !ok {
-			t = &hourTotals{}
-			ans.hours[h] = t
-		}
-		return t
-	}
+	hour := func(h time.Time) *hourTotals { return entry(ans.hours, h) }
 	veh := func(id string) *vehicleShare {
-		v, ok := ans.vehicles[id]
-		if !ok {
-			v = &vehicleShare{vehicleID: id}
-			ans.vehicles[id] = v
-		}
+		v := entry(ans.vehicles, id)
+		v.vehicleID = id
 		return v
 	}
 	perHour := map[time.Time][]read.HourDC{}
@@ -101,15 +90,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 			veh(id).ac += attribution.Equal(a.AC, len(mapped))
 		}
 	}
-	for _, h := range sortedHours(ans.hours) {
-		t := ans.hours[h]
-		ans.total.dc += t.dc
-		ans.total.ac += t.ac
-		ans.total.tempSum += t.tempSum
-		ans.total.voltageSum += t.voltageSum
-		ans.total.readings += t.readings
-		ans.total.meterReadings += t.meterReadings
-	}
+	ans.total = sumHours(ans.hours)
 	return ans, nil
 }
 
@@ -149,11 +130,8 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 	for _, v := range ans.vehicles {
 		vs = append(vs, v)
 	}
-	sort.Slice(vs, func(i, j int) bool {
-		if vs[i].dc != vs[j].dc {
-			return vs[i].dc > vs[j].dc
-		}
-		return vs[i].vehicleID < vs[j].vehicleID
+	slices.SortFunc(vs, func(a, b *vehicleShare) int {
+		return cmp.Or(cmp.Compare(b.dc, a.dc), strings.Compare(a.vehicleID, b.vehicleID))
 	})
 	for _, v := range vs {
 		res.Vehicles = append(res.Vehicles, &analyticsv1.VehicleShare{

@@ -1,11 +1,11 @@
 package analytics
 
 import (
-	"sort"
+	"slices"
+	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
-	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
@@ -53,56 +53,23 @@ type shardPlan struct {
 	meters []read.MeterSpan
 }
 
-// planVehicle groups the meters' hour spans by shard; every shard that may hold the vehicle's
-// readings is in the plan, with or without meters.
-func planVehicle(sm *placement.SlotMap, vehicleID string, w window.Window, ps []piece, uncovered bool) []shardPlan {
-	spans := map[string][]window.Range{}
-	var order []string
-	for _, p := range ps {
-		if _, ok := spans[p.meterID]; !ok {
-			order = append(order, p.meterID)
+// planVehicle asks the shard of each piece's meter for the piece's hours, and the vehicle's
+// own shard when part of the window had no mapping; a shard is asked once.
+func planVehicle(shardOf func(key string, hour time.Time) int, vehicleID string, w window.Window, ps []piece, uncovered bool) []shardPlan {
+	var plans []shardPlan
+	add := func(shard int) *shardPlan {
+		i := slices.IndexFunc(plans, func(p shardPlan) bool { return p.shard == shard })
+		if i < 0 {
+			plans, i = append(plans, shardPlan{shard: shard}), len(plans)
 		}
-		spans[p.meterID] = append(spans[p.meterID], w.HourSpan(p.r))
-	}
-	byShard := map[int]*shardPlan{}
-	var plans []*shardPlan
-	get := func(shard int) *shardPlan {
-		if p, ok := byShard[shard]; ok {
-			return p
-		}
-		p := &shardPlan{shard: shard}
-		byShard[shard] = p
-		plans = append(plans, p)
-		return p
+		return &plans[i]
 	}
 	if uncovered {
-		get(sm.ShardOf(vehicleID))
+		add(shardOf(vehicleID, w.Start))
 	}
-	for _, meter := range order {
-		p := get(sm.ShardOf(meter))
-		for _, r := range mergeRanges(spans[meter]) {
-			p.meters = append(p.meters, read.MeterSpan{MeterID: meter, Hours: r})
-		}
+	for _, p := range ps {
+		plan := add(shardOf(p.meterID, p.r.From))
+		plan.meters = append(plan.meters, read.MeterSpan{MeterID: p.meterID, Hours: w.HourSpan(p.r)})
 	}
-	out := make([]shardPlan, len(plans))
-	for i, p := range plans {
-		out[i] = *p
-	}
-	return out
-}
-
-// mergeRanges merges overlapping or touching ranges.
-func mergeRanges(rs []window.Range) []window.Range {
-	sort.Slice(rs, func(i, j int) bool { return rs[i].From.Before(rs[j].From) })
-	var out []window.Range
-	for _, r := range rs {
-		if n := len(out); n > 0 && !r.From.After(out[n-1].To) {
-			if r.To.After(out[n-1].To) {
-				out[n-1].To = r.To
-			}
-			continue
-		}
-		out = append(out, r)
-	}
-	return out
+	return plans
 }

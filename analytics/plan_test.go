@@ -1,11 +1,12 @@
 package analytics
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
-	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
@@ -48,8 +49,9 @@ func TestPiecesClipIntervalsToTheWindowAndFindUnmappedParts(t *testing.T) {
 	}
 }
 
-func TestPlanAsksEachShardOnceWithMergedHourSpans(t *testing.T) {
-	sm := placement.MustSlotMap(1)
+func TestPlanAsksEachShardOnceForTheHoursOfItsPieces(t *testing.T) {
+	shards := map[string]int{"EV-1": 0, "m1": 0, "m2": 1}
+	shardOf := func(key string, _ time.Time) int { return shards[key] }
 	at := func(h, m int) time.Time { return time.Date(2026, 11, 20, h, m, 0, 0, time.UTC) }
 	w := window.Window{Start: at(0, 30), End: at(6, 15)}
 	ps := []piece{
@@ -57,16 +59,16 @@ func TestPlanAsksEachShardOnceWithMergedHourSpans(t *testing.T) {
 		{"m2", window.Range{From: at(2, 10), To: at(2, 40)}},
 		{"m1", window.Range{From: at(2, 40), To: at(6, 15)}},
 	}
-	plans := planVehicle(sm, "EV-1", w, ps, true)
-	if len(plans) != 1 || plans[0].shard != 0 || len(plans[0].meters) != 2 {
-		t.Fatalf("plans = %+v, want one shard with two meters", plans)
+	plans := planVehicle(shardOf, "EV-1", w, ps, true)
+	span := func(meter string, from, to int) read.MeterSpan {
+		return read.MeterSpan{MeterID: meter, Hours: window.Range{From: at(from, 0), To: at(to, 0)}}
 	}
-	m1 := plans[0].meters[0]
-	if m1.MeterID != "m1" || !m1.Hours.From.Equal(at(0, 0)) || !m1.Hours.To.Equal(at(7, 0)) {
-		t.Fatalf("m1 span = %+v, want 00:00-07:00 merged", m1)
+	want := []shardPlan{
+		{shard: 0, meters: []read.MeterSpan{span("m1", 0, 3), span("m1", 2, 7)}},
+		{shard: 1, meters: []read.MeterSpan{span("m2", 2, 3)}},
 	}
-	if m2 := plans[0].meters[1]; m2.MeterID != "m2" || !m2.Hours.From.Equal(at(2, 0)) || !m2.Hours.To.Equal(at(3, 0)) {
-		t.Fatalf("m2 span = %+v, want 02:00-03:00", m2)
+	if !reflect.DeepEqual(plans, want) {
+		t.Fatalf("plans = %+v, want %+v", plans, want)
 	}
 }
 

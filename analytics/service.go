@@ -39,32 +39,26 @@ type Config struct {
 	SlotMap *placement.SlotMap
 	// Registry is the mapping registry; the caller runs it (Registry.Run). Required.
 	Registry *registry.Registry
-	// Users verifies the bearer token of every call (REST, Connect, gRPC, gRPC-Web and server
-	// reflection): viewer reads, admin also writes mappings. Nil serves without
-	// authentication (`--insecure-no-auth`, for experiments only).
+	// Users verifies the bearer token of every call: viewer reads, admin also writes
+	// mappings. Nil serves without authentication (`--insecure-no-auth`, experiments only).
 	Users auth.UserVerifier
-	// MaxRequestBytes bounds a request's body (after decompression) and every message:
-	// REST answers 413, Connect, gRPC and gRPC-Web ResourceExhausted. Default
-	// DefaultMaxRequestBytes.
+	// MaxRequestBytes bounds a request's body (after decompression) and every message (REST
+	// 413, else ResourceExhausted). Default DefaultMaxRequestBytes.
 	MaxRequestBytes int64
 	// RequestTimeout bounds every RPC (each shard query is bounded by Shards.QueryTimeout
 	// too). Default 10s.
 	RequestTimeout time.Duration
 	// DefaultThreshold is the alert threshold when a request gives none. Default 0.85.
 	DefaultThreshold float64
-	// Memory is how each shard's hours are held in memory (read.Config: how far back, how
-	// much, how often their versions are polled); Do, Now, Reads and Logger are the
-	// service's own. MaxBytes is shared equally by the shards.
+	// Memory is how each shard's hours are held in memory (Do, Now, Reads and Logger are the
+	// service's own); MaxBytes is shared equally by the shards.
 	Memory read.Config
 	// NATS receives the ingesters' commit notices on CommitSubject, so that memory follows
 	// the writes within a fraction of a second; without it memory follows the polls only.
 	NATS          *nats.Conn
 	CommitSubject string
-	// MaxLateness is how far in the past a mapping write may start (its `from`): the readings'
-	// acceptance window (the gateway's --max-lateness), so a mapping can be written for every
-	// reading still accepted. At most the registry's retention (Registry.Retention), so no
-	// interval written is trimmed while readings it places are accepted. Default 7 days
-	// (telemetry.DefaultLimits).
+	// MaxLateness is how far in the past a mapping write may start: the readings' acceptance
+	// window (the gateway's --max-lateness), at most the registry's retention. Default 7 days.
 	MaxLateness time.Duration
 	// Now is the clock for windows that end "now". Default time.Now.
 	Now func() time.Time
@@ -78,7 +72,6 @@ type Config struct {
 const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultThreshold      = 0.85
-	DefaultCacheBytes     = 256 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -92,7 +85,7 @@ func (c Config) withDefaults() Config {
 		c.DefaultThreshold = DefaultThreshold
 	}
 	if c.Memory.MaxBytes == 0 {
-		c.Memory.MaxBytes = DefaultCacheBytes
+		c.Memory.MaxBytes = read.DefaultMaxBytes
 	}
 	if c.MaxLateness == 0 {
 		c.MaxLateness = telemetry.DefaultLimits().MaxLateness
@@ -141,21 +134,29 @@ type Service struct {
 	reg     *registry.Registry
 	metrics *metrics
 	handler http.Handler
-	// hours holds each shard's hours in memory, by shard; stop ends their loaders.
 	// readers answer each shard's questions (read.Shard), by shard.
 	readers []*read.Shard
 }
 
-// reader is the one seam between the handlers and a shard's data: it answers from memory or
-// from Postgres, and counts which (read.Shard).
+// reader is the one seam between the handlers and a shard's data (read.Shard): it answers
+// the windows from memory or from Postgres, and counts which; status from Postgres.
 type reader interface {
-	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) (read.VehicleRows, error)
+	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) ([]read.VehicleHour, error)
 	Meter(ctx context.Context, meterID string, w window.Window) (read.MeterRows, error)
 	Alerts(ctx context.Context, hours window.Range) (read.AlertSums, error)
+	VehicleStatus(ctx context.Context, vehicleID string) (read.VehicleStatus, bool, error)
+	MeterStatus(ctx context.Context, meterID string) (read.MeterStatus, bool, error)
+	SilentVehicles(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.VehicleStatus, error)
+	SilentMeters(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.MeterStatus, error)
+	NewestVehicleReadings(ctx context.Context, vehicleIDs []string) ([]read.VehicleStatus, error)
 }
 
 // reader returns shard i's reader.
 func (s *Service) reader(i int) reader { return s.readers[i] }
+
+// shardOf is the shard that holds key's data of the hour at: the one placement rule of every
+// question (one shard for every hour today).
+func (s *Service) shardOf(key string, _ time.Time) int { return s.cfg.SlotMap.ShardOf(key) }
 
 // New opens the shard pools (connections are made lazily) and builds the handler.
 func New(cfg Config) (*Service, error) {
@@ -239,11 +240,9 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) Handler() http.Handler { return s.handler }
 
 // Ready reports whether the service should take questions: the mapping copy has caught up,
-// and each shard's last day of hours has been read into memory once, so that the alert
-// questions a new replica gets first are answered from memory. A shard that does not answer
-// does not make the service unready: its questions answer Unavailable on every replica alike,
-// while the other shards' questions and the mappings are still answered (the logs and
-// fleetingest_analytics_shard_failures_total tell of it).
+// and each shard's last day of hours has been read into memory once. A shard that does not
+// answer does not make the service unready: its questions answer Unavailable on every replica
+// alike, while the other shards' questions and the mappings are answered.
 func (s *Service) Ready(ctx context.Context) error {
 	if r, ok := s.cfg.Users.(interface{ Ready(context.Context) error }); ok {
 		if err := r.Ready(ctx); err != nil {

@@ -5,7 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetingest/fleetingest/analytics/read"
-	"github.com/fleetingest/fleetingest/analytics/shards"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/ingester/registry"
@@ -46,33 +45,23 @@ func (h *handler) GetVehicleStatus(ctx context.Context, req *connect.Request[ana
 	}
 	m, _ := h.s.reg.Cached(id)
 	now := h.s.cfg.Now()
-	first := h.s.cfg.SlotMap.ShardOf(registry.PlacementKey(&m, id, now))
-	get := func(shard int) (read.VehicleStatus, bool, error) {
-		var st read.VehicleStatus
-		var ok bool
-		err := h.s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
-			var err error
-			st, ok, err = read.GetVehicleStatus(ctx, db, id)
-			return err
-		})
-		return st, ok, err
-	}
-	st, ok, err := get(first)
+	first := h.s.shardOf(registry.PlacementKey(&m, id, now), now)
+	st, ok, err := h.s.reader(first).VehicleStatus(ctx, id)
 	if err != nil {
 		return nil, h.s.shardError("reading status of vehicle "+id, err)
 	}
 	if ok {
 		return connect.NewResponse(vehicleStatusMsg(st, first)), nil
 	}
-	candidates := map[int]bool{h.s.cfg.SlotMap.ShardOf(id): true}
+	candidates := map[int]bool{h.s.shardOf(id, now): true}
 	for _, iv := range m.Intervals {
-		candidates[h.s.cfg.SlotMap.ShardOf(iv.MeterID)] = true
+		candidates[h.s.shardOf(iv.MeterID, iv.From)] = true
 	}
 	delete(candidates, first)
 	var best *analyticsv1.VehicleStatus
 	var errs []error
 	for shard := range candidates {
-		st, ok, err := get(shard)
+		st, ok, err := h.s.reader(shard).VehicleStatus(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -97,13 +86,7 @@ func (h *handler) GetMeterStatus(ctx context.Context, req *connect.Request[analy
 		return nil, err
 	}
 	shard := h.s.cfg.SlotMap.ShardOf(id)
-	var st read.MeterStatus
-	var ok bool
-	err := h.s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
-		var err error
-		st, ok, err = read.GetMeterStatus(ctx, db, id)
-		return err
-	})
+	st, ok, err := h.s.reader(shard).MeterStatus(ctx, id)
 	if err != nil {
 		return nil, h.s.shardError("reading status of meter "+id, err)
 	}
@@ -137,8 +120,8 @@ func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.
 	return h.s.cfg.Now().Add(-d), cur, size, nil
 }
 
-func cursorToken(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%s|%s", at.UTC().Format(time.RFC3339Nano), id))
+func cursorToken(c read.Cursor) string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%s|%s", c.At.UTC().Format(time.RFC3339Nano), c.ID))
 }
 
 // ListSilentVehicles answers GET /v1/status/vehicles?silentFor=10m: vehicles whose newest
@@ -148,106 +131,15 @@ func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[a
 	if err != nil {
 		return nil, err
 	}
-	res := &analyticsv1.ListSilentVehiclesResponse{}
-	// A vehicle re-mapped to another shard keeps an older row on the shard it left: a row
-	// counts only where it is the vehicle's newest. Such rows are skipped, so fetch rounds
-	// continue from the last row examined until the page is full or the shards are done.
-	for round := 0; round < 100; round++ {
-		rows, exhausted, missing := h.silentVehicleRound(ctx, cutoff, cur, size)
-		res.MissingShards = mergeMissing(res.MissingShards, missing)
-		for _, r := range rows {
-			if len(res.Vehicles) == size {
-				res.NextPageToken = cursorToken(cur.At, cur.ID)
-				return connect.NewResponse(res), nil
-			}
-			cur = read.Cursor{At: r.status.LastUpdatedAt, ID: r.status.VehicleID}
-			if !r.stale {
-				res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.status, r.shard))
-			}
-		}
-		if exhausted {
-			return connect.NewResponse(res), nil
-		}
+	fetch := func(ctx context.Context, r reader, after read.Cursor, n int) ([]read.VehicleStatus, error) {
+		return r.SilentVehicles(ctx, cutoff, after, n)
 	}
-	if len(res.Vehicles) > 0 {
-		res.NextPageToken = cursorToken(cur.At, cur.ID)
+	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, h.staleVehicles)
+	res := &analyticsv1.ListSilentVehiclesResponse{NextPageToken: next, MissingShards: missing}
+	for _, r := range page {
+		res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.row, r.shard))
 	}
 	return connect.NewResponse(res), nil
-}
-
-type silentRow struct {
-	status read.VehicleStatus
-	shard  int
-	stale  bool
-}
-
-// silentVehicleRound fetches the next rows after cur from every shard, merged in order and
-// cut where the first shard's batch ends (beyond it another shard may hold earlier rows);
-// exhausted reports that no shard has more.
-func (h *handler) silentVehicleRound(ctx context.Context, cutoff time.Time, cur read.Cursor, size int) (rows []silentRow, exhausted bool, missing []int32) {
-	var mu sync.Mutex
-	var limitAt *read.Cursor
-	exhausted = true
-	missing = h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		sts, err := inShard(ctx, h.s, shard, func(ctx context.Context, db shards.DBTX) ([]read.VehicleStatus, error) {
-			return read.SilentVehicles(ctx, db, cutoff, cur, size+1)
-		})
-		mu.Lock()
-		defer mu.Unlock()
-		for _, st := range sts {
-			rows = append(rows, silentRow{status: st, shard: shard})
-		}
-		if len(sts) == size+1 {
-			exhausted = false
-			last := sts[len(sts)-1]
-			if limitAt == nil || cursorLess(last.LastUpdatedAt, last.VehicleID, limitAt.At, limitAt.ID) {
-				limitAt = &read.Cursor{At: last.LastUpdatedAt, ID: last.VehicleID}
-			}
-		}
-		return err
-	})
-	sort.Slice(rows, func(i, j int) bool {
-		a, b := rows[i].status, rows[j].status
-		return cursorLess(a.LastUpdatedAt, a.VehicleID, b.LastUpdatedAt, b.VehicleID)
-	})
-	if limitAt != nil {
-		n := sort.Search(len(rows), func(i int) bool {
-			return !cursorLess(rows[i].status.LastUpdatedAt, rows[i].status.VehicleID, limitAt.At, limitAt.ID)
-		})
-		rows = rows[:n+1]
-	}
-	ids := make([]string, len(rows))
-	for i, r := range rows {
-		ids[i] = r.status.VehicleID
-	}
-	if len(ids) == 0 {
-		return rows, exhausted, missing
-	}
-	newest := map[string]time.Time{}
-	more := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		got, err := inShard(ctx, h.s, shard, func(ctx context.Context, db shards.DBTX) (map[string]time.Time, error) {
-			return read.NewestVehicleReadings(ctx, db, ids)
-		})
-		mu.Lock()
-		for id, at := range got {
-			if at.After(newest[id]) {
-				newest[id] = at
-			}
-		}
-		mu.Unlock()
-		return err
-	})
-	for i := range rows {
-		rows[i].stale = newest[rows[i].status.VehicleID].After(rows[i].status.LastUpdatedAt)
-	}
-	return rows, exhausted, mergeMissing(missing, more)
-}
-
-func cursorLess(at time.Time, id string, bt time.Time, bid string) bool {
-	if !at.Equal(bt) {
-		return at.Before(bt)
-	}
-	return id < bid
 }
 
 // ListSilentMeters answers GET /v1/status/meters?silentFor=10m.
@@ -256,62 +148,106 @@ func (h *handler) ListSilentMeters(ctx context.Context, req *connect.Request[ana
 	if err != nil {
 		return nil, err
 	}
-	type row struct {
-		st    read.MeterStatus
-		shard int
+	fetch := func(ctx context.Context, r reader, after read.Cursor, n int) ([]read.MeterStatus, error) {
+		return r.SilentMeters(ctx, cutoff, after, n)
 	}
-	var mu sync.Mutex
-	var rows []row
-	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		sts, err := inShard(ctx, h.s, shard, func(ctx context.Context, db shards.DBTX) ([]read.MeterStatus, error) {
-			return read.SilentMeters(ctx, db, cutoff, cur, size+1)
-		})
-		mu.Lock()
-		for _, st := range sts {
-			rows = append(rows, row{st, shard})
-		}
-		mu.Unlock()
-		return err
-	})
-	sort.Slice(rows, func(i, j int) bool {
-		a, b := rows[i].st, rows[j].st
-		if !a.LastUpdatedAt.Equal(b.LastUpdatedAt) {
-			return a.LastUpdatedAt.Before(b.LastUpdatedAt)
-		}
-		return a.MeterID < b.MeterID
-	})
-	res := &analyticsv1.ListSilentMetersResponse{MissingShards: missing}
-	for i, r := range rows {
-		if i == size {
-			prev := rows[i-1].st
-			res.NextPageToken = cursorToken(prev.LastUpdatedAt, prev.MeterID)
-			break
-		}
-		res.Meters = append(res.Meters, meterStatusMsg(r.st, r.shard))
+	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, nil)
+	res := &analyticsv1.ListSilentMetersResponse{NextPageToken: next, MissingShards: missing}
+	for _, r := range page {
+		res.Meters = append(res.Meters, meterStatusMsg(r.row, r.shard))
 	}
 	return connect.NewResponse(res), nil
 }
 
-func mergeMissing(a, b []int32) []int32 {
-	seen := map[int32]bool{}
-	var out []int32
-	for _, x := range append(a, b...) {
-		if !seen[x] {
-			seen[x] = true
-			out = append(out, x)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
+// silent is a status row and its shard.
+type silent[T interface{ Cursor() read.Cursor }] struct {
+	row   T
+	shard int
 }
 
-// inShard runs one status statement on a shard.
-func inShard[T any](ctx context.Context, s *Service, shard int, fn func(ctx context.Context, db shards.DBTX) (T, error)) (T, error) {
-	var out T
-	err := s.shards.Do(ctx, shard, func(ctx context.Context, db shards.DBTX) error {
-		var err error
-		out, err = fn(ctx, db)
+// silentPage lists a page of status rows after cur over every shard, in (last heard, id)
+// order. Rows are fetched in rounds: each shard's next rows, merged and cut where the first
+// full batch ends (beyond it another shard may hold earlier rows), without the rows stale
+// finds outdated (a vehicle re-mapped keeps an older row on the shard it left), until the
+// page is full or the shards are done.
+func silentPage[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, cur read.Cursor, size int,
+	fetch func(ctx context.Context, r reader, after read.Cursor, n int) ([]T, error),
+	stale func(ctx context.Context, rows []silent[T]) ([]bool, []int32),
+) (page []silent[T], next string, missing []int32) {
+	for range 100 {
+		var mu sync.Mutex
+		var rows []silent[T]
+		var cut *read.Cursor
+		missing = mergeMissing(missing, s.fanOut(ctx, func(ctx context.Context, shard int) error {
+			got, err := fetch(ctx, s.reader(shard), cur, size+1)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range got {
+				rows = append(rows, silent[T]{r, shard})
+			}
+			if last := len(got) - 1; last == size && (cut == nil || got[last].Cursor().Compare(*cut) < 0) {
+				c := got[last].Cursor()
+				cut = &c
+			}
+			return err
+		}))
+		slices.SortFunc(rows, func(a, b silent[T]) int { return a.row.Cursor().Compare(b.row.Cursor()) })
+		if cut != nil {
+			rows = rows[:slices.IndexFunc(rows, func(r silent[T]) bool { return r.row.Cursor().Compare(*cut) == 0 })+1]
+		}
+		skip := make([]bool, len(rows))
+		if stale != nil && len(rows) > 0 {
+			var more []int32
+			skip, more = stale(ctx, rows)
+			missing = mergeMissing(missing, more)
+		}
+		for i, r := range rows {
+			if len(page) == size {
+				return page, cursorToken(cur), missing
+			}
+			cur = r.row.Cursor()
+			if !skip[i] {
+				page = append(page, r)
+			}
+		}
+		if cut == nil {
+			return page, "", missing
+		}
+	}
+	if len(page) > 0 {
+		next = cursorToken(cur)
+	}
+	return page, next, missing
+}
+
+// staleVehicles tells which rows are not their vehicle's newest on any shard.
+func (h *handler) staleVehicles(ctx context.Context, rows []silent[read.VehicleStatus]) ([]bool, []int32) {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.row.VehicleID
+	}
+	var mu sync.Mutex
+	newest := map[string]time.Time{}
+	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
+		got, err := h.s.reader(shard).NewestVehicleReadings(ctx, ids)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, st := range got {
+			if st.LastUpdatedAt.After(newest[st.VehicleID]) {
+				newest[st.VehicleID] = st.LastUpdatedAt
+			}
+		}
 		return err
 	})
-	return out, err
+	out := make([]bool, len(rows))
+	for i, r := range rows {
+		out[i] = newest[r.row.VehicleID].After(r.row.LastUpdatedAt)
+	}
+	return out, missing
+}
+
+func mergeMissing(a, b []int32) []int32 {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

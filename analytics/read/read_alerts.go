@@ -1,10 +1,6 @@
 package read
 
 import (
-	"slices"
-	"sort"
-	"strings"
-
 	"github.com/fleetingest/fleetingest/analytics/attribution"
 )
 
@@ -71,75 +67,6 @@ func (a *alertSums) result() AlertSums {
 	}
 	for _, p := range a.pairs {
 		out.VehicleMeters = append(out.VehicleMeters, *p)
-	}
-	return out
-}
-
-// SiteTotals is a meter's AC and the DC attributed to it over whole hours.
-type SiteTotals struct {
-	MeterID    string
-	AC, DC     int64
-	VehicleIDs []string
-}
-
-// VehicleTotals is a vehicle's DC on one shard over whole hours and the AC attributed to it
-// there (hours where its meter had no DC are in AlertRows.Unshared instead).
-type VehicleTotals struct {
-	VehicleID string
-	AC, DC    int64
-	MeterIDs  []string
-}
-
-// AlertRows is what one shard contributes to the fleet alert question.
-type AlertRows struct {
-	// Sites whose DC/AC is below the threshold.
-	Sites []SiteTotals
-	// Every vehicle with readings on the shard in the hours.
-	Vehicles []VehicleTotals
-	// Meter hours with AC but no DC attributed.
-	Unshared []MeterHour
-}
-
-// Rows applies the threshold: the sites below it, and every vehicle with its meters.
-func (s AlertSums) Rows(threshold float64) AlertRows {
-	out := AlertRows{Unshared: s.Unshared}
-	vms := slices.Clone(s.VehicleMeters) // in (vehicle, meter) order, so every list is sorted
-	slices.SortFunc(vms, func(a, b VehicleMeter) int {
-		if c := strings.Compare(a.VehicleID, b.VehicleID); c != 0 {
-			return c
-		}
-		return strings.Compare(a.MeterID, b.MeterID)
-	})
-	siteDC := map[string]int64{}
-	siteVehicles := map[string][]string{}
-	for i, vm := range vms {
-		if i == 0 || vms[i-1].VehicleID != vm.VehicleID {
-			out.Vehicles = append(out.Vehicles, VehicleTotals{VehicleID: vm.VehicleID})
-		}
-		v := &out.Vehicles[len(out.Vehicles)-1]
-		v.AC += vm.AC
-		v.DC += vm.DC
-		if vm.MeterID != "" {
-			v.MeterIDs = append(v.MeterIDs, vm.MeterID)
-			siteDC[vm.MeterID] += vm.DC
-			siteVehicles[vm.MeterID] = append(siteVehicles[vm.MeterID], vm.VehicleID)
-		}
-	}
-	meters := make([]string, 0, len(s.MeterAC))
-	for m := range s.MeterAC {
-		meters = append(meters, m)
-	}
-	sort.Strings(meters)
-	for _, m := range meters {
-		ac, dc := s.MeterAC[m], siteDC[m]
-		if float64(dc)/float64(ac) >= threshold {
-			continue
-		}
-		ids := siteVehicles[m]
-		if ids == nil {
-			ids = []string{}
-		}
-		out.Sites = append(out.Sites, SiteTotals{MeterID: m, AC: ac, DC: dc, VehicleIDs: ids})
 	}
 	return out
 }

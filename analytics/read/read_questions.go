@@ -14,14 +14,14 @@ const (
 	fromPostgres = "postgres"
 )
 
-// Vehicle reads the vehicle's rows of window w on this shard, and for each meter span the
-// meter's AC and the DC attributed to it in the span's hours.
-func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) (VehicleRows, error) {
+// Vehicle reads what this shard adds to the vehicle's window w: for each hour, its DC by
+// meter and, in the hours of each meter span, the meter's AC and the vehicle's share of it.
+func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) ([]VehicleHour, error) {
 	parts, err := s.parts(ctx, "vehicle", w, devices{vehicle: vehicleID, meters: MeterIDs(spans)})
 	if err != nil {
-		return VehicleRows{}, err
+		return nil, err
 	}
-	return vehicleRows(parts, vehicleID, spans), nil
+	return vehicleHours(parts, vehicleID, spans), nil
 }
 
 // Meter reads a meter's AC and the DC of every vehicle attributed to it in window w.
@@ -72,7 +72,7 @@ func (s *Shard) parts(ctx context.Context, kind string, w window.Window, d devic
 func (s *Shard) fromMemory(whole window.Range, edges []window.Range, end time.Time, d devices) (parts []*Hour, ok bool) {
 	now := s.cfg.Now()
 	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))
-	settled := now.Add(-s.cfg.Settle)
+	settled := now.Add(-settle)
 	ok = true
 	s.mu.Lock()
 	defer s.mu.Unlock()

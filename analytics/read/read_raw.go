@@ -1,6 +1,7 @@
 package read
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -39,13 +40,13 @@ func newRaw(at time.Time, version int64, meters []rawMeter, vehicles []rawVehicl
 		if c := strings.Compare(a.meter, b.meter); c != 0 {
 			return c
 		}
-		return cmpInt(a.ts, b.ts)
+		return cmp.Compare(a.ts, b.ts)
 	})
 	slices.SortFunc(vehicles, func(a, b rawVehicle) int {
 		if c := strings.Compare(a.vehicle, b.vehicle); c != 0 {
 			return c
 		}
-		return cmpInt(a.ts, b.ts)
+		return cmp.Compare(a.ts, b.ts)
 	})
 	r := &Raw{At: at, Version: version, meters: meters, vehicles: vehicles}
 	for i, v := range vehicles {
@@ -55,16 +56,6 @@ func newRaw(at time.Time, version int64, meters []rawMeter, vehicles []rawVehicl
 	}
 	slices.SortStableFunc(r.byMeter, func(a, b int32) int { return strings.Compare(vehicles[a].meter, vehicles[b].meter) })
 	return r
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (r *Raw) bytes() int64 {

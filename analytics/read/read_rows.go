@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
@@ -176,51 +177,64 @@ type MeterHour struct {
 	Readings   int
 }
 
-// MeterDC is the DC attributed to a meter in one hour over all its vehicles.
-type MeterDC struct {
-	MeterID string
-	Hour    time.Time
-	Total   int64
-	// Vehicles is the number of vehicles with DC attributed to the meter; Includes tells
-	// whether the asked vehicle is one of them.
-	Vehicles int
-	Includes bool
+// VehicleHour is what one hour of a shard (the window's part of it) adds to a vehicle's
+// answer for one meter: the vehicle's DC attributed to the meter ("" for none), and, in the
+// hours of the meter's spans, the meter's readings and the vehicle's share of its AC.
+type VehicleHour struct {
+	Hour          time.Time
+	MeterID       string
+	DC            int64
+	TempSum       float64
+	Readings      int
+	MeterReadings int
+	VoltageSum    float64
+	// AC is the vehicle's share of the meter's AC (attribution.Share), or, when no vehicle's
+	// DC was attributed to the meter in the hour (Unclaimed), the meter's whole AC, to be
+	// split among the vehicles mapped to it then.
+	AC        int64
+	Unclaimed bool
+	// Shared tells that another vehicle's DC was attributed to the meter in the hour.
+	Shared bool
 }
 
-// VehicleRows is what one shard holds of a vehicle's window: its own DC by hour and meter,
-// and, in the hours of each meter span, the meter's AC and the DC attributed to it.
-type VehicleRows struct {
-	Own []HourDC
-	AC  []MeterHour
-	DC  []MeterDC
-}
-
-// vehicleRows extracts a vehicle's rows from the parts of its window (whole hours and edges).
-func vehicleRows(parts []*Hour, vehicleID string, spans []MeterSpan) VehicleRows {
-	var out VehicleRows
+// vehicleHours extracts a vehicle's hours from the parts of its window (whole hours and
+// edges): a (meter, hour) lives on one shard, so each comes whole from one.
+func vehicleHours(parts []*Hour, vehicleID string, spans []MeterSpan) []VehicleHour {
+	var out []VehicleHour
 	for _, h := range parts {
-		for _, v := range h.vehicle(vehicleID) {
-			out.Own = append(out.Own, HourDC{MeterID: v.Meter, VehicleID: v.Vehicle, Hour: h.At, DC: v.DC, TempSum: v.TempSum, Readings: int(v.Readings)})
+		first := len(out)
+		own := h.vehicle(vehicleID)
+		for _, v := range own {
+			out = append(out, VehicleHour{Hour: h.At, MeterID: v.Meter, DC: v.DC, TempSum: v.TempSum, Readings: int(v.Readings)})
 		}
 		for _, m := range MeterIDs(spans) {
-			if !inSpan(spans, m, h.At) {
-				continue
+			if inSpan(spans, m, h.At) && !slices.ContainsFunc(own, func(v VehicleRow) bool { return v.Meter == m }) {
+				out = append(out, VehicleHour{Hour: h.At, MeterID: m})
 			}
-			if r, ok := h.meter(m); ok {
-				out.AC = append(out.AC, MeterHour{MeterID: m, Hour: h.At, AC: r.AC, VoltageSum: r.VoltageSum, Readings: int(r.Readings)})
-			}
-			d := MeterDC{MeterID: m, Hour: h.At}
-			h.attributed(m, func(v VehicleRow) {
-				d.Total += v.DC
-				d.Vehicles++
-				d.Includes = d.Includes || v.Vehicle == vehicleID
-			})
-			if d.Vehicles > 0 {
-				out.DC = append(out.DC, d)
+		}
+		for i := first; i < len(out); i++ {
+			if vh := &out[i]; vh.MeterID != "" && inSpan(spans, vh.MeterID, h.At) {
+				vh.attribute(h, vehicleID)
 			}
 		}
 	}
 	return out
+}
+
+// attribute sets the meter's readings in the hour and the vehicle's share of its AC.
+func (vh *VehicleHour) attribute(h *Hour, vehicleID string) {
+	m, _ := h.meter(vh.MeterID)
+	var total int64
+	h.attributed(vh.MeterID, func(v VehicleRow) {
+		total += v.DC
+		vh.Shared = vh.Shared || v.Vehicle != vehicleID
+	})
+	vh.MeterReadings, vh.VoltageSum = int(m.Readings), m.VoltageSum
+	if total > 0 {
+		vh.AC = attribution.Share(m.AC, vh.DC, total)
+	} else {
+		vh.AC, vh.Unclaimed = m.AC, m.AC > 0
+	}
 }
 
 // MeterRows is what the meter's shard holds of its window.

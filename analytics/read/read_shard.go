@@ -1,6 +1,7 @@
 package read
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -35,13 +36,6 @@ type Config struct {
 	// Poll is how often the hours' versions are read, to catch what no notice told (a
 	// notice lost, NATS restarting). Default 2s.
 	Poll time.Duration
-	// MinReload is the least time between two reads of changed hours: notices arriving
-	// meanwhile are read together. With the ingesters' batch wait it bounds how stale an
-	// answer is. Default 200ms.
-	MinReload time.Duration
-	// Settle is how long after its end an hour's raw readings may be held: until then they
-	// change with nearly every batch. Default 2m.
-	Settle time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Reads counts the questions by kind and where they were answered ("memory",
@@ -58,8 +52,15 @@ const (
 	DefaultMaxBytes    = 256 << 20
 	DefaultMaxRawHours = 4
 	DefaultPoll        = 2 * time.Second
-	DefaultMinReload   = 200 * time.Millisecond
-	DefaultSettle      = 2 * time.Minute
+)
+
+// minReload is the least time between two reads of changed hours: notices arriving meanwhile
+// are read together. With the ingesters' batch wait it bounds how stale an answer is. settle
+// is how long after its end an hour's raw readings may be held: until then they change with
+// nearly every batch.
+const (
+	minReload = 200 * time.Millisecond
+	settle    = 2 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -68,8 +69,6 @@ func (c Config) withDefaults() Config {
 	c.MaxBytes = cmpOr(c.MaxBytes, DefaultMaxBytes)
 	c.MaxRawHours = max(cmpOr(c.MaxRawHours, DefaultMaxRawHours), 2) // both edges of a window
 	c.Poll = cmpOr(c.Poll, DefaultPoll)
-	c.MinReload = cmpOr(c.MinReload, DefaultMinReload)
-	c.Settle = cmpOr(c.Settle, DefaultSettle)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -159,7 +158,7 @@ func (s *Shard) recentFrom() time.Time {
 
 // Run reads the recent hours in, then keeps what memory holds current until ctx ends: it
 // reads the hours that notices and polls find changed, and those questions asked for, at
-// most every MinReload. Its pace is the machine's; Now only says which hours are recent.
+// most every minReload. Its pace is the machine's; Now only says which hours are recent.
 func (s *Shard) Run(ctx context.Context) error {
 	poll := time.NewTicker(s.cfg.Poll)
 	defer poll.Stop()
@@ -177,7 +176,7 @@ func (s *Shard) Run(ctx context.Context) error {
 			s.poll(ctx)
 		case <-s.wake:
 		}
-		if !sleep(ctx, s.cfg.MinReload-time.Since(started)) {
+		if !sleep(ctx, minReload-time.Since(started)) {
 			return nil
 		}
 	}
@@ -249,7 +248,8 @@ func (s *Shard) load(ctx context.Context) bool {
 		raws = append(raws, h)
 	}
 	s.mu.Unlock()
-	slices.SortFunc(hours, func(a, b time.Time) int { return a.Compare(b) })
+	slices.SortFunc(hours, time.Time.Compare)
+	slices.SortFunc(raws, time.Time.Compare)
 	hours, raws = slices.Compact(hours), slices.Compact(raws)
 	var loaded map[time.Time]*Hour
 	var rs []*Raw
@@ -311,7 +311,7 @@ func (s *Shard) install(hours map[time.Time]*Hour, raws []*Raw) {
 		size += r.bytes()
 		rawAt = append(rawAt, at)
 	}
-	byUse := func(a, b time.Time) int { return cmpInt(s.used[a], s.used[b]) }
+	byUse := func(a, b time.Time) int { return cmp.Compare(s.used[a], s.used[b]) }
 	slices.SortFunc(rawAt, byUse)
 	for len(rawAt) > s.cfg.MaxRawHours || size > s.cfg.MaxBytes && len(rawAt) > 0 {
 		size -= s.raw[rawAt[0]].bytes()

@@ -133,12 +133,6 @@ func (w Window) Split() (whole Range, edges []Range) {
 	return Range{From: ca, To: fb}, edges
 }
 
-// WholeHours is the whole hours inside the window, [CeilHour(Start), FloorHour(End)).
-func (w Window) WholeHours() Range {
-	whole, _ := w.Split()
-	return whole
-}
-
 // Segment returns the part of hour h inside the window.
 func (w Window) Segment(h time.Time) Range {
 	r := Range{From: h, To: h.Add(time.Hour)}

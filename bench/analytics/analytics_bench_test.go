@@ -443,13 +443,14 @@ func loadShard(ctx context.Context, pool *pgxpool.Pool, slots *placement.SlotMap
 	return n + m, err
 }
 
-// ingest writes, until the returned stop is called, what a fleet of the data set's size
-// sends (a reading a minute from every device) the way the ingester writes it: every 100 ms
-// one batch per shard (store.WriteBatch), so the hour being written changes version ten times
-// a second on every shard. The readings are stamped in the data set's last second, before the
+// ingest writes, until the returned stop is called, perSecond readings a second over the
+// shards (0: what a fleet of the data set's size sends, a reading a minute from every
+// device) the way the ingester writes them: every 100 ms one batch per shard
+// (store.WriteBatch) and its commit notice, so the hour being written changes version ten
+// times a second on every shard. The readings are stamped in the data set's last second, before the
 // live windows' end, at random microseconds (a reused data set keeps them; a repeat is a
 // duplicate, skipped). stop returns the batches written.
-func (s *stack) ingest(b *testing.B) (stop func() int) {
+func (s *stack) ingest(b *testing.B, perSecond int) (stop func() int) {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -475,7 +476,10 @@ func (s *stack) ingest(b *testing.B) (stop func() int) {
 				meters = append(meters, j)
 			}
 		}
-		perBatch := max(1, len(vehicles)/600)
+		perBatch := max(1, len(vehicles)/600) // pairs of readings
+		if perSecond > 0 {
+			perBatch = max(1, perSecond/10/len(s.dsns)/2)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -689,18 +693,23 @@ func BenchmarkAnalytics(b *testing.B) {
 	live.warm(b)
 	b.Run("performance/ending-now/conns=1", func(b *testing.B) { live.reportClient(b, 1, requests) })
 	b.Run("performance/ending-now/wrk-conns=16", func(b *testing.B) { live.reportWrk(b, 16) })
-	// The same while the fleet's readings are written: the hour being written changes version
-	// with every batch.
-	b.Run("performance/ending-now/ingesting/conns=1", func(b *testing.B) {
-		stop := live.ingest(b)
-		live.reportClient(b, 1, requests)
-		b.ReportMetric(float64(stop()), "batches")
-	})
-	b.Run("performance/ending-now/ingesting/wrk-conns=16", func(b *testing.B) {
-		stop := live.ingest(b)
-		live.reportWrk(b, 16)
-		b.ReportMetric(float64(stop()), "batches")
-	})
+	// The same while the fleet's readings are written (a reading a minute from every device,
+	// then 10,000 readings a second): the hour being written changes version with every batch.
+	for _, rate := range []struct {
+		name      string
+		perSecond int
+	}{{"fleet", 0}, {"10000/s", 10_000}} {
+		b.Run("performance/ending-now/ingesting-"+rate.name+"/conns=1", func(b *testing.B) {
+			stop := live.ingest(b, rate.perSecond)
+			live.reportClient(b, 1, requests)
+			b.ReportMetric(float64(stop()), "batches")
+		})
+		b.Run("performance/ending-now/ingesting-"+rate.name+"/wrk-conns=16", func(b *testing.B) {
+			stop := live.ingest(b, rate.perSecond)
+			live.reportWrk(b, 16)
+			b.ReportMetric(float64(stop()), "batches")
+		})
+	}
 	b.Run("alerts", func(b *testing.B) {
 		for range b.N {
 			var lat []time.Duration
@@ -772,10 +781,6 @@ func (s *stack) alerts(b *testing.B, url string) time.Duration {
 	return time.Since(t0)
 }
 
-// BenchmarkHistorySize measures per-vehicle latency on two data sets that differ only in
-// history length (1 and 7 days; ANALYTICS_BENCH_HISTORY_DEVICES vehicles and as many meters,
-// default 100), both served at once and asked ANALYTICS_BENCH_REQUESTS questions in
-// alternating rounds, and reports p50/p99 of each and their ratio.
 // BenchmarkAnalyticsAuth compares per-vehicle questions to a service that asks for user
 // tokens with the same questions to one that does not, on the same data: both served at
 // once, warmed, and asked in alternating rounds (1 connection, then 16 with wrk).
@@ -802,6 +807,10 @@ func BenchmarkAnalyticsAuth(b *testing.B) {
 	}
 }
 
+// BenchmarkHistorySize measures per-vehicle latency on two data sets that differ only in
+// history length (1 and 7 days; ANALYTICS_BENCH_HISTORY_DEVICES vehicles and as many meters,
+// default 100), both served at once and asked ANALYTICS_BENCH_REQUESTS questions in
+// alternating rounds, and reports p50/p99 of each and their ratio.
 func BenchmarkHistorySize(b *testing.B) {
 	n := envInt(b, "ANALYTICS_BENCH_HISTORY_DEVICES", 100)
 	requests := envInt(b, "ANALYTICS_BENCH_REQUESTS", 2000)

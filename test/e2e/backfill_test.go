@@ -18,9 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fleetingest/fleetingest/analytics/mappingio"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
+	"github.com/fleetingest/fleetingest/api/mappingio"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/internal/devstack"
 )

@@ -71,7 +71,7 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
 	fs.DurationVar(&o.memory.Recent, "memory-recent", read.DefaultRecent, "how far back every shard's hours are held in memory from the start (a new replica answers them at once)")
 	fs.DurationVar(&o.memory.Horizon, "memory-horizon", read.DefaultHorizon, "how far back hours asked for are brought into memory (older windows are read from Postgres)")
-	fs.Int64Var(&o.memory.MaxBytes, "memory-bytes", analytics.DefaultCacheBytes, "memory the hours held may take, shared by the shards (least recently used dropped first)")
+	fs.Int64Var(&o.memory.MaxBytes, "memory-bytes", read.DefaultMaxBytes, "memory the hours held may take, shared by the shards (least recently used dropped first)")
 	fs.DurationVar(&o.memory.Poll, "memory-poll", read.DefaultPoll, "how often the hours' versions are read, to catch changes no commit notice told")
 	fs.StringVar(&o.userKeys, "user-keys", "", "folder of user-token verification keys of a local issuer (<kid>.pub, e.g. a mounted Secret; re-read when it changes)")
 	fs.StringVar(&o.oidc.IssuerURL, "oidc-issuer-url", "", "OIDC issuer whose tokens users present (instead of --user-keys)")

@@ -13,9 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/fleetingest/fleetingest/analytics/mappingio"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
+	"github.com/fleetingest/fleetingest/api/mappingio"
 )
 
 // mappingsOptions are the flags of `fleetingest mappings export|import`.

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fleetingest/fleetingest/analytics/mappingio"
+	"github.com/fleetingest/fleetingest/api/mappingio"
 )
 
 var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
