@@ -176,8 +176,10 @@ func (s *Shard) Run(ctx context.Context) error {
 			s.poll(ctx)
 		case <-s.wake:
 		}
-		if !sleep(ctx, minReload-time.Since(started)) {
+		select { // notices arriving meanwhile are read together
+		case <-ctx.Done():
 			return nil
+		case <-time.After(minReload - time.Since(started)):
 		}
 	}
 }
@@ -330,18 +332,4 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

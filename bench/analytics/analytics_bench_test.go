@@ -322,14 +322,18 @@ func startStack(b *testing.B, sz size) *stack {
 		time.Sleep(time.Second)
 		return "http://" + l.Addr().String(), prom, closeSvc
 	}
-	url, prom, _ := serve(time.Now, nil)
+	// The services' clock runs from five minutes after the data set's last readings, so that
+	// its last day is the services' last day, as for a fleet that writes now.
+	started := time.Now()
+	clock := func() time.Time { return dataEnd.Add(5*time.Minute + time.Since(started)) }
+	url, prom, _ := serve(clock, nil)
 	end := dataEnd.Add(-17 * time.Minute)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}, Timeout: 30 * time.Second}
 	st := &stack{url: url, prom: prom, dsns: dsns, end: end, size: sz, client: client, from: from, slots: slots, nc: nc, top: top}
 	st.fresh = func() *stack {
 		// Another service on the same shards, with nothing in memory.
 		fresh := *st
-		fresh.url, fresh.prom, fresh.close = serve(time.Now, nil)
+		fresh.url, fresh.prom, fresh.close = serve(clock, nil)
 		return &fresh
 	}
 	st.secured = func() *stack {
@@ -350,7 +354,7 @@ func startStack(b *testing.B, sz size) *stack {
 		if secured.token, _, err = keys.UserSigner.UserToken("bench", auth.RoleViewer, time.Hour, time.Now()); err != nil {
 			b.Fatal(err)
 		}
-		secured.url, secured.prom, secured.close = serve(time.Now, users)
+		secured.url, secured.prom, secured.close = serve(clock, users)
 		return &secured
 	}
 	st.live = func() *stack {
