@@ -1,5 +1,7 @@
 // Package placement is the one definition of where a device's data lives: device-id
-// grammar, placement key → slot → shard, and the slot map every plane shares. It does no I/O.
+// grammar, placement key → slot → shard, and the slot map every plane shares, versioned over
+// time by ShardMap (placement by key and reading time; its doc gives the JSON form). It does
+// no I/O.
 package placement
 
 import (
