@@ -151,9 +151,9 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range) (AlertSums, error) {
 		return sums.result(), nil
 	}
 	s.count("alerts", fromPostgres)
-	// A day at a time, so a long window never holds more than a day of rows outside memory.
+	// A few hours at a time, so a long window never holds more than those rows outside memory.
 	for len(missing) > 0 {
-		n := min(len(missing), 24)
+		n := min(len(missing), loadChunk)
 		var loaded map[time.Time]*Hour
 		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
 			var err error

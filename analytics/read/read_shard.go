@@ -61,6 +61,7 @@ const (
 const (
 	minReload = 200 * time.Millisecond
 	settle    = 2 * time.Minute
+	loadChunk = 6 // hours of rollups read by one statement
 )
 
 func (c Config) withDefaults() Config {
@@ -253,31 +254,35 @@ func (s *Shard) load(ctx context.Context) bool {
 	slices.SortFunc(hours, time.Time.Compare)
 	slices.SortFunc(raws, time.Time.Compare)
 	hours, raws = slices.Compact(hours), slices.Compact(raws)
-	var loaded map[time.Time]*Hour
-	var rs []*Raw
-	err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
-		if len(hours) > 0 {
-			var err error
-			if loaded, err = loadHours(ctx, db, hours, devices{}); err != nil {
-				return err
+	// A few hours a statement, each put in memory as it arrives: a statement stays well within
+	// the query timeout however many hours are stale, and what was read is kept if a later
+	// one fails.
+	for len(hours) > 0 || len(raws) > 0 {
+		n, m := min(len(hours), loadChunk), min(len(raws), 1)
+		var loaded map[time.Time]*Hour
+		var r *Raw
+		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
+			if n > 0 {
+				loaded, err = loadHours(ctx, db, hours[:n], devices{})
+			} else {
+				r, err = loadRaw(ctx, db, raws[0], devices{})
 			}
-		}
-		for _, h := range raws {
-			r, err := loadRaw(ctx, db, h, devices{})
-			if err != nil {
-				return err
+			return err
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Logger.Warn("reading changed hours into memory", "err", err)
 			}
-			rs = append(rs, r)
+			return false
 		}
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			s.cfg.Logger.Warn("reading changed hours into memory", "err", err)
+		if n > 0 {
+			s.install(loaded, nil)
+			hours = hours[n:]
+		} else {
+			s.install(nil, []*Raw{r})
+			raws = raws[m:]
 		}
-		return false
 	}
-	s.install(loaded, rs)
 	return true
 }
 
