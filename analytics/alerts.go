@@ -18,6 +18,7 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
 )
 
@@ -83,6 +84,11 @@ func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard
 		})
 	}
 	wg.Wait()
+	if m := s.cfg.ShardMap.Current(); m != nil {
+		for i := s.shards.Len(); i < m.Shards(); i++ {
+			missing = append(missing, int32(i)) // no DSN in this replica yet
+		}
+	}
 	slices.Sort(missing)
 	return missing
 }
@@ -115,16 +121,37 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	}
 	hours := alertHours(w)
 
+	// Hours a cutover of the shard map splits are held in part by two shards.
+	var split []time.Time
+	if m := h.s.cfg.ShardMap.Current(); m != nil {
+		for _, c := range m.Cutovers() {
+			if at := window.FloorHour(c); !at.Equal(c) && !at.Before(hours.From) && at.Before(hours.To) {
+				split = append(split, at)
+			}
+		}
+	}
 	parts := make([]read.AlertSums, h.s.shards.Len())
 	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) (err error) {
-		parts[shard], err = h.s.reader(shard).Alerts(ctx, hours)
+		parts[shard], err = h.s.reader(shard).Alerts(ctx, hours, split)
 		return err
 	})
 	if ctx.Err() != nil {
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
 	}
 
-	sites, valerts := h.s.mergeAlerts(parts, threshold)
+	sites, valerts := h.s.mergeAlerts(read.MergeAlertSums(parts), threshold)
+	if len(missing) > 0 {
+		// Sums a missing shard held part of would be partial: those sites and vehicles are
+		// left out, as the missing shard's own are.
+		partial := func(key string) bool {
+			os, _ := h.s.owners(key, hours.From, hours.To)
+			return slices.ContainsFunc(os, func(o placement.Owner) bool { return slices.Contains(missing, int32(o.Shard)) })
+		}
+		sites = slices.DeleteFunc(sites, func(a *analyticsv1.SiteAlert) bool { return partial(a.MeterId) })
+		valerts = slices.DeleteFunc(valerts, func(a *analyticsv1.VehicleAlert) bool {
+			return partial(a.VehicleId) || slices.ContainsFunc(a.MeterIds, partial)
+		})
+	}
 	res := &analyticsv1.ListAlertsResponse{
 		Threshold:     threshold,
 		HoursStart:    timestamppb.New(hours.From),
@@ -141,12 +168,9 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	return connect.NewResponse(res), nil
 }
 
-// mergeAlerts lists the sites and vehicles below threshold over every shard's sums, worst
-// first: a meter's sums are all on its shard, a vehicle's are added over the shards it drew
-// from, and an hour's AC of a meter without DC is split equally among the vehicles mapped to
-// it then.
-func (s *Service) mergeAlerts(parts []read.AlertSums, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
-	var sites []*analyticsv1.SiteAlert
+// mergeAlerts lists the sites and vehicles below threshold, worst first; an hour's AC of a
+// meter without DC is split equally among the vehicles mapped to it then.
+func (s *Service) mergeAlerts(sums read.AlertSums, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	type veh struct {
 		ac, dc int64 // mWh
 		meters map[string]bool
@@ -160,34 +184,33 @@ func (s *Service) mergeAlerts(parts []read.AlertSums, threshold float64) ([]*ana
 		}
 		return v
 	}
-	for _, p := range parts {
-		siteDC, siteVehicles := map[string]int64{}, map[string][]string{}
-		for _, vm := range p.VehicleMeters {
-			v := get(vm.VehicleID)
-			v.ac += vm.AC
-			v.dc += vm.DC
-			if vm.MeterID != "" {
-				v.meters[vm.MeterID] = true
-				siteDC[vm.MeterID] += vm.DC
-				siteVehicles[vm.MeterID] = append(siteVehicles[vm.MeterID], vm.VehicleID)
-			}
+	siteDC, siteVehicles := map[string]int64{}, map[string][]string{}
+	for _, vm := range sums.VehicleMeters {
+		v := get(vm.VehicleID)
+		v.ac += vm.AC
+		v.dc += vm.DC
+		if vm.MeterID != "" {
+			v.meters[vm.MeterID] = true
+			siteDC[vm.MeterID] += vm.DC
+			siteVehicles[vm.MeterID] = append(siteVehicles[vm.MeterID], vm.VehicleID)
 		}
-		for m, ac := range p.MeterAC {
-			if dc := siteDC[m]; efficiency(dc, ac) < threshold {
-				ids := append([]string{}, siteVehicles[m]...)
-				sort.Strings(ids)
-				sites = append(sites, &analyticsv1.SiteAlert{
-					MeterId: m, AcConsumed: telemetry.KWh(ac), DcDelivered: telemetry.KWh(dc), EfficiencyRatio: efficiency(dc, ac), VehicleIds: ids,
-				})
-			}
+	}
+	var sites []*analyticsv1.SiteAlert
+	for m, ac := range sums.MeterAC {
+		if dc := siteDC[m]; efficiency(dc, ac) < threshold {
+			ids := append([]string{}, siteVehicles[m]...)
+			slices.Sort(ids)
+			sites = append(sites, &analyticsv1.SiteAlert{
+				MeterId: m, AcConsumed: telemetry.KWh(ac), DcDelivered: telemetry.KWh(dc), EfficiencyRatio: efficiency(dc, ac), VehicleIds: ids,
+			})
 		}
-		for _, u := range p.Unshared {
-			mapped := s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
-			for _, id := range mapped {
-				v := get(id)
-				v.ac += attribution.Equal(u.AC, len(mapped))
-				v.meters[u.MeterID] = true
-			}
+	}
+	for _, u := range sums.Unshared {
+		mapped := s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
+		for _, id := range mapped {
+			v := get(id)
+			v.ac += attribution.Equal(u.AC, len(mapped))
+			v.meters[u.MeterID] = true
 		}
 	}
 	var valerts []*analyticsv1.VehicleAlert

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -64,7 +65,8 @@ type fixture struct {
 	shardDB  []*pgxpool.Pool
 	shardSt  []*fleetload.Shard
 	oracleSt *fleetload.Shard
-	slots    *placement.SlotMap
+	smap     *placement.ShardMap // two shards, then three from cutover on
+	cutover  time.Time
 	reg      *registry.Registry
 	mappings map[string]registry.Mapping
 	prom     *prometheus.Registry
@@ -79,7 +81,16 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	f := &fixture{end: time.Date(2026, 11, 20, 12, 17, 30, 0, time.UTC), slots: placement.MustSlotMap(nShards)}
+	f := &fixture{end: time.Date(2026, 11, 20, 12, 17, 30, 0, time.UTC)}
+	// The fleet grew from two shards to three mid-hour, eight hours before the data's end: an
+	// hour and every window across it is held in part by two shards.
+	f.cutover = hoursBefore(f.end, 8).Add(23 * time.Minute)
+	var oracleCfg *pgxpool.Config
+	grown, err := placement.Grow(placement.MustShardMap(nShards-1), nShards, f.cutover)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.smap = grown
 	f.clk = &clock{t: hoursBefore(f.end, 40)}
 
 	// Shards: one cluster each, so one can be stopped.
@@ -99,7 +110,7 @@ func newFixture(t *testing.T) *fixture {
 		f.shardSt = append(f.shardSt, sh)
 	}
 	// The oracle plans every query for its parameters (its sums are per meter and hour).
-	oracleCfg, err := pgxpool.ParseConfig(pgtest.NewDatabase(t, f.clusters[0]))
+	oracleCfg, err = pgxpool.ParseConfig(pgtest.NewDatabase(t, f.clusters[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +158,7 @@ func (f *fixture) serve(t *testing.T, ctx context.Context, prom *prometheus.Regi
 	t.Helper()
 	cfg := analytics.Config{
 		Shards:     shards.Config{DSNs: f.dsns, MaxConns: 8, MinConns: 1, QueryTimeout: 3 * time.Second, ConnectTimeout: time.Second},
-		SlotMap:    f.slots,
+		ShardMap:   placement.Fixed{Map: f.smap},
 		Registry:   f.reg,
 		Memory:     memory,
 		Now:        f.clk.Now,
@@ -210,14 +221,18 @@ func homeMeter(i int) string { return meterID(i % 100) }
 
 // otherShardMeter is a meter on a different shard than vehicle i's home meter.
 func (f *fixture) otherShardMeter(i int) string {
-	home := f.slots.ShardOf(homeMeter(i))
+	at := f.remappedAt()
+	home := f.smap.ShardOf(homeMeter(i), at)
 	for k := 1; ; k++ {
 		m := meterID((i%100 + k) % 100)
-		if f.slots.ShardOf(m) != home {
+		if f.smap.ShardOf(m, at) != home {
 			return m
 		}
 	}
 }
+
+// remappedAt is when vehicles 10..29 are re-mapped.
+func (f *fixture) remappedAt() time.Time { return hoursBefore(f.end, 10).Add(17 * time.Minute) }
 
 // mapFleet writes the mappings through the registry with the clock at their times:
 // vehicles 10.. mapped before any reading; 0..9 first mapped mid-data (readings before
@@ -235,7 +250,7 @@ func (f *fixture) mapFleet(t *testing.T, ctx context.Context) {
 	}
 	set(hoursBefore(f.end, 40), 10, nVehicles, homeMeter)
 	set(hoursBefore(f.end, 20).Add(7*time.Minute), 0, 10, homeMeter)
-	set(hoursBefore(f.end, 10).Add(17*time.Minute), 10, 30, f.otherShardMeter)
+	set(f.remappedAt(), 10, 30, f.otherShardMeter)
 	f.clk.Set(hoursBefore(f.end, 5).Add(40 * time.Minute))
 	for i := 30; i < 35; i++ {
 		if _, err := f.reg.Unset(ctx, vehicleID(i)); err != nil {
@@ -292,7 +307,7 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 			}
 			meter, _ := m.MeterAt(ts)
 			r := fleetload.VehicleReading{VehicleID: id, TS: ts, SOC: 20 + 80*rng.Float64(), DC: 100_000 + rng.Int64N(400_000), Temp: 15 + 25*rng.Float64(), MeterID: meter}
-			shard := f.slots.ShardOf(registry.PlacementKey(&m, id, ts))
+			shard := f.smap.ShardOf(registry.PlacementKey(&m, id, ts), ts)
 			late := i >= 50 && i < 60 && !ts.Before(hoursBefore(f.end, 12)) && ts.Before(hoursBefore(f.end, 11))
 			b := 0
 			if late || !ts.Before(hoursBefore(f.end, 1)) {
@@ -314,7 +329,7 @@ func (f *fixture) loadReadings(t *testing.T, ctx context.Context) {
 				continue
 			}
 			r := fleetload.MeterReading{MeterID: id, TS: ts, AC: int64(level * float64(500_000+rng.Int64N(1_000_000))), Voltage: 220 + 20*rng.Float64()}
-			shard := f.slots.ShardOf(id)
+			shard := f.smap.ShardOf(id, ts)
 			b := 0
 			if !ts.Before(hoursBefore(f.end, 1)) {
 				b = 1
@@ -401,3 +416,15 @@ func (c countStatements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx
 }
 
 func (countStatements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// heldBy reports whether shard held some of key's readings in [from, to).
+func (f *fixture) heldBy(key string, shard int, from, to time.Time) bool {
+	return slices.ContainsFunc(f.smap.Owners(key, from, to), func(o placement.Owner) bool { return o.Shard == shard })
+}
+
+func ptrOr(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
+}

@@ -85,16 +85,26 @@ func (s *Service) checkNoUnmappedReadings(ctx context.Context, vehicleID string,
 	if iv.To != nil {
 		end = pgtype.Timestamptz{Time: *iv.To, Valid: true}
 	}
-	var n int
-	var first pgtype.Timestamptz
-	err := s.shards.Do(ctx, s.cfg.SlotMap.ShardOf(vehicleID), func(ctx context.Context, db shards.DBTX) error {
-		return db.QueryRow(ctx, unmappedReadingsSQL, vehicleID, iv.From, end).Scan(&n, &first)
-	})
+	last := s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
+	if iv.To != nil {
+		last = *iv.To
+	}
+	os, err := s.owners(vehicleID, iv.From, last)
 	if err != nil {
 		return err
 	}
-	if n > 0 {
-		return &hiddenReadingsError{vehicleID: vehicleID, iv: iv, n: n, first: first.Time}
+	for _, o := range os {
+		var n int
+		var first pgtype.Timestamptz
+		err := s.shards.Do(ctx, o.Shard, func(ctx context.Context, db shards.DBTX) error {
+			return db.QueryRow(ctx, unmappedReadingsSQL, vehicleID, iv.From, end).Scan(&n, &first)
+		})
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return &hiddenReadingsError{vehicleID: vehicleID, iv: iv, n: n, first: first.Time}
+		}
 	}
 	return nil
 }

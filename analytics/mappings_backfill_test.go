@@ -72,7 +72,7 @@ func TestMaxLatenessDefaultsToTheGatewaysAndStaysWithinTheRegistryRetention(t *t
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := Config{Shards: shards.Config{DSNs: []string{"postgres://none@127.0.0.1:1/none"}}, SlotMap: placement.MustSlotMap(1), Registry: reg}
+	base := Config{Shards: shards.Config{DSNs: []string{"postgres://none@127.0.0.1:1/none"}}, ShardMap: placement.Fixed{Map: placement.MustShardMap(1)}, Registry: reg}
 	tests := []struct {
 		name        string
 		maxLateness time.Duration

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -34,60 +33,71 @@ type meterAnswer struct {
 	known        bool
 }
 
-// meterWindow reads the meter's window from its shard (one shard answers) and splits each
-// hour's AC among the vehicles by DC share (equally among the vehicles mapped then when no DC
-// was attributed; unattributed when none was mapped).
+// meterWindow reads the meter's window from the shards that held it and splits each hour's AC
+// among the vehicles by DC share (equally among the vehicles mapped then when no DC was
+// attributed; unattributed when none was mapped). An hour split at a shard map's cutover has
+// a part on each shard: the parts add up before the AC is shared.
 func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Window) (meterAnswer, error) {
-	shard := s.shardOf(meterID, w.Start)
-	known := true
-	rows, err := s.reader(shard).Meter(ctx, meterID, w)
-	if err == nil && len(rows.AC) == 0 && len(rows.DC) == 0 {
-		_, known, err = s.reader(shard).MeterStatus(ctx, meterID)
-	}
+	os, err := s.owners(meterID, w.Start, w.End)
 	if err != nil {
-		return meterAnswer{}, s.shardError("reading meter "+meterID, err)
+		return meterAnswer{}, err
 	}
-	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}, known: known}
-	hour := func(h time.Time) *hourTotals { return entry(ans.hours, h) }
+	var rows read.MeterRows
+	for _, o := range os {
+		r, err := s.reader(o.Shard).Meter(ctx, meterID, w)
+		if err != nil {
+			return meterAnswer{}, s.shardError("reading meter "+meterID, err)
+		}
+		rows.AC, rows.DC = append(rows.AC, r.AC...), append(rows.DC, r.DC...)
+	}
+	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}, known: len(rows.AC)+len(rows.DC) > 0}
+	if !ans.known {
+		if _, _, ans.known, err = s.meterStatus(ctx, meterID); err != nil {
+			return meterAnswer{}, err
+		}
+	}
 	veh := func(id string) *vehicleShare {
 		v := entry(ans.vehicles, id)
 		v.vehicleID = id
 		return v
 	}
-	perHour := map[time.Time][]read.HourDC{}
+	dcs := map[time.Time]map[string]int64{} // by hour and vehicle
 	for _, d := range rows.DC {
-		perHour[d.Hour] = append(perHour[d.Hour], d)
-		t := hour(d.Hour)
+		t := entry(ans.hours, d.Hour)
 		t.dc += d.DC
 		t.tempSum += d.TempSum
 		t.readings += d.Readings
 		v := veh(d.VehicleID)
 		v.dc += d.DC
 		v.readings += d.Readings
+		if dcs[d.Hour] == nil {
+			dcs[d.Hour] = map[string]int64{}
+		}
+		dcs[d.Hour][d.VehicleID] += d.DC
 	}
-	sort.Slice(rows.AC, func(i, j int) bool { return rows.AC[i].Hour.Before(rows.AC[j].Hour) })
 	for _, a := range rows.AC {
-		t := hour(a.Hour)
+		t := entry(ans.hours, a.Hour)
 		t.ac += a.AC
 		t.voltageSum += a.VoltageSum
 		t.meterReadings += a.Readings
-		if a.AC == 0 {
+	}
+	for h, t := range ans.hours {
+		if t.ac == 0 {
 			continue
 		}
 		if t.dc > 0 {
-			for _, d := range perHour[a.Hour] {
-				veh(d.VehicleID).ac += attribution.Share(a.AC, d.DC, t.dc)
+			for id, dc := range dcs[h] {
+				veh(id).ac += attribution.Share(t.ac, dc, t.dc)
 			}
 			continue
 		}
-		seg := w.Segment(a.Hour)
+		seg := w.Segment(h)
 		mapped := s.reg.MappedTo(meterID, seg.From, seg.To)
 		if len(mapped) == 0 {
-			ans.unattributed += a.AC
-			continue
+			ans.unattributed += t.ac
 		}
 		for _, id := range mapped {
-			veh(id).ac += attribution.Equal(a.AC, len(mapped))
+			veh(id).ac += attribution.Equal(t.ac, len(mapped))
 		}
 	}
 	ans.total = sumHours(ans.hours)

@@ -117,7 +117,7 @@ func (n *noticeStack) serve(t *testing.T, poll time.Duration) *replica {
 	nc, _ := natstest.Connect(t, n.nats.URL())
 	svc, err := analytics.New(analytics.Config{
 		Shards:        shards.Config{DSNs: []string{n.dsn}, MaxConns: 4, MinConns: 1, Tracer: countStatements{&r.statements}},
-		SlotMap:       placement.MustSlotMap(1),
+		ShardMap:      placement.Fixed{Map: placement.MustShardMap(1)},
 		Registry:      n.reg,
 		Memory:        read.Config{Poll: poll},
 		NATS:          nc,

@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"slices"
-	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -53,9 +52,10 @@ type shardPlan struct {
 	meters []read.MeterSpan
 }
 
-// planVehicle asks the shard of each piece's meter for the piece's hours, and the vehicle's
-// own shard when part of the window had no mapping; a shard is asked once.
-func planVehicle(shardOf func(key string, hour time.Time) int, vehicleID string, w window.Window, ps []piece, uncovered bool) []shardPlan {
+// planVehicle asks the shards that held each piece's meter for the piece's hours they held
+// it in, and those that held the vehicle's own id when part of the window had no mapping; a
+// shard is asked once.
+func (s *Service) planVehicle(vehicleID string, w window.Window, ps []piece, uncovered bool) ([]shardPlan, error) {
 	var plans []shardPlan
 	add := func(shard int) *shardPlan {
 		i := slices.IndexFunc(plans, func(p shardPlan) bool { return p.shard == shard })
@@ -65,11 +65,23 @@ func planVehicle(shardOf func(key string, hour time.Time) int, vehicleID string,
 		return &plans[i]
 	}
 	if uncovered {
-		add(shardOf(vehicleID, w.Start))
+		os, err := s.owners(vehicleID, w.Start, w.End)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range os {
+			add(o.Shard)
+		}
 	}
 	for _, p := range ps {
-		plan := add(shardOf(p.meterID, p.r.From))
-		plan.meters = append(plan.meters, read.MeterSpan{MeterID: p.meterID, Hours: w.HourSpan(p.r)})
+		os, err := s.owners(p.meterID, p.r.From, p.r.To)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range os {
+			plan := add(o.Shard)
+			plan.meters = append(plan.meters, read.MeterSpan{MeterID: p.meterID, Hours: w.HourSpan(window.Range{From: o.From, To: o.To})})
+		}
 	}
-	return plans
+	return plans, nil
 }

@@ -1,12 +1,15 @@
 package analytics
 
 import (
+	"cmp"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
+	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
@@ -49,26 +52,52 @@ func TestPiecesClipIntervalsToTheWindowAndFindUnmappedParts(t *testing.T) {
 	}
 }
 
-func TestPlanAsksEachShardOnceForTheHoursOfItsPieces(t *testing.T) {
-	shards := map[string]int{"EV-1": 0, "m1": 0, "m2": 1}
-	shardOf := func(key string, _ time.Time) int { return shards[key] }
+func TestPlanAsksEachShardThatHeldAPieceForTheHoursItHeldIt(t *testing.T) {
 	at := func(h, m int) time.Time { return time.Date(2026, 11, 20, h, m, 0, 0, time.UTC) }
+	// Two shards, then three from 03:20: find a meter that moved to the new shard and one
+	// that stayed.
+	grown, err := placement.Grow(placement.MustShardMap(2), 3, at(3, 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moved, stayed string
+	for i := 0; moved == "" || stayed == ""; i++ {
+		id := fmt.Sprintf("m%d", i)
+		if grown.ShardOf(id, at(3, 20)) == 2 {
+			moved = cmp.Or(moved, id)
+		} else if grown.ShardOf(id, at(0, 0)) == grown.ShardOf(id, at(3, 20)) {
+			stayed = cmp.Or(stayed, id)
+		}
+	}
+	s := &Service{cfg: Config{ShardMap: placement.Fixed{Map: grown}}, readers: make([]*read.Shard, 3)}
 	w := window.Window{Start: at(0, 30), End: at(6, 15)}
 	ps := []piece{
-		{"m1", window.Range{From: at(0, 30), To: at(2, 10)}},
-		{"m2", window.Range{From: at(2, 10), To: at(2, 40)}},
-		{"m1", window.Range{From: at(2, 40), To: at(6, 15)}},
+		{moved, window.Range{From: at(0, 30), To: at(2, 10)}},
+		{stayed, window.Range{From: at(2, 10), To: at(2, 40)}},
+		{moved, window.Range{From: at(2, 40), To: at(6, 15)}},
 	}
-	plans := planVehicle(shardOf, "EV-1", w, ps, true)
+	plans, err := s.planVehicle("EV-1", w, ps, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	span := func(meter string, from, to int) read.MeterSpan {
 		return read.MeterSpan{MeterID: meter, Hours: window.Range{From: at(from, 0), To: at(to, 0)}}
 	}
-	want := []shardPlan{
-		{shard: 0, meters: []read.MeterSpan{span("m1", 0, 3), span("m1", 2, 7)}},
-		{shard: 1, meters: []read.MeterSpan{span("m2", 2, 3)}},
+	before, after := grown.ShardOf(moved, at(0, 0)), 2
+	want := map[int][]read.MeterSpan{}
+	want[before] = append(want[before], span(moved, 0, 3))
+	want[grown.ShardOf(stayed, at(0, 0))] = append(want[grown.ShardOf(stayed, at(0, 0))], span(stayed, 2, 3))
+	want[before] = append(want[before], span(moved, 2, 4)) // until the cutover, in its hour
+	want[after] = append(want[after], span(moved, 3, 7))   // from the cutover's hour on
+	got := map[int][]read.MeterSpan{}
+	for _, p := range plans {
+		if _, dup := got[p.shard]; dup {
+			t.Fatalf("shard %d asked twice: %+v", p.shard, plans)
+		}
+		got[p.shard] = p.meters
 	}
-	if !reflect.DeepEqual(plans, want) {
-		t.Fatalf("plans = %+v, want %+v", plans, want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("plans = %+v, want %+v", got, want)
 	}
 }
 

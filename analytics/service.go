@@ -35,8 +35,9 @@ import (
 type Config struct {
 	// Shards are the shard pools' configuration (DSNs by shard index). Required.
 	Shards shards.Config
-	// SlotMap places keys on shards; its shard count must match len(Shards.DSNs). Required.
-	SlotMap *placement.SlotMap
+	// ShardMap places keys on shards by the time of their readings (a copy that follows the
+	// fleet's map); Shards.DSNs must name every shard it has. Required.
+	ShardMap placement.Source
 	// Registry is the mapping registry; the caller runs it (Registry.Run). Required.
 	Registry *registry.Registry
 	// Users verifies the bearer token of every call: viewer reads, admin also writes
@@ -103,7 +104,7 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) validate() error {
-	if c.SlotMap == nil {
+	if c.ShardMap == nil {
 		return placement.ErrNoSlotMap
 	}
 	if c.Registry == nil {
@@ -120,9 +121,6 @@ func (c Config) validate() error {
 	}
 	if c.MaxLateness < 0 || c.MaxLateness > c.Registry.Retention() {
 		return fmt.Errorf("max lateness %s out of range 0..%s (the mapping registry's retention)", c.MaxLateness, c.Registry.Retention())
-	}
-	if n := len(c.Shards.DSNs); n != c.SlotMap.Shards {
-		return fmt.Errorf("%d shard DSNs for a slot map of %d shards", n, c.SlotMap.Shards)
 	}
 	return nil
 }
@@ -143,20 +141,33 @@ type Service struct {
 type reader interface {
 	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) ([]read.VehicleHour, error)
 	Meter(ctx context.Context, meterID string, w window.Window) (read.MeterRows, error)
-	Alerts(ctx context.Context, hours window.Range) (read.AlertSums, error)
+	Alerts(ctx context.Context, hours window.Range, split []time.Time) (read.AlertSums, error)
 	VehicleStatus(ctx context.Context, vehicleID string) (read.VehicleStatus, bool, error)
 	MeterStatus(ctx context.Context, meterID string) (read.MeterStatus, bool, error)
 	SilentVehicles(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.VehicleStatus, error)
 	SilentMeters(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.MeterStatus, error)
-	NewestVehicleReadings(ctx context.Context, vehicleIDs []string) ([]read.VehicleStatus, error)
+	VehicleStatuses(ctx context.Context, ids []string) ([]read.VehicleStatus, error)
+	MeterStatuses(ctx context.Context, ids []string) ([]read.MeterStatus, error)
 }
 
 // reader returns shard i's reader.
 func (s *Service) reader(i int) reader { return s.readers[i] }
 
-// shardOf is the shard that holds key's data of the hour at: the one placement rule of every
-// question (one shard for every hour today).
-func (s *Service) shardOf(key string, _ time.Time) int { return s.cfg.SlotMap.ShardOf(key) }
+// owners is the shards that held key's readings over [from, to), by the shard map: the one
+// placement rule of every question. A shard this replica has no DSN for is Unavailable.
+func (s *Service) owners(key string, from, to time.Time) ([]placement.Owner, error) {
+	m := s.cfg.ShardMap.Current()
+	if m == nil {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("the shard map has not arrived yet"))
+	}
+	os := m.Owners(key, from, to)
+	for _, o := range os {
+		if o.Shard >= len(s.readers) {
+			return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("shard %d is not among this replica's %d shards: it needs the new shard's DSN", o.Shard, len(s.readers)))
+		}
+	}
+	return os, nil
+}
 
 // New opens the shard pools (connections are made lazily) and builds the handler.
 func New(cfg Config) (*Service, error) {
@@ -251,6 +262,9 @@ func (s *Service) Ready(ctx context.Context) error {
 	}
 	if !s.reg.Ready() {
 		return errors.New("mapping registry has not caught up yet")
+	}
+	if m := s.cfg.ShardMap.Current(); m == nil || m.Shards() > len(s.readers) {
+		return fmt.Errorf("the shard map has not arrived, or names shards beyond this replica's %d", len(s.readers))
 	}
 	for i, r := range s.readers {
 		if !r.Ready() {

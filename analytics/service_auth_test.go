@@ -88,7 +88,7 @@ func newAuthFixture(t *testing.T) *authFixture {
 
 	svc, err := analytics.New(analytics.Config{
 		Shards:   shards.Config{DSNs: []string{dsn}, MaxConns: 4, QueryTimeout: 3 * time.Second},
-		SlotMap:  placement.MustSlotMap(1),
+		ShardMap: placement.Fixed{Map: placement.MustShardMap(1)},
 		Registry: reg,
 		Users:    users,
 		Logger:   quiet,

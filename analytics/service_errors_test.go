@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/fleetingest/fleetingest/analytics/shards"
+	"github.com/fleetingest/fleetingest/api/placement"
 )
 
 // TestACallerThatWentAwayIsNoShardFailure asks every shard with a context its caller already
@@ -27,7 +28,7 @@ func TestACallerThatWentAwayIsNoShardFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	s := &Service{shards: set, metrics: m, cfg: Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}}
+	s := &Service{shards: set, metrics: m, cfg: Config{ShardMap: placement.Fixed{Map: placement.MustShardMap(2)}, Logger: slog.New(slog.NewTextHandler(&logs, nil))}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 100 {

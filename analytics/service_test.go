@@ -1,6 +1,7 @@
 package analytics_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -481,8 +482,8 @@ func TestAnalytics(t *testing.T) {
 		// The seed's first step, a reading of EV-101 before it is mapped: stored on its own
 		// id's shard, unattributed.
 		now := f.clk.Now()
-		shard := f.slots.ShardOf("EV-101")
 		reading := fleetload.VehicleReading{VehicleID: "EV-101", TS: now.Add(-time.Minute), SOC: 85.5, DC: 45_200_000, Temp: 28.5}
+		shard := f.smap.ShardOf("EV-101", reading.TS)
 		if _, err := f.shardSt[shard].Write(context.Background(), []fleetload.VehicleReading{reading}, nil, 1); err != nil {
 			t.Fatal(err)
 		}
@@ -608,7 +609,7 @@ func TestAnalytics(t *testing.T) {
 		// are unavailable, since readings acknowledged meanwhile wait for it in the stream.
 		onDown := func(id string) bool {
 			for _, iv := range f.mappings[id].Intervals {
-				if f.slots.ShardOf(iv.MeterID) == down {
+				if f.heldBy(iv.MeterID, down, iv.From, cmp.Or(ptrOr(iv.To), f.end)) {
 					return true
 				}
 			}
@@ -660,13 +661,13 @@ func TestAnalytics(t *testing.T) {
 			t.Fatalf("alerts: %d %s", status, body)
 		}
 		for _, s := range alerts.Sites {
-			if f.slots.ShardOf(s.MeterId) == down {
+			if f.heldBy(s.MeterId, down, hoursBefore(f.end, 24), f.end) {
 				t.Fatalf("site %s of the stopped shard reported", s.MeterId)
 			}
 		}
 		var downMeter string
 		for j := 0; j < nMeters && downMeter == ""; j++ {
-			if f.slots.ShardOf(meterID(j)) == down {
+			if f.heldBy(meterID(j), down, hoursBefore(f.end, 24), f.end) {
 				downMeter = meterID(j)
 			}
 		}
@@ -683,7 +684,7 @@ func TestAnalytics(t *testing.T) {
 		url := f.serve(t, ctx, prometheus.NewRegistry(), read.Config{})
 		var upVehicle string
 		for i := 10; i < nVehicles && upVehicle == ""; i++ {
-			if m := f.mappings[vehicleID(i)]; m.MeterID != "" && len(m.Intervals) == 1 && f.slots.ShardOf(m.MeterID) != down {
+			if m := f.mappings[vehicleID(i)]; m.MeterID != "" && len(m.Intervals) == 1 && !f.heldBy(m.MeterID, down, hoursBefore(f.end, 24), f.end) {
 				upVehicle = vehicleID(i)
 			}
 		}

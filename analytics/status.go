@@ -1,6 +1,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -17,7 +18,6 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
-	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
 func vehicleStatusMsg(st read.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
@@ -35,48 +35,43 @@ func meterStatusMsg(st read.MeterStatus, shard int) *analyticsv1.MeterStatus {
 	}
 }
 
-// GetVehicleStatus answers GET /v1/status/vehicles/{vehicleId} from the shard of the vehicle's
-// current placement, falling back to the shards of its earlier placements when that one has
-// no row yet (a vehicle re-mapped but silent since).
+// GetVehicleStatus answers GET /v1/status/vehicles/{vehicleId}: the newest row over the
+// shards of the vehicle's placement history (its own id's and those of the meters it was
+// mapped to), named with the shard that holds it.
 func (h *handler) GetVehicleStatus(ctx context.Context, req *connect.Request[analyticsv1.GetVehicleStatusRequest]) (*connect.Response[analyticsv1.VehicleStatus], error) {
 	id := req.Msg.GetVehicleId()
 	if err := checkID("vehicle", id); err != nil {
 		return nil, err
 	}
 	m, _ := h.s.reg.Cached(id)
-	now := h.s.cfg.Now()
-	first := h.s.shardOf(registry.PlacementKey(&m, id, now), now)
-	st, ok, err := h.s.reader(first).VehicleStatus(ctx, id)
-	if err != nil {
-		return nil, h.s.shardError("reading status of vehicle "+id, err)
+	end := h.s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
+	var shards []int
+	add := func(key string, from, to time.Time) error {
+		os, err := h.s.owners(key, from, to)
+		for _, o := range os {
+			if !slices.Contains(shards, o.Shard) {
+				shards = append(shards, o.Shard)
+			}
+		}
+		return err
 	}
-	if ok {
-		return connect.NewResponse(vehicleStatusMsg(st, first)), nil
-	}
-	candidates := map[int]bool{h.s.shardOf(id, now): true}
+	err := add(id, time.Time{}, end)
 	for _, iv := range m.Intervals {
-		candidates[h.s.shardOf(iv.MeterID, iv.From)] = true
+		err = errors.Join(err, add(iv.MeterID, iv.From, cmp.Or(ptrTime(iv.To), end)))
 	}
-	delete(candidates, first)
-	var best *analyticsv1.VehicleStatus
-	var errs []error
-	for shard := range candidates {
-		st, ok, err := h.s.reader(shard).VehicleStatus(ctx, id)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if ok && (best == nil || st.LastUpdatedAt.After(best.LastUpdatedAt.AsTime())) {
-			best = vehicleStatusMsg(st, shard)
-		}
+	if err != nil {
+		return nil, err
 	}
-	if best != nil {
-		return connect.NewResponse(best), nil
-	}
-	if err := errors.Join(errs...); err != nil {
+	st, shard, ok, err := newestStatus(ctx, h.s, shards, func(ctx context.Context, r reader) (read.VehicleStatus, bool, error) {
+		return r.VehicleStatus(ctx, id)
+	})
+	switch {
+	case err != nil:
 		return nil, h.s.shardError("reading status of vehicle "+id, err)
+	case !ok:
+		return nil, notFound("vehicle %s has not reported", id)
 	}
-	return nil, notFound("vehicle %s has not reported", id)
+	return connect.NewResponse(vehicleStatusMsg(st, shard)), nil
 }
 
 // GetMeterStatus answers GET /v1/status/meters/{meterId}.
@@ -85,15 +80,58 @@ func (h *handler) GetMeterStatus(ctx context.Context, req *connect.Request[analy
 	if err := checkID("meter", id); err != nil {
 		return nil, err
 	}
-	shard := h.s.cfg.SlotMap.ShardOf(id)
-	st, ok, err := h.s.reader(shard).MeterStatus(ctx, id)
-	if err != nil {
-		return nil, h.s.shardError("reading status of meter "+id, err)
-	}
-	if !ok {
+	st, shard, ok, err := h.s.meterStatus(ctx, id)
+	switch {
+	case err != nil:
+		return nil, err
+	case !ok:
 		return nil, notFound("meter %s has not reported", id)
 	}
 	return connect.NewResponse(meterStatusMsg(st, shard)), nil
+}
+
+// meterStatus is the meter's newest row over the shards that held it, and its shard.
+func (s *Service) meterStatus(ctx context.Context, id string) (read.MeterStatus, int, bool, error) {
+	os, err := s.owners(id, time.Time{}, s.cfg.Now().Add(time.Hour))
+	if err != nil {
+		return read.MeterStatus{}, 0, false, err
+	}
+	shards := make([]int, len(os))
+	for i, o := range os {
+		shards[i] = o.Shard
+	}
+	st, shard, ok, err := newestStatus(ctx, s, shards, func(ctx context.Context, r reader) (read.MeterStatus, bool, error) {
+		return r.MeterStatus(ctx, id)
+	})
+	if err != nil {
+		return st, shard, ok, s.shardError("reading status of meter "+id, err)
+	}
+	return st, shard, ok, nil
+}
+
+// newestStatus asks each shard for a device's row and keeps the newest; found is false when
+// none has one, and err tells of the shards that did not answer then.
+func newestStatus[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, shards []int, get func(context.Context, reader) (T, bool, error)) (best T, shard int, found bool, err error) {
+	var errs []error
+	for _, i := range shards {
+		st, ok, err := get(ctx, s.reader(i))
+		if err != nil {
+			errs = append(errs, err)
+		} else if ok && (!found || st.Cursor().At.After(best.Cursor().At)) {
+			best, shard, found = st, i, true
+		}
+	}
+	if !found {
+		err = errors.Join(errs...)
+	}
+	return best, shard, found, err
+}
+
+func ptrTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return *t
 }
 
 func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.Time, cur read.Cursor, size int, err error) {
@@ -134,7 +172,9 @@ func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[a
 	fetch := func(ctx context.Context, r reader, after read.Cursor, n int) ([]read.VehicleStatus, error) {
 		return r.SilentVehicles(ctx, cutoff, after, n)
 	}
-	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, h.staleVehicles)
+	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, func(ctx context.Context, r reader, ids []string) ([]read.VehicleStatus, error) {
+		return r.VehicleStatuses(ctx, ids)
+	})
 	res := &analyticsv1.ListSilentVehiclesResponse{NextPageToken: next, MissingShards: missing}
 	for _, r := range page {
 		res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.row, r.shard))
@@ -151,7 +191,9 @@ func (h *handler) ListSilentMeters(ctx context.Context, req *connect.Request[ana
 	fetch := func(ctx context.Context, r reader, after read.Cursor, n int) ([]read.MeterStatus, error) {
 		return r.SilentMeters(ctx, cutoff, after, n)
 	}
-	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, nil)
+	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, func(ctx context.Context, r reader, ids []string) ([]read.MeterStatus, error) {
+		return r.MeterStatuses(ctx, ids)
+	})
 	res := &analyticsv1.ListSilentMetersResponse{NextPageToken: next, MissingShards: missing}
 	for _, r := range page {
 		res.Meters = append(res.Meters, meterStatusMsg(r.row, r.shard))
@@ -167,12 +209,12 @@ type silent[T interface{ Cursor() read.Cursor }] struct {
 
 // silentPage lists a page of status rows after cur over every shard, in (last heard, id)
 // order. Rows are fetched in rounds: each shard's next rows, merged and cut where the first
-// full batch ends (beyond it another shard may hold earlier rows), without the rows stale
-// finds outdated (a vehicle re-mapped keeps an older row on the shard it left), until the
-// page is full or the shards are done.
+// full batch ends (beyond it another shard may hold earlier rows), without the rows that are
+// not their device's newest on any shard (a device placed on another shard since keeps an
+// older row on the shard it left), until the page is full or the shards are done.
 func silentPage[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, cur read.Cursor, size int,
 	fetch func(ctx context.Context, r reader, after read.Cursor, n int) ([]T, error),
-	stale func(ctx context.Context, rows []silent[T]) ([]bool, []int32),
+	byID func(ctx context.Context, r reader, ids []string) ([]T, error),
 ) (page []silent[T], next string, missing []int32) {
 	for range 100 {
 		var mu sync.Mutex
@@ -195,18 +237,14 @@ func silentPage[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Ser
 		if cut != nil {
 			rows = rows[:slices.IndexFunc(rows, func(r silent[T]) bool { return r.row.Cursor().Compare(*cut) == 0 })+1]
 		}
-		skip := make([]bool, len(rows))
-		if stale != nil && len(rows) > 0 {
-			var more []int32
-			skip, more = stale(ctx, rows)
-			missing = mergeMissing(missing, more)
-		}
-		for i, r := range rows {
+		newest, more := newestByID(ctx, s, rows, byID)
+		missing = mergeMissing(missing, more)
+		for _, r := range rows {
 			if len(page) == size {
 				return page, cursorToken(cur), missing
 			}
 			cur = r.row.Cursor()
-			if !skip[i] {
+			if !newest[cur.ID].After(cur.At) {
 				page = append(page, r)
 			}
 		}
@@ -220,30 +258,29 @@ func silentPage[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Ser
 	return page, next, missing
 }
 
-// staleVehicles tells which rows are not their vehicle's newest on any shard.
-func (h *handler) staleVehicles(ctx context.Context, rows []silent[read.VehicleStatus]) ([]bool, []int32) {
+// newestByID reads, for the devices of rows, the newest row any shard holds.
+func newestByID[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, rows []silent[T], byID func(ctx context.Context, r reader, ids []string) ([]T, error)) (map[string]time.Time, []int32) {
+	newest := map[string]time.Time{}
+	if len(rows) == 0 || s.shards.Len() == 1 {
+		return newest, nil
+	}
 	ids := make([]string, len(rows))
 	for i, r := range rows {
-		ids[i] = r.row.VehicleID
+		ids[i] = r.row.Cursor().ID
 	}
 	var mu sync.Mutex
-	newest := map[string]time.Time{}
-	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		got, err := h.s.reader(shard).NewestVehicleReadings(ctx, ids)
+	missing := s.fanOut(ctx, func(ctx context.Context, shard int) error {
+		got, err := byID(ctx, s.reader(shard), ids)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, st := range got {
-			if st.LastUpdatedAt.After(newest[st.VehicleID]) {
-				newest[st.VehicleID] = st.LastUpdatedAt
+			if c := st.Cursor(); c.At.After(newest[c.ID]) {
+				newest[c.ID] = c.At
 			}
 		}
 		return err
 	})
-	out := make([]bool, len(rows))
-	for i, r := range rows {
-		out[i] = newest[r.row.VehicleID].After(r.row.LastUpdatedAt)
-	}
-	return out, missing
+	return newest, missing
 }
 
 func mergeMissing(a, b []int32) []int32 {

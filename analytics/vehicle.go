@@ -29,6 +29,11 @@ type meterUse struct {
 	meterReadings int
 }
 
+type segKey struct {
+	meter string
+	hour  time.Time
+}
+
 // vehicleAnswer is a vehicle's window, combined over every shard it had data on.
 type vehicleAnswer struct {
 	total  hourTotals
@@ -54,7 +59,11 @@ func (s *Service) mapping(ctx context.Context, vehicleID string) (registry.Mappi
 // some, and for every (meter, hour) it was mapped in, its share of the meter's AC.
 func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registry.Mapping, w window.Window) (vehicleAnswer, error) {
 	ps, uncovered := pieces(m, w)
-	results, err := s.readVehicle(ctx, vehicleID, w, planVehicle(s.shardOf, vehicleID, w, ps, uncovered))
+	plans, err := s.planVehicle(vehicleID, w, ps, uncovered)
+	if err != nil {
+		return vehicleAnswer{}, err
+	}
+	results, err := s.readVehicle(ctx, vehicleID, w, plans)
 	if err != nil {
 		return vehicleAnswer{}, err
 	}
@@ -62,16 +71,27 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 	for i, p := range ps {
 		ans.meters[i] = meterUse{meterID: p.meterID, r: p.r}
 	}
+	// The parts of each (meter, hour) add up over the shards before the AC is shared; a
+	// (meter, hour) belongs to the first piece of that meter that touches the hour.
+	segs := map[segKey]*read.VehicleHour{}
+	var order []segKey
 	for _, vhs := range results {
 		for _, vh := range vhs {
 			t := entry(ans.hours, vh.Hour)
 			t.dc += vh.DC
 			t.tempSum += vh.TempSum
 			t.readings += vh.Readings
-			// A (meter, hour) belongs to the first piece of that meter that touches the hour.
-			if a := ans.pieceOf(w, vh.MeterID, vh.Hour); a != nil {
-				s.attribute(a, t, w, vh)
+			k := segKey{vh.MeterID, vh.Hour}
+			if sg, ok := segs[k]; ok {
+				sg.Add(vh)
+			} else if vh.MeterID != "" {
+				segs[k], order = &vh, append(order, k)
 			}
+		}
+	}
+	for _, k := range order {
+		if a := ans.pieceOf(w, k.meter, k.hour); a != nil {
+			s.attribute(a, ans.hours[k.hour], w, segs[k])
 		}
 	}
 	ans.total = sumHours(ans.hours)
@@ -110,20 +130,23 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time)
 // attribute adds the vehicle's share of one (meter, hour)'s AC to its piece a and hour t: its
 // DC share, or, when no DC was attributed to the meter then, an equal part among the vehicles
 // mapped to it.
-func (s *Service) attribute(a *meterUse, t *hourTotals, w window.Window, vh read.VehicleHour) {
-	share, shared := vh.AC, vh.Shared
-	if vh.Unclaimed {
-		seg := w.Segment(vh.Hour)
-		n := len(s.reg.MappedTo(vh.MeterID, seg.From, seg.To))
-		share, shared = attribution.Equal(vh.AC, n), shared || n > 1
+func (s *Service) attribute(a *meterUse, t *hourTotals, w window.Window, sg *read.VehicleHour) {
+	share, shared := int64(0), sg.Others
+	switch {
+	case sg.MeterDC > 0:
+		share = attribution.Share(sg.MeterAC, sg.DC, sg.MeterDC)
+	case sg.MeterAC > 0:
+		seg := w.Segment(sg.Hour)
+		n := len(s.reg.MappedTo(sg.MeterID, seg.From, seg.To))
+		share, shared = attribution.Equal(sg.MeterAC, n), shared || n > 1
 	}
 	a.ac += share
-	a.dc += vh.DC
-	a.meterReadings += vh.MeterReadings
+	a.dc += sg.DC
+	a.meterReadings += sg.MeterReadings
 	a.shared = a.shared || shared
 	t.ac += share
-	t.meterReadings += vh.MeterReadings
-	t.voltageSum += vh.VoltageSum
+	t.meterReadings += sg.MeterReadings
+	t.voltageSum += sg.VoltageSum
 }
 
 // sumHours adds the hours up in time order: the battery temperature and voltage sums (floats,

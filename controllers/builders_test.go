@@ -70,7 +70,7 @@ func TestArgs(t *testing.T) {
 		not  []string
 	}{
 		{"the gateway reads the slot map from the ConfigMap", gatewayArgs(newFleet(t, 2)),
-			[]string{"gateway", "--nats-url=nats://nats:4222", "--namespace=prod", "--fleet=fleet-a", "--slot-map-file=/etc/fleetingest/slotmap/slotmap.json", "--http-addr=:8080"},
+			[]string{"gateway", "--nats-url=nats://nats:4222", "--namespace=prod", "--fleet=fleet-a", "--http-addr=:8080"},
 			[]string{"--nats-creds=/etc/fleetingest/nats/creds", "--max-lateness"}},
 		{"credentials arrive as a mounted file", gatewayArgs(newFleet(t, 2, withCreds)),
 			[]string{"--nats-creds=/etc/fleetingest/nats/creds"}, nil},

@@ -28,9 +28,6 @@ const (
 	tmpDir        = "/tmp"
 )
 
-// slotMapFile is the path of the slot map inside the pods.
-func slotMapFile() string { return slotMapDir + "/slotmap.json" }
-
 // shardDSNFile is the path of shard i's DSN inside the analytics pods.
 func shardDSNFile(i int) string { return fmt.Sprintf("%s/%d/dsn", shardDSNsDir, i) }
 
@@ -56,7 +53,6 @@ func serveArgs() []string {
 // gatewayArgs are the gateway container's arguments.
 func gatewayArgs(f fleet) []string {
 	a := append([]string{"gateway"}, natsArgs(f)...)
-	a = append(a, "--slot-map-file="+slotMapFile())
 	a = append(a, serveArgs()...)
 	a = append(a, latenessArgs(f)...)
 	return append(a, deviceAuthArgs(f)...)
@@ -120,7 +116,6 @@ func migrateArgs() []string {
 // analyticsArgs are the analytics container's arguments.
 func analyticsArgs(f fleet) []string {
 	a := append([]string{"analytics"}, natsArgs(f)...)
-	a = append(a, "--slot-map-file="+slotMapFile())
 	for i := range f.Spec.Shards { // repeated, in shard order
 		a = append(a, "--shard-dsn-file="+shardDSNFile(i))
 	}

@@ -161,7 +161,7 @@ type BucketState struct {
 // Provisioned is what EnsureStreams did and saw.
 type Provisioned struct {
 	Streams []StreamState
-	// Buckets are the mapping bucket and the revocation bucket, in that order.
+	// Buckets are the mapping, revocation and shard-map buckets, in that order.
 	Buckets []BucketState
 }
 
@@ -190,6 +190,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, o St
 		}
 		p.Buckets = append(p.Buckets, BucketState{Name: want.Bucket, Created: created})
 	}
+	sm, err := ensureShardMap(ctx, js, t, o)
+	if err != nil {
+		return p, err
+	}
+	p.Buckets = append(p.Buckets, sm)
 	return p, nil
 }
 

@@ -86,7 +86,7 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantBuckets := []ingester.BucketState{{Name: top.MappingBucket(), Created: true}, {Name: top.RevocationBucket(), Created: true}}
+	wantBuckets := []ingester.BucketState{{Name: top.MappingBucket(), Created: true}, {Name: top.RevocationBucket(), Created: true}, {Name: top.ShardMapBucket(), Created: true}}
 	if len(p.Streams) != 2 || !p.Streams[0].Created || !p.Streams[1].Created || !slices.Equal(p.Buckets, wantBuckets) {
 		t.Fatalf("first pass = %+v, want everything created", p)
 	}
@@ -126,6 +126,9 @@ func TestEnsureStreamsCreatesThenRepairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := js.DeleteKeyValue(ctx, top.RevocationBucket()); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteKeyValue(ctx, top.ShardMapBucket()); err != nil {
 		t.Fatal(err)
 	}
 	p, err = ingester.EnsureStreams(ctx, js, top, opts)

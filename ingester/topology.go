@@ -72,7 +72,7 @@ func (t Topology) RevocationBucket() string {
 
 // Buckets returns the names of every KV bucket of the fleet.
 func (t Topology) Buckets() []string {
-	return []string{t.MappingBucket(), t.RevocationBucket()}
+	return []string{t.MappingBucket(), t.RevocationBucket(), t.ShardMapBucket()}
 }
 
 // Sanitize maps s onto the characters NATS allows in stream, bucket and subject-token names

@@ -1,6 +1,10 @@
 package read
 
 import (
+	"maps"
+	"slices"
+	"time"
+
 	"github.com/fleetingest/fleetingest/analytics/attribution"
 )
 
@@ -19,6 +23,8 @@ type AlertSums struct {
 	MeterAC       map[string]int64
 	VehicleMeters []VehicleMeter
 	Unshared      []MeterHour
+	// Split are the rows of the hours asked as split: each shard holds a part of them.
+	Split []*Hour
 }
 
 // alertSums adds hours up.
@@ -26,6 +32,7 @@ type alertSums struct {
 	meterAC  map[string]int64
 	pairs    map[[2]string]*VehicleMeter
 	unshared []MeterHour
+	split    []*Hour
 }
 
 func newAlertSums() *alertSums {
@@ -59,7 +66,7 @@ func (a *alertSums) pair(v VehicleRow) *VehicleMeter {
 }
 
 func (a *alertSums) result() AlertSums {
-	out := AlertSums{MeterAC: map[string]int64{}, Unshared: a.unshared}
+	out := AlertSums{MeterAC: map[string]int64{}, Unshared: a.unshared, Split: a.split}
 	for m, ac := range a.meterAC {
 		if ac > 0 {
 			out.MeterAC[m] = ac
@@ -69,4 +76,44 @@ func (a *alertSums) result() AlertSums {
 		out.VehicleMeters = append(out.VehicleMeters, *p)
 	}
 	return out
+}
+
+// MergeAlertSums adds up the shards' sums. The parts of a split hour are added up row by row
+// first, then shared as any whole hour, so an hour split at a cutover answers as if one shard
+// held it.
+func MergeAlertSums(parts []AlertSums) AlertSums {
+	a := newAlertSums()
+	split := map[time.Time][]*Hour{}
+	for _, p := range parts {
+		for m, ac := range p.MeterAC {
+			a.meterAC[m] += ac
+		}
+		for _, vm := range p.VehicleMeters {
+			pair := a.pair(VehicleRow{Vehicle: vm.VehicleID, Meter: vm.MeterID})
+			pair.AC += vm.AC
+			pair.DC += vm.DC
+		}
+		a.unshared = append(a.unshared, p.Unshared...)
+		for _, h := range p.Split {
+			split[h.At] = append(split[h.At], h)
+		}
+	}
+	for at, hs := range split {
+		meters, vehicles := map[string]MeterRow{}, map[[2]string]VehicleRow{}
+		for _, h := range hs {
+			for _, m := range h.Meters {
+				sum := meters[m.Meter]
+				sum.Meter, sum.AC, sum.VoltageSum, sum.Readings = m.Meter, sum.AC+m.AC, sum.VoltageSum+m.VoltageSum, sum.Readings+m.Readings
+				meters[m.Meter] = sum
+			}
+			for _, v := range h.Vehicles {
+				k := [2]string{v.Vehicle, v.Meter}
+				sum := vehicles[k]
+				sum.Vehicle, sum.Meter, sum.DC, sum.TempSum, sum.Readings = v.Vehicle, v.Meter, sum.DC+v.DC, sum.TempSum+v.TempSum, sum.Readings+v.Readings
+				vehicles[k] = sum
+			}
+		}
+		a.add(newHour(at, 0, slices.Collect(maps.Values(meters)), slices.Collect(maps.Values(vehicles))))
+	}
+	return a.result()
 }

@@ -2,6 +2,7 @@ package read
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/shards"
@@ -131,16 +132,24 @@ func hoursOf(r window.Range) []time.Time {
 
 // Alerts sums the shard's whole hours of r for the fleet alert question: from memory for
 // the hours it holds, the others read whole from Postgres (and kept when within the horizon).
-func (s *Shard) Alerts(ctx context.Context, r window.Range) (AlertSums, error) {
+// The hours in split (a shard map's cutovers) are returned as rows, for MergeAlertSums.
+func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (AlertSums, error) {
 	now := s.cfg.Now()
 	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))
 	sums := newAlertSums()
+	add := func(h *Hour) {
+		if slices.ContainsFunc(split, h.At.Equal) {
+			sums.split = append(sums.split, h)
+		} else {
+			sums.add(h)
+		}
+	}
 	var missing []time.Time
 	s.mu.Lock()
 	for _, at := range hoursOf(r) {
 		if h, ok := s.hours[at]; ok && !s.down.Load() {
 			s.used[at] = now.UnixNano()
-			sums.add(h)
+			add(h)
 		} else {
 			missing = append(missing, at)
 		}
@@ -165,7 +174,7 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range) (AlertSums, error) {
 		}
 		keep := map[time.Time]*Hour{}
 		for at, h := range loaded {
-			sums.add(h)
+			add(h)
 			if !at.Before(horizon) {
 				keep[at] = h
 			}

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fleetingest/fleetingest/analytics/attribution"
 	"github.com/fleetingest/fleetingest/analytics/window"
 )
 
@@ -177,28 +176,39 @@ type MeterHour struct {
 	Readings   int
 }
 
-// VehicleHour is what one hour of a shard (the window's part of it) adds to a vehicle's
+// VehicleHour is what one hour of a shard (the window's part of it) holds of a vehicle's
 // answer for one meter: the vehicle's DC attributed to the meter ("" for none), and, in the
-// hours of the meter's spans, the meter's readings and the vehicle's share of its AC.
+// hours of the meter's spans, the meter's AC and readings and the DC of every vehicle
+// attributed to it. An hour split at a shard map's cutover has a part on each shard: the
+// parts add up before the AC is shared (attribution.Share).
 type VehicleHour struct {
 	Hour          time.Time
 	MeterID       string
 	DC            int64
 	TempSum       float64
 	Readings      int
+	MeterAC       int64
+	MeterDC       int64
 	MeterReadings int
 	VoltageSum    float64
-	// AC is the vehicle's share of the meter's AC (attribution.Share), or, when no vehicle's
-	// DC was attributed to the meter in the hour (Unclaimed), the meter's whole AC, to be
-	// split among the vehicles mapped to it then.
-	AC        int64
-	Unclaimed bool
-	// Shared tells that another vehicle's DC was attributed to the meter in the hour.
-	Shared bool
+	// Others tells that another vehicle's DC was attributed to the meter in the hour.
+	Others bool
+}
+
+// Add adds another part of the same (meter, hour).
+func (vh *VehicleHour) Add(o VehicleHour) {
+	vh.DC += o.DC
+	vh.TempSum += o.TempSum
+	vh.Readings += o.Readings
+	vh.MeterAC += o.MeterAC
+	vh.MeterDC += o.MeterDC
+	vh.MeterReadings += o.MeterReadings
+	vh.VoltageSum += o.VoltageSum
+	vh.Others = vh.Others || o.Others
 }
 
 // vehicleHours extracts a vehicle's hours from the parts of its window (whole hours and
-// edges): a (meter, hour) lives on one shard, so each comes whole from one.
+// edges).
 func vehicleHours(parts []*Hour, vehicleID string, spans []MeterSpan) []VehicleHour {
 	var out []VehicleHour
 	for _, h := range parts {
@@ -221,20 +231,14 @@ func vehicleHours(parts []*Hour, vehicleID string, spans []MeterSpan) []VehicleH
 	return out
 }
 
-// attribute sets the meter's readings in the hour and the vehicle's share of its AC.
+// attribute sets the meter's AC, readings and DC in the hour.
 func (vh *VehicleHour) attribute(h *Hour, vehicleID string) {
 	m, _ := h.meter(vh.MeterID)
-	var total int64
 	h.attributed(vh.MeterID, func(v VehicleRow) {
-		total += v.DC
-		vh.Shared = vh.Shared || v.Vehicle != vehicleID
+		vh.MeterDC += v.DC
+		vh.Others = vh.Others || v.Vehicle != vehicleID
 	})
-	vh.MeterReadings, vh.VoltageSum = int(m.Readings), m.VoltageSum
-	if total > 0 {
-		vh.AC = attribution.Share(m.AC, vh.DC, total)
-	} else {
-		vh.AC, vh.Unclaimed = m.AC, m.AC > 0
-	}
+	vh.MeterAC, vh.MeterReadings, vh.VoltageSum = m.AC, int(m.Readings), m.VoltageSum
 }
 
 // MeterRows is what the meter's shard holds of its window.

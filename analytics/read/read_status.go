@@ -110,7 +110,12 @@ func (s *Shard) SilentMeters(ctx context.Context, cutoff time.Time, cur Cursor, 
  ORDER BY last_updated_at, meter_id LIMIT $4`, cutoff, cur.At, cur.ID, limit)
 }
 
-// NewestVehicleReadings reads the rows this shard holds of the vehicles.
-func (s *Shard) NewestVehicleReadings(ctx context.Context, vehicleIDs []string) ([]VehicleStatus, error) {
-	return query(ctx, s, scanVehicleStatus, vehicleStatusSQL+` WHERE vehicle_id = ANY($1)`, vehicleIDs)
+// VehicleStatuses reads the rows this shard holds of the vehicles.
+func (s *Shard) VehicleStatuses(ctx context.Context, ids []string) ([]VehicleStatus, error) {
+	return query(ctx, s, scanVehicleStatus, vehicleStatusSQL+` WHERE vehicle_id = ANY($1)`, ids)
+}
+
+// MeterStatuses reads the rows this shard holds of the meters.
+func (s *Shard) MeterStatuses(ctx context.Context, ids []string) ([]MeterStatus, error) {
+	return query(ctx, s, scanMeterStatus, meterStatusSQL+` WHERE meter_id = ANY($1)`, ids)
 }

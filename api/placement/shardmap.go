@@ -330,3 +330,21 @@ func formatFrom(t time.Time) string {
 	}
 	return t.Format(time.RFC3339Nano)
 }
+
+// Source gives the shard map in force: a copy that follows the fleet's map (ingester.ShardMaps)
+// or a map that never changes (Fixed).
+type Source interface {
+	// Current is the map; nil while none has arrived.
+	Current() *ShardMap
+	// Ready reports whether a map has arrived.
+	Ready() bool
+}
+
+// Fixed is a Source of one map that never changes: a tool's or a test's.
+type Fixed struct{ Map *ShardMap }
+
+// Current is the map.
+func (f Fixed) Current() *ShardMap { return f.Map }
+
+// Ready reports whether there is a map.
+func (f Fixed) Ready() bool { return f.Map != nil }

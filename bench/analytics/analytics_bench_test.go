@@ -287,7 +287,7 @@ func startStack(b *testing.B, sz size) *stack {
 		prom := prometheus.NewRegistry()
 		svc, err := analytics.New(analytics.Config{
 			Shards:        shards.Config{DSNs: dsns, MaxConns: maxConns, MinConns: min(16, maxConns)},
-			SlotMap:       slots,
+			ShardMap:      placement.Fixed{Map: &placement.ShardMap{Versions: []placement.Version{{SlotMap: slots}}}},
 			Registry:      reg,
 			Users:         users,
 			NATS:          nc,

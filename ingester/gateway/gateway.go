@@ -58,8 +58,10 @@ const (
 type Config struct {
 	// Topology names the fleet's streams and subjects. Required.
 	Topology ingester.Topology
-	// SlotMap maps placement keys to shards; it must have Topology.Shards shards. Required.
-	SlotMap *placement.SlotMap
+	// ShardMap places keys on shards by their readings' time: a copy that follows the fleet's
+	// map (ingester.ShardMaps). A shard it grows to gets its queue and publishers when the
+	// map arrives, before the version takes effect. Required.
+	ShardMap placement.Source
 	// Placement resolves a vehicle's placement key. Required.
 	Placement Placement
 	// Devices verifies the device token every request carries. Nil accepts requests without
@@ -147,10 +149,8 @@ func (c Config) validate() error {
 		return err
 	}
 	switch {
-	case c.SlotMap == nil:
+	case c.ShardMap == nil:
 		return placement.ErrNoSlotMap
-	case c.SlotMap.Shards != c.Topology.Shards:
-		return fmt.Errorf("slot map has %d shards, topology %d", c.SlotMap.Shards, c.Topology.Shards)
 	case c.Placement == nil:
 		return errors.New("no placement (mapping registry) given")
 	case c.Limits.MaxLateness <= 0 || c.Limits.MaxFutureSkew < 0:
@@ -178,17 +178,20 @@ type Gateway struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	metrics *metrics
-	shards  []*shardQueue
 	bodies  sync.Pool // *[]byte request body buffers
 
-	// mu orders enqueueing against shutdown: handlers enqueue under the read lock while not
-	// draining, Run sets draining under the write lock, so nothing enqueued is left behind.
+	// mu orders enqueueing against shutdown and growth: handlers enqueue under the read lock
+	// while not draining, Run sets draining and grow adds queues under the write lock, so
+	// nothing enqueued is left behind.
 	mu       sync.RWMutex
+	shards   []*shardQueue
+	queues   atomic.Int64 // len(shards)
+	pub      *publishers  // set while Run publishes
 	draining bool
 	started  atomic.Bool
 	running  atomic.Bool
 
-	streamsFound atomic.Bool
+	streamsFound atomic.Int64 // shards whose streams were found
 	logThrottle  atomic.Int64 // Unix nanoseconds of the last publish-failure log line
 }
 
@@ -207,14 +210,46 @@ func New(nc *nats.Conn, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("creating JetStream context: %w", err)
 	}
 	g := &Gateway{cfg: cfg, nc: nc, js: js}
-	g.shards = make([]*shardQueue, cfg.Topology.Shards)
-	for i := range g.shards {
-		g.shards[i] = newShardQueue(g, i)
-	}
-	if g.metrics, err = newMetrics(cfg.Registerer, g.shards); err != nil {
+	if g.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
+	g.grow(cfg.Topology.Shards)
 	return g, nil
+}
+
+// publishers are Run's: what each shard's publishers run with.
+type publishers struct {
+	ctx  context.Context
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// grow adds queues up to n shards, with their publishers when Run publishes.
+func (g *Gateway) grow(n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := len(g.shards); i < n; i++ {
+		q := newShardQueue(g, i)
+		g.shards = append(g.shards, q)
+		g.metrics.queue(q)
+		if g.pub != nil && !g.draining {
+			for range g.cfg.Publishers {
+				g.pub.wg.Go(func() { q.work(g.pub.ctx, g.pub.stop) })
+			}
+		}
+	}
+	g.queues.Store(int64(len(g.shards)))
+}
+
+// shardMap is the shard map in force, with a queue for each of its shards; nil before the
+// first map arrived.
+func (g *Gateway) shardMap() *placement.ShardMap {
+	m := g.cfg.ShardMap.Current()
+	if m != nil && int64(m.Shards()) > g.queues.Load() {
+		g.cfg.Logger.Info("shard map grew", "shards", m.Shards())
+		g.grow(m.Shards())
+	}
+	return m
 }
 
 // Run publishes queued readings until ctx ends, then stops accepting new requests (they are
@@ -223,16 +258,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if !g.started.CompareAndSwap(false, true) {
 		return errors.New("gateway is already running")
 	}
-	stop := make(chan struct{})
-	pubCtx := context.WithoutCancel(ctx)
-	var wg sync.WaitGroup
+	pub := &publishers{ctx: context.WithoutCancel(ctx), stop: make(chan struct{})}
+	g.mu.Lock()
+	g.pub = pub
 	for _, q := range g.shards {
 		for range g.cfg.Publishers {
-			wg.Go(func() { q.work(pubCtx, stop) })
+			pub.wg.Go(func() { q.work(pub.ctx, pub.stop) })
 		}
 	}
+	g.mu.Unlock()
 	g.running.Store(true)
-	g.cfg.Logger.Info("gateway publishing", "shards", len(g.shards), "publishersPerShard", g.cfg.Publishers,
+	g.cfg.Logger.Info("gateway publishing", "shards", g.queues.Load(), "publishersPerShard", g.cfg.Publishers,
 		"linger", g.cfg.Linger, "maxReadingsPerMessage", g.cfg.MaxReadingsPerMessage)
 	<-ctx.Done()
 
@@ -240,8 +276,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.draining = true
 	g.running.Store(false)
 	g.mu.Unlock()
-	close(stop)
-	wg.Wait()
+	close(pub.stop)
+	pub.wg.Wait()
 	g.cfg.Logger.Info("gateway drained")
 	return nil
 }
@@ -262,29 +298,31 @@ func (g *Gateway) Ready(ctx context.Context) error {
 	if g.cfg.Devices != nil && !g.cfg.Devices.Ready() {
 		return errors.New("the revoked-token copy has not caught up")
 	}
-	if !g.streamsFound.Load() {
-		for i := range g.shards {
-			if _, err := g.js.Stream(ctx, g.cfg.Topology.Stream(i)); err != nil {
-				return fmt.Errorf("looking up stream %s: %w", g.cfg.Topology.Stream(i), err)
-			}
+	m := g.cfg.ShardMap.Current()
+	if m == nil {
+		return errors.New("the shard map has not arrived")
+	}
+	for i := int(g.streamsFound.Load()); i < m.Shards(); i++ {
+		if _, err := g.js.Stream(ctx, g.cfg.Topology.Stream(i)); err != nil {
+			return fmt.Errorf("looking up stream %s: %w", g.cfg.Topology.Stream(i), err)
 		}
-		g.streamsFound.Store(true)
+		g.streamsFound.Store(int64(i + 1))
 	}
 	return nil
 }
 
-// route places a reading: it returns its shard, and for a vehicle mapped to a meter at the
-// reading's time it records that meter in the reading.
-func (g *Gateway) route(r telemetry.Reading) int {
+// route places a reading by the shard map in force at its time: it returns its shard, and
+// for a vehicle mapped to a meter at the reading's time it records that meter in the reading.
+func (g *Gateway) route(m *placement.ShardMap, r telemetry.Reading) int {
 	if r.Meter != nil {
-		return g.cfg.SlotMap.ShardOf(r.Meter.GetMeterId())
+		return m.ShardOf(r.Meter.GetMeterId(), r.Time())
 	}
 	v := r.Vehicle
 	key := g.cfg.Placement.PlacementKey(v.GetVehicleId(), r.Time())
 	if key != v.GetVehicleId() {
 		v.MeterId = key
 	}
-	return g.cfg.SlotMap.ShardOf(key)
+	return m.ShardOf(key, r.Time())
 }
 
 // acceptable reports why nothing can be enqueued now, or nil.
@@ -305,4 +343,5 @@ var (
 	errPlacementNotReady = errors.New("the mapping registry copy has not caught up yet")
 	errNATSDown          = errors.New("NATS is not connected")
 	errQueueFull         = errors.New("the shard's publish queue is full")
+	errNoShardMap        = errors.New("the shard map has not arrived yet")
 )

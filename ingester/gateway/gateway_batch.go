@@ -68,8 +68,13 @@ func (g *Gateway) serveBatch(w http.ResponseWriter, r *http.Request) int {
 // most MaxReadingsPerMessage a message, and returns their ticket. forbidden answers, by
 // index, the valid readings outside the token's scope (nil claims: no token checked).
 func (g *Gateway) queueBatch(items []telemetry.BatchItem, claims *auth.DeviceClaims) (t *ticket, forbidden map[int]*httpStatus) {
-	perShard := make([][]queued, len(g.shards))
+	m := g.shardMap()
+	var perShard [][]queued
+	if m != nil {
+		perShard = make([][]queued, m.Shards())
+	}
 	valid := 0
+	var unplaced []queued
 	for _, it := range items {
 		if it.Err != nil {
 			continue
@@ -81,11 +86,18 @@ func (g *Gateway) queueBatch(items []telemetry.BatchItem, claims *auth.DeviceCla
 			forbidden[it.Index] = outOfScope(claims, it.Reading.DeviceID())
 			continue
 		}
-		s := g.route(it.Reading)
-		perShard[s] = append(perShard[s], queued{idx: int32(it.Index), r: it.Reading})
 		valid++
+		if m == nil {
+			unplaced = append(unplaced, queued{idx: int32(it.Index), r: it.Reading})
+			continue
+		}
+		s := g.route(m, it.Reading)
+		perShard[s] = append(perShard[s], queued{idx: int32(it.Index), r: it.Reading})
 	}
 	t = newTicket(len(items), valid)
+	if len(unplaced) > 0 {
+		t.fail(unplaced, errNoShardMap)
+	}
 	now := time.Now()
 	maxN := g.cfg.MaxReadingsPerMessage
 	for s, qs := range perShard {

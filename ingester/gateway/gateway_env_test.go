@@ -40,7 +40,8 @@ type env struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	topo   ingester.Topology
-	slots  *placement.SlotMap
+	slots  *placement.SlotMap // the shard map's first version
+	maps   *ingester.ShardMaps
 	reg    *registry.Registry
 	gw     *gateway.Gateway
 	http   *httptest.Server
@@ -110,10 +111,15 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if !o.skipRegistry {
 		e.startRegistry(ctx)
 	}
+	e.maps, err = ingester.OpenShardMaps(ctx, e.js, e.topo, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = e.maps.Run(ctx) }()
 	e.prom = prometheus.NewRegistry()
 	cfg := gateway.Config{
 		Topology:   e.topo,
-		SlotMap:    e.slots,
+		ShardMap:   e.maps,
 		Placement:  e.reg,
 		Registerer: e.prom,
 		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -115,7 +115,12 @@ func (g *Gateway) serveReading(w http.ResponseWriter, r *http.Request) int {
 	if ctx.Err() != nil {
 		return clientGone(w)
 	}
-	shard := g.route(reading)
+	m := g.shardMap()
+	if m == nil {
+		g.metrics.rejected(reading.Kind(), reasonUnavailable, 1)
+		return g.writeUnavailable(w, errNoShardMap)
+	}
+	shard := g.route(m, reading)
 	t := newTicket(1, 1)
 	p := &pending{t: t, at: time.Now()}
 	p.one[0] = queued{idx: 0, r: reading}

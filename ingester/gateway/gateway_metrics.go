@@ -28,10 +28,12 @@ type metrics struct {
 	unauthenticated *prometheus.CounterVec
 
 	acceptedMeter, acceptedVehicle prometheus.Counter
+	reg                            prometheus.Registerer
 }
 
-func newMetrics(reg prometheus.Registerer, shards []*shardQueue) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fleetingest_gateway_requests_total",
 			Help: "HTTP requests answered, by path and status code (499: the client went away).",
@@ -64,13 +66,6 @@ func newMetrics(reg prometheus.Registerer, shards []*shardQueue) (*metrics, erro
 		Help: "Requests refused 401 for their device token, by reason (missing, malformed, bad_signature, unknown_key, expired, revoked, wrong_kind).",
 	}, []string{"reason"})
 	cs := []prometheus.Collector{m.requests, m.acceptedTotal, m.rejectedTotal, m.perMessage, m.publishSeconds, m.publishFailures, m.unauthenticated}
-	for _, q := range shards {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "fleetingest_gateway_queue_depth",
-			Help:        "Readings waiting to be coalesced into a stream message, per shard.",
-			ConstLabels: prometheus.Labels{"shard": strconv.Itoa(q.shard)},
-		}, func() float64 { return float64(q.depth.Load()) }))
-	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering gateway metrics: %w", err)
@@ -79,6 +74,15 @@ func newMetrics(reg prometheus.Registerer, shards []*shardQueue) (*metrics, erro
 	m.acceptedMeter = m.acceptedTotal.WithLabelValues(telemetry.KindMeter.String())
 	m.acceptedVehicle = m.acceptedTotal.WithLabelValues(telemetry.KindVehicle.String())
 	return m, nil
+}
+
+// queue exports the depth of a shard's queue.
+func (m *metrics) queue(q *shardQueue) {
+	_ = m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "fleetingest_gateway_queue_depth",
+		Help:        "Readings waiting to be coalesced into a stream message, per shard.",
+		ConstLabels: prometheus.Labels{"shard": strconv.Itoa(q.shard)},
+	}, func() float64 { return float64(q.depth.Load()) }))
 }
 
 func (m *metrics) request(path string, code int) {

@@ -27,7 +27,7 @@ func TestFullShardQueueAnswers503AndQueuesNothingMore(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, err := New(nc, Config{
-		Topology: topo, SlotMap: placement.MustSlotMap(1), Placement: fixedPlacement{},
+		Topology: topo, ShardMap: placement.Fixed{Map: placement.MustShardMap(1)}, Placement: fixedPlacement{},
 		MaxBatchReadings: 2, QueueSize: 2,
 	})
 	if err != nil {
@@ -79,7 +79,7 @@ func TestFullShardQueueAnswers503AndQueuesNothingMore(t *testing.T) {
 
 func TestConfigDefaultsAndValidation(t *testing.T) {
 	topo := ingester.Topology{Namespace: "ns", Fleet: "f", Shards: 2}
-	base := Config{Topology: topo, SlotMap: placement.MustSlotMap(2), Placement: fixedPlacement{}}
+	base := Config{Topology: topo, ShardMap: placement.Fixed{Map: placement.MustShardMap(2)}, Placement: fixedPlacement{}}
 	c := base.withDefaults()
 	if err := c.validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
@@ -90,10 +90,9 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Fatalf("defaults %+v", c)
 	}
 	for name, mod := range map[string]func(*Config){
-		"a slot map of another size": func(c *Config) { c.SlotMap = placement.MustSlotMap(3) },
-		"no slot map":                func(c *Config) { c.SlotMap = nil },
-		"no placement":               func(c *Config) { c.Placement = nil },
-		"a linger above 2ms":         func(c *Config) { c.Linger = 3 * time.Millisecond },
+		"no shard map":       func(c *Config) { c.ShardMap = nil },
+		"no placement":       func(c *Config) { c.Placement = nil },
+		"a linger above 2ms": func(c *Config) { c.Linger = 3 * time.Millisecond },
 		"a queue smaller than a batch": func(c *Config) {
 			c.MaxBatchReadings = 100
 			c.QueueSize = 50

@@ -90,10 +90,6 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 			close(s.done)
 		}
 	}()
-	slotMap, err := placement.NewSlotMap(s.cfg.Shards)
-	if err != nil {
-		return nil, err
-	}
 	nc, err := nats.Connect(s.nats.URL(), nats.Name("fleetingest-dev"), nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to embedded NATS: %w", err)
@@ -111,6 +107,11 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 		return nil, err
 	}
 	st.start("mapping registry", reg.Run)
+	maps, err := ingester.OpenShardMaps(ctx, js, s.topology, s.cfg.Logger.With("component", "shardmap"))
+	if err != nil {
+		return nil, err
+	}
+	st.start("shard map", maps.Run)
 	if err := s.startIngesters(ctx, st, js); err != nil {
 		return nil, err
 	}
@@ -118,7 +119,7 @@ func (s *Stack) run(ctx context.Context) (ready func(context.Context) error, err
 	if err != nil {
 		return nil, err
 	}
-	mux, ready, err := s.startServices(st, nc, slotMap, reg, devices, users)
+	mux, ready, err := s.startServices(st, nc, maps, reg, devices, users)
 	if err != nil {
 		return nil, err
 	}
@@ -214,18 +215,18 @@ func (s *Stack) startAuth(ctx context.Context, st *stages, js jetstream.JetStrea
 
 // startServices starts the gateway and the analytics service and returns the HTTP surface
 // that serves both, with its readiness check.
-func (s *Stack) startServices(st *stages, nc *nats.Conn, slotMap *placement.SlotMap, reg *registry.Registry, devices *auth.Devices, users *auth.Users) (http.Handler, func(context.Context) error, error) {
+func (s *Stack) startServices(st *stages, nc *nats.Conn, maps placement.Source, reg *registry.Registry, devices *auth.Devices, users *auth.Users) (http.Handler, func(context.Context) error, error) {
 	log := s.cfg.Logger
 	gcfg := gateway.Config{
 		Topology:   s.topology,
-		SlotMap:    slotMap,
+		ShardMap:   maps,
 		Placement:  reg,
 		Registerer: s.metrics,
 		Logger:     log.With("component", "gateway"),
 	}
 	acfg := analytics.Config{
 		Shards:        shards.Config{DSNs: s.dsns},
-		SlotMap:       slotMap,
+		ShardMap:      maps,
 		Registry:      reg,
 		NATS:          nc,
 		CommitSubject: s.topology.CommitSubject(),

@@ -16,7 +16,6 @@ import (
 	"github.com/fleetingest/fleetingest/analytics"
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
-	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/internal/auth"
@@ -34,7 +33,6 @@ type analyticsOptions struct {
 	httpAddr       string
 	shardDSNs      []string
 	shardDSNFiles  []string
-	slotMapFile    string
 	maxConns       int32
 	queryTimeout   time.Duration
 	requestTimeout time.Duration
@@ -65,7 +63,6 @@ func newAnalyticsCommand() *cobra.Command {
 	fs.IntVar(&o.maxInFlight, "max-in-flight", httpserver.DefaultMaxInFlight, "requests served at once; more are answered 503 with Retry-After")
 	fs.StringArrayVar(&o.shardDSNs, "shard-dsn", nil, "database URL of shard i, repeated in shard order")
 	fs.StringArrayVar(&o.shardDSNFiles, "shard-dsn-file", nil, "file holding shard i's database URL, repeated in shard order (instead of --shard-dsn)")
-	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey+" (default: the initial map for the number of shards)")
 	fs.Int32Var(&o.maxConns, "max-conns", shards.DefaultMaxConns, "database connections per shard")
 	fs.DurationVar(&o.queryTimeout, "query-timeout", shards.DefaultQueryTimeout, "deadline of every shard query")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", analytics.DefaultRequestTimeout, "deadline of every request")
@@ -104,17 +101,6 @@ func (o analyticsOptions) dsns() ([]string, error) {
 	return nil, errors.New("--shard-dsn (or --shard-dsn-file) is required, once per shard")
 }
 
-func (o analyticsOptions) slotMap(n int) (*placement.SlotMap, error) {
-	if o.slotMapFile == "" {
-		return placement.NewSlotMap(n)
-	}
-	data, err := os.ReadFile(o.slotMapFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading slot map: %w", err)
-	}
-	return placement.ParseSlotMap(data)
-}
-
 // userAuth returns the user-token verification of the analytics service, or with insecure
 // nil and the note /readyz shows.
 func (o analyticsOptions) userAuth(ctx context.Context, log *slog.Logger) (*auth.Users, string, error) {
@@ -137,16 +123,12 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
-	sm, err := o.slotMap(len(dsns))
-	if err != nil {
-		return err
-	}
 	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: len(dsns)}
-	nc, reg, err := openMappings(ctx, topo, o.natsURL, o.natsCreds, "fleetingest-analytics", log)
+	fleet, err := openFleet(ctx, topo, o.natsURL, o.natsCreds, "fleetingest-analytics", log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer fleet.nc.Close()
 	prom := newMetricsRegistry()
 	users, note, err := o.userAuth(ctx, log)
 	if err != nil {
@@ -154,11 +136,11 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	}
 	acfg := analytics.Config{
 		Shards:         shards.Config{DSNs: dsns, MaxConns: o.maxConns, QueryTimeout: o.queryTimeout},
-		SlotMap:        sm,
-		Registry:       reg,
+		ShardMap:       fleet.maps,
+		Registry:       fleet.reg,
 		RequestTimeout: o.requestTimeout,
 		Memory:         o.memory,
-		NATS:           nc,
+		NATS:           fleet.nc,
 		CommitSubject:  topo.CommitSubject(),
 		MaxLateness:    o.maxLateness,
 		Logger:         log,
@@ -174,7 +156,7 @@ func runAnalytics(ctx context.Context, o analyticsOptions, log *slog.Logger) err
 	defer svc.Close()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return reg.Run(gctx) })
+	g.Go(func() error { return fleet.run(gctx) })
 	g.Go(func() error { return svc.Run(gctx) })
 	if users != nil {
 		g.Go(func() error { return users.Run(gctx) })

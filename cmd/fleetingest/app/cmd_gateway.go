@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,8 +28,6 @@ type gatewayOptions struct {
 	natsCreds   string
 	namespace   string
 	fleet       string
-	shards      int
-	slotMapFile string
 	metricsAddr string
 	maxInFlight int
 	httpAddr    string
@@ -64,8 +61,6 @@ func newGatewayCommand() *cobra.Command {
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (optional)")
 	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its streams)")
 	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its streams)")
-	fs.IntVar(&o.shards, "shards", 0, "number of shards, for the initial slot map (use --slot-map-file in a cluster)")
-	fs.StringVar(&o.slotMapFile, "slot-map-file", "", "path of the shard-map ConfigMap's "+placement.ConfigMapKey)
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve HTTP on (also /healthz, /readyz, /metrics)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
 	fs.IntVar(&o.maxInFlight, "max-in-flight", httpserver.DefaultMaxInFlight, "requests served at once; more are answered 503 with Retry-After")
@@ -85,33 +80,11 @@ func newGatewayCommand() *cobra.Command {
 	return cmd
 }
 
-// slotMap reads the slot map from --slot-map-file, or builds the initial one for --shards.
-func (o gatewayOptions) slotMap() (*placement.SlotMap, error) {
-	if o.slotMapFile == "" {
-		if o.shards < 1 {
-			return nil, errors.New("either --slot-map-file or --shards is required")
-		}
-		return placement.NewSlotMap(o.shards)
-	}
-	data, err := os.ReadFile(o.slotMapFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading slot map: %w", err)
-	}
-	m, err := placement.ParseSlotMap(data)
-	if err != nil {
-		return nil, fmt.Errorf("slot map %s: %w", o.slotMapFile, err)
-	}
-	if o.shards != 0 && o.shards != m.Shards {
-		return nil, fmt.Errorf("--shards %d disagrees with the slot map's %d shards", o.shards, m.Shards)
-	}
-	return m, nil
-}
-
 // gatewayConfig maps the flags onto a gateway configuration.
-func (o gatewayOptions) gatewayConfig(topo ingester.Topology, slots *placement.SlotMap, p gateway.Placement, reg prometheus.Registerer, log *slog.Logger) gateway.Config {
+func (o gatewayOptions) gatewayConfig(topo ingester.Topology, maps placement.Source, p gateway.Placement, reg prometheus.Registerer, log *slog.Logger) gateway.Config {
 	return gateway.Config{
 		Topology:              topo,
-		SlotMap:               slots,
+		ShardMap:              maps,
 		Placement:             p,
 		Limits:                telemetry.Limits{MaxLateness: o.maxLateness, MaxFutureSkew: o.maxFutureSkew},
 		Linger:                o.linger,
@@ -204,18 +177,17 @@ func deviceAuth(ctx context.Context, nc *nats.Conn, topo ingester.Topology, keyD
 // runGateway serves until ctx ends, then stops accepting requests, publishes what was
 // queued, answers in-flight requests and closes the NATS connection.
 func runGateway(ctx context.Context, o gatewayOptions, log *slog.Logger) error {
-	slots, err := o.slotMap()
+	// The shard count is the shard map's (its copy follows the fleet's): the gateway grows
+	// its queues to it.
+	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: 1}
+	fleet, err := openFleet(ctx, topo, o.natsURL, o.natsCreds, "fleetingest-gateway", log)
 	if err != nil {
 		return err
 	}
-	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: slots.Shards}
-	nc, reg, err := openMappings(ctx, topo, o.natsURL, o.natsCreds, "fleetingest-gateway", log)
-	if err != nil {
-		return err
-	}
+	nc := fleet.nc
 	defer nc.Close()
 	prom := newMetricsRegistry()
-	gcfg := o.gatewayConfig(topo, slots, reg, prom, log)
+	gcfg := o.gatewayConfig(topo, fleet.maps, fleet.reg, prom, log)
 	devices, note, err := deviceAuth(ctx, nc, topo, o.deviceKeys, o.insecure, log)
 	if err != nil {
 		return err
@@ -229,7 +201,7 @@ func runGateway(ctx context.Context, o gatewayOptions, log *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return reg.Run(gctx) })
+	g.Go(func() error { return fleet.run(gctx) })
 	if devices != nil {
 		g.Go(func() error { return devices.Run(gctx) })
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,14 +21,6 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 	_, js := natstest.Connect(t, srv.URL())
 	topo := ingester.Topology{Namespace: "cmd", Fleet: "gw", Shards: 2}
 	if _, err := ingester.EnsureStreams(context.Background(), js, topo, ingester.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	slotMapFile := filepath.Join(t.TempDir(), placement.ConfigMapKey)
-	data, err := placement.MustSlotMap(2).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(slotMapFile, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr, err := freeport.Addr("127.0.0.1")
@@ -57,7 +48,7 @@ func TestGatewayCommandServesUntilCancelled(t *testing.T) {
 	cmd := newGatewayCommand()
 	if err := cmd.ParseFlags([]string{
 		"--nats-url", srv.URL(), "--namespace", "cmd", "--fleet", "gw",
-		"--slot-map-file", slotMapFile, "--http-addr", addr, "--metrics-addr", metricsAddr, "--linger", "2ms",
+		"--http-addr", addr, "--metrics-addr", metricsAddr, "--linger", "2ms",
 		"--device-keys", keyDir,
 	}); err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func mappingsService(t *testing.T, dsn string) (string, *registry.Registry) {
 	go func() { _ = reg.Run(ctx) }()
 	svc, err := analytics.New(analytics.Config{
 		Shards:     shards.Config{DSNs: []string{dsn}},
-		SlotMap:    placement.MustSlotMap(1),
+		ShardMap:   placement.Fixed{Map: placement.MustShardMap(1)},
 		Registry:   reg,
 		Registerer: prometheus.NewRegistry(),
 		Logger:     slog.New(slog.DiscardHandler),
