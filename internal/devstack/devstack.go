@@ -6,6 +6,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,12 +17,19 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/ingester"
+	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/internal/auth"
 	"github.com/fleetingest/fleetingest/internal/localnats"
 	"github.com/fleetingest/fleetingest/internal/localpg"
@@ -31,9 +39,13 @@ import (
 type Config struct {
 	// DataDir holds NATS' and every shard's files; data survives restarts. Default ".fleetingest".
 	DataDir string
-	// Shards is the number of Postgres shards. Default 2. A data folder keeps the shard
-	// count it was created with.
+	// Shards is the number of Postgres shards. Default: the data folder's (2 for a new one).
+	// More than the folder holds grows the fleet before the stack reports ready (Grow);
+	// fewer is refused.
 	Shards int
+	// Lead is how long after it is written a grown shard map's new version takes effect.
+	// Default 5s.
+	Lead time.Duration
 	// HTTPAddr serves the gateway, analytics, /healthz, /readyz and /metrics. Default
 	// 127.0.0.1:8080; port 0 picks a free port.
 	HTTPAddr string
@@ -60,8 +72,8 @@ func (c Config) withDefaults() Config {
 	if c.DataDir == "" {
 		c.DataDir = ".fleetingest"
 	}
-	if c.Shards == 0 {
-		c.Shards = 2
+	if c.Lead == 0 {
+		c.Lead = 5 * time.Second
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = "127.0.0.1:8080"
@@ -87,6 +99,17 @@ type Stack struct {
 	dsns     []string
 	metrics  *prometheus.Registry
 	listener net.Listener
+
+	st        *stages
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	reg       *registry.Registry
+	maps      *ingester.ShardMaps
+	users     *auth.Users
+	analytics atomic.Pointer[analyticsRun]
+	growMu    sync.Mutex   // one growth at a time
+	growing   atomic.Int32 // the shard count a growth at start goes to; 0 when done
+	cutover   time.Time    // the last growth's new version's from
 	// keys are the data folder's signing keys; tokens were minted from them at start.
 	keys                    auth.DevKeys
 	deviceToken, adminToken string
@@ -123,8 +146,25 @@ func (s *Stack) Postgres(i int) *localpg.Cluster { return s.pg[i] }
 // NATS returns the embedded NATS server.
 func (s *Stack) NATS() *localnats.Server { return s.nats }
 
-// Metrics is the registry every component of the stack reports to.
-func (s *Stack) Metrics() *prometheus.Registry { return s.metrics }
+// Metrics gathers what every component of the stack reports.
+func (s *Stack) Metrics() prometheus.Gatherer {
+	return prometheus.Gatherers{s.metrics, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		if a := s.analytics.Load(); a != nil {
+			return a.metrics.Gather()
+		}
+		return nil, nil
+	})}
+}
+
+// ShardMap is the fleet's shard map as the stack's components follow it.
+func (s *Stack) ShardMap() *placement.ShardMap { return s.maps.Current() }
+
+// Cutover is when the version a growth wrote took effect (zero when the stack did not grow).
+func (s *Stack) Cutover() time.Time {
+	s.growMu.Lock()
+	defer s.growMu.Unlock()
+	return s.cutover
+}
 
 // Done is closed when the stack has stopped; Err then says why.
 func (s *Stack) Done() <-chan struct{} { return s.done }
@@ -148,19 +188,25 @@ const NATSURLFile = "nats.url"
 // DevTokenTTL is how long the tokens minted at start stay valid.
 const DevTokenTTL = 30 * 24 * time.Hour
 
-// Start starts every part of the stack and returns once the HTTP surface is ready.
+// Start starts every part of the stack and returns once the HTTP surface is ready. A data
+// folder that holds fewer shards than cfg.Shards is grown first (Grow).
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	cfg = cfg.withDefaults()
-	if err := checkTopology(cfg); err != nil {
+	held, err := checkTopology(cfg)
+	if err != nil {
 		return nil, err
 	}
+	want := cmp.Or(cfg.Shards, held)
 	s := &Stack{
 		cfg:      cfg,
-		topology: ingester.Topology{Namespace: cfg.Namespace, Fleet: cfg.Fleet, Shards: cfg.Shards},
+		topology: ingester.Topology{Namespace: cfg.Namespace, Fleet: cfg.Fleet, Shards: held},
 		metrics:  prometheus.NewRegistry(),
 		done:     make(chan struct{}),
 	}
 	s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if want > held {
+		s.growing.Store(int32(want))
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -178,7 +224,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, NATSURLFile), []byte(s.nats.URL()+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("recording the NATS URL: %w", err)
 	}
-	if err := s.startPostgres(ctx); err != nil {
+	if err := s.startPostgres(ctx, 0, held); err != nil {
 		return nil, err
 	}
 	if s.listener, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -192,7 +238,14 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	ok = true // from here on, the run goroutine stops the servers
-	if err := waitReady(ctx, s.URL(), ready); err != nil {
+	if _, err = s.finishGrowth(ctx); err == nil && want > held {
+		_, err = s.Grow(ctx, want)
+	}
+	s.growing.Store(0)
+	if err == nil {
+		err = waitReady(ctx, s.URL(), ready)
+	}
+	if err != nil {
 		cancel()
 		<-s.done
 		return nil, errors.Join(err, s.err)
@@ -200,14 +253,66 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
-func (s *Stack) startPostgres(ctx context.Context) error {
+// Grow grows the running stack to n shards without moving a row: it starts the new shards'
+// Postgres servers, streams and ingesters, serves analytics on every shard, then writes the
+// shard map's new version, which takes effect Lead later (its from, returned). The data
+// folder records the new count.
+func (s *Stack) Grow(ctx context.Context, n int) (time.Time, error) {
+	s.growMu.Lock()
+	defer s.growMu.Unlock()
+	held := len(s.dsns)
+	if n <= held {
+		return time.Time{}, fmt.Errorf("the stack has %d shards: it grows only to more (shrinking is refused)", held)
+	}
+	s.cfg.Logger.Info("growing", "from", held, "to", n)
+	if err := s.startPostgres(ctx, held, n); err != nil {
+		return time.Time{}, err
+	}
+	s.topology.Shards = n
+	if _, err := ingester.EnsureStreams(ctx, s.js, s.topology, s.cfg.Streams); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.startIngesters(ctx, held, n); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.startAnalytics(ctx); err != nil {
+		return time.Time{}, err
+	}
+	// The folder records the count first: a stack stopped before the version is written
+	// writes it when it starts again (finishGrowth).
+	if err := saveTopology(s.cfg.DataDir, n); err != nil {
+		return time.Time{}, err
+	}
+	return s.finishGrowth(ctx)
+}
+
+// finishGrowth writes the shard map's version for the stack's shards when the map has fewer
+// (a growth stopped before it wrote it). growMu is held or the stack is starting.
+func (s *Stack) finishGrowth(ctx context.Context) (time.Time, error) {
+	if err := s.maps.WaitReady(ctx); err != nil {
+		return time.Time{}, err
+	}
+	if s.maps.Current().Shards() >= len(s.dsns) {
+		return time.Time{}, nil
+	}
+	m, err := ingester.GrowShardMap(ctx, s.js, s.topology, len(s.dsns), s.cfg.Lead)
+	if err != nil {
+		return time.Time{}, err
+	}
+	s.cutover = m.Versions[len(m.Versions)-1].From
+	s.cfg.Logger.Info("grown", "shards", len(s.dsns), "cutover", s.cutover)
+	return s.cutover, nil
+}
+
+// startPostgres starts the Postgres servers of shards from..to-1.
+func (s *Stack) startPostgres(ctx context.Context, from, to int) error {
 	type started struct {
 		i   int
 		c   *localpg.Cluster
 		err error
 	}
-	results := make(chan started, s.cfg.Shards)
-	for i := 0; i < s.cfg.Shards; i++ {
+	results := make(chan started, to-from)
+	for i := from; i < to; i++ {
 		go func(i int) {
 			port := 0
 			if s.cfg.PostgresPort != 0 {
@@ -226,9 +331,9 @@ func (s *Stack) startPostgres(ctx context.Context) error {
 			results <- started{i, c, err}
 		}(i)
 	}
-	s.pg = make([]*localpg.Cluster, s.cfg.Shards)
+	s.pg = append(s.pg, make([]*localpg.Cluster, to-from)...)
 	var errs []error
-	for range s.cfg.Shards {
+	for range to - from {
 		r := <-results
 		s.pg[r.i] = r.c
 		if r.err != nil {
@@ -238,9 +343,8 @@ func (s *Stack) startPostgres(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	s.dsns = make([]string, s.cfg.Shards)
-	for i, c := range s.pg {
-		s.dsns[i] = c.DSN(databaseName)
+	for _, c := range s.pg[from:to] {
+		s.dsns = append(s.dsns, c.DSN(databaseName))
 	}
 	return nil
 }
@@ -267,33 +371,43 @@ func (s *Stack) stopServers() error {
 	return errors.Join(errs...)
 }
 
-// checkTopology refuses to start a data folder with another shard count than it was made
-// with: readings already placed would be looked for on the wrong shards.
-func checkTopology(cfg Config) error {
+// topologyFile records a data folder's shard count.
+const topologyFile = "topology.json"
+
+// checkTopology returns the shard count the data folder holds (cfg.Shards, or 2, for a new
+// one) and refuses fewer: readings already placed would be looked for on shards that are
+// gone.
+func checkTopology(cfg Config) (int, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("creating data folder %s: %w", cfg.DataDir, err)
+		return 0, fmt.Errorf("creating data folder %s: %w", cfg.DataDir, err)
 	}
-	path := filepath.Join(cfg.DataDir, "topology.json")
-	type saved struct {
-		Shards int `json:"shards"`
-	}
+	path := filepath.Join(cfg.DataDir, topologyFile)
 	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		data, _ = json.Marshal(saved{Shards: cfg.Shards})
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			return fmt.Errorf("recording the shard count: %w", err)
-		}
-		return nil
+		n := cmp.Or(cfg.Shards, 2)
+		return n, saveTopology(cfg.DataDir, n)
 	case err != nil:
-		return fmt.Errorf("reading %s: %w", path, err)
+		return 0, fmt.Errorf("reading %s: %w", path, err)
 	}
-	var sv saved
-	if err := json.Unmarshal(data, &sv); err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
+	var sv struct {
+		Shards int `json:"shards"`
 	}
-	if sv.Shards != cfg.Shards {
-		return fmt.Errorf("data folder %s holds %d shards, not %d: use --shards %d or another --data-dir", cfg.DataDir, sv.Shards, cfg.Shards, sv.Shards)
+	if err := json.Unmarshal(data, &sv); err != nil || sv.Shards < 1 {
+		return 0, fmt.Errorf("reading %s: %v", path, cmp.Or[any](err, "no shard count"))
+	}
+	if cfg.Shards != 0 && cfg.Shards < sv.Shards {
+		return 0, fmt.Errorf("data folder %s holds %d shards, not %d: a fleet grows but does not shrink (its shards hold readings); use --shards %d or more, or another --data-dir", cfg.DataDir, sv.Shards, cfg.Shards, sv.Shards)
+	}
+	return sv.Shards, nil
+}
+
+func saveTopology(dir string, shards int) error {
+	data, _ := json.Marshal(struct {
+		Shards int `json:"shards"`
+	}{shards})
+	if err := os.WriteFile(filepath.Join(dir, topologyFile), data, 0o644); err != nil {
+		return fmt.Errorf("recording the shard count: %w", err)
 	}
 	return nil
 }
