@@ -19,7 +19,11 @@ type StreamOptions struct {
 	// MaxAge, when set, ages out unconsumed messages. Default 0: never, since an aged-out
 	// message is lost data.
 	MaxAge time.Duration
-	// AckWait is how long an ingester may hold a message before it is redelivered. Default 60s.
+	// AckWait is how long a message delivered to an ingester may go without an
+	// acknowledgement or an in-progress mark before it is redelivered. Ingesters mark the
+	// messages of a batch they are writing in progress several times per AckWait, so it
+	// bounds only how long the messages of a dead ingester wait: redelivered at most this
+	// long after it died. Default 5s.
 	AckWait time.Duration
 	// MaxAckPending bounds the messages an ingester holds unacknowledged. Default 20,000,
 	// at least two batches of the ingester's default size even with one reading a message.
@@ -29,7 +33,7 @@ type StreamOptions struct {
 // Defaults for StreamOptions.
 const (
 	DefaultMaxBytes      int64 = 1 << 30
-	DefaultAckWait             = 60 * time.Second
+	DefaultAckWait             = 5 * time.Second
 	DefaultMaxAckPending       = 20_000
 )
 
@@ -140,12 +144,33 @@ func StreamDrift(live, want jetstream.StreamConfig) []string {
 	return d
 }
 
+// ConsumerDrift lists the fields where a live durable consumer differs from the desired one,
+// in the fields this package owns, each prefixed "consumer " (so that they read apart from
+// the stream's). Empty means in sync.
+func ConsumerDrift(live, want jetstream.ConsumerConfig) []string {
+	var d []string
+	if live.AckPolicy != want.AckPolicy {
+		d = append(d, "consumer ackPolicy")
+	}
+	if live.AckWait != want.AckWait {
+		d = append(d, "consumer ackWait")
+	}
+	if live.MaxDeliver != want.MaxDeliver {
+		d = append(d, "consumer maxDeliver")
+	}
+	if live.MaxAckPending != want.MaxAckPending {
+		d = append(d, "consumer maxAckPending")
+	}
+	return d
+}
+
 // StreamState is what EnsureStreams observed of one shard's stream.
 type StreamState struct {
 	Shard   int
 	Name    string
 	Created bool
-	// Updated lists the fields that had drifted and were put back.
+	// Updated lists the fields that had drifted and were put back (the durable consumer's
+	// prefixed "consumer ").
 	Updated []string
 	// Pending is the number of messages not yet acknowledged by the ingester (consumer lag).
 	Pending uint64
@@ -163,10 +188,14 @@ type Provisioned struct {
 	Streams []StreamState
 	// Buckets are the mapping, revocation and shard-map buckets, in that order.
 	Buckets []BucketState
+	// DeadLetter is the fleet's dead-letter stream (Shard is -1: it serves every shard;
+	// Pending is the number of readings parked in it).
+	DeadLetter StreamState
 }
 
-// EnsureStreams creates or repairs every stream, durable consumer and the mapping bucket of a
-// fleet: it compares each live configuration with the desired one and updates what drifted.
+// EnsureStreams creates or repairs every stream, durable consumer, the buckets and the
+// dead-letter stream of a fleet: it compares each live configuration with the desired one
+// and updates what drifted.
 // It is the one place these objects are made; the operator and `fleetingest dev` call it,
 // gateways and ingesters only bind to what it made.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, o StreamOptions) (Provisioned, error) {
@@ -195,31 +224,19 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology, o St
 		return p, err
 	}
 	p.Buckets = append(p.Buckets, sm)
-	return p, nil
+	p.DeadLetter, err = ensureDeadLetter(ctx, js, t, o)
+	return p, err
 }
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, cc jetstream.ConsumerConfig) (StreamState, error) {
-	st := StreamState{Name: want.Name}
-	s, err := js.Stream(ctx, want.Name)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if s, err = js.CreateStream(ctx, want); err != nil {
-			return st, fmt.Errorf("creating stream %s: %w", want.Name, err)
-		}
-		st.Created = true
-	case err != nil:
-		return st, fmt.Errorf("looking up stream %s: %w", want.Name, err)
-	default:
-		if drift := StreamDrift(s.CachedInfo().Config, want); len(drift) > 0 {
-			live := s.CachedInfo().Config
-			live.Subjects, live.Retention, live.Discard = want.Subjects, want.Retention, want.Discard
-			live.MaxBytes, live.MaxAge, live.Storage, live.Replicas = want.MaxBytes, want.MaxAge, want.Storage, want.Replicas
-			live.Description = want.Description
-			if s, err = js.UpdateStream(ctx, live); err != nil {
-				return st, fmt.Errorf("updating stream %s (%v drifted): %w", want.Name, drift, err)
-			}
-			st.Updated = drift
-		}
+	s, st, err := ensureStreamConfig(ctx, js, want)
+	if err != nil {
+		return st, err
+	}
+	if live, err := s.Consumer(ctx, cc.Durable); err == nil {
+		st.Updated = append(st.Updated, ConsumerDrift(live.CachedInfo().Config, cc)...)
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return st, fmt.Errorf("looking up consumer %s on stream %s: %w", cc.Durable, want.Name, err)
 	}
 	c, err := s.CreateOrUpdateConsumer(ctx, cc)
 	if err != nil {
@@ -229,6 +246,34 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 	st.Pending = ci.NumPending + uint64(ci.NumAckPending)
 	st.Bytes = s.CachedInfo().State.Bytes
 	return st, nil
+}
+
+// ensureStreamConfig creates the stream want, or puts back the fields of the live one that
+// drifted from it.
+func ensureStreamConfig(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) (jetstream.Stream, StreamState, error) {
+	st := StreamState{Name: want.Name}
+	s, err := js.Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if s, err = js.CreateStream(ctx, want); err != nil {
+			return nil, st, fmt.Errorf("creating stream %s: %w", want.Name, err)
+		}
+		st.Created = true
+	case err != nil:
+		return nil, st, fmt.Errorf("looking up stream %s: %w", want.Name, err)
+	default:
+		if drift := StreamDrift(s.CachedInfo().Config, want); len(drift) > 0 {
+			live := s.CachedInfo().Config
+			live.Subjects, live.Retention, live.Discard = want.Subjects, want.Retention, want.Discard
+			live.MaxBytes, live.MaxAge, live.Storage, live.Replicas = want.MaxBytes, want.MaxAge, want.Storage, want.Replicas
+			live.Description = want.Description
+			if s, err = js.UpdateStream(ctx, live); err != nil {
+				return nil, st, fmt.Errorf("updating stream %s (%v drifted): %w", want.Name, drift, err)
+			}
+			st.Updated = drift
+		}
+	}
+	return s, st, nil
 }
 
 func ensureBucket(ctx context.Context, js jetstream.JetStream, want jetstream.KeyValueConfig) (bool, error) {

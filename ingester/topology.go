@@ -1,8 +1,9 @@
 // Package ingester owns the data plane's NATS contract: the names of streams, subjects,
 // consumers and the mapping bucket, and the one function that creates them (EnsureStreams),
 // called by the operator and by `fleetingest dev`. Its sub-packages are the gateway (HTTP →
-// JetStream), the shard consumer (JetStream → Postgres), the store (schema and writes) and
-// the mapping registry (JetStream KV).
+// JetStream), the shard consumer (JetStream → Postgres), the store (schema and writes),
+// the mapping registry (JetStream KV) and the dead-letter stream (deadletter: the readings a
+// shard database refused for good, listed and replayed).
 package ingester
 
 import (
@@ -33,7 +34,7 @@ func (t Topology) Validate() error {
 	if t.Shards < 1 {
 		return fmt.Errorf("topology needs at least one shard, got %d", t.Shards)
 	}
-	if n := len(t.Stream(t.Shards - 1)); n > MaxNameLen {
+	if n := max(len(t.Stream(t.Shards-1)), len(t.DeadLetterStream())); n > MaxNameLen {
 		return fmt.Errorf("stream name of %d characters exceeds %d: shorten the namespace or fleet name", n, MaxNameLen)
 	}
 	return nil
@@ -68,6 +69,24 @@ func (t Topology) CommitSubject() string {
 // RevocationBucket returns the name of the KV bucket of revoked device-token ids.
 func (t Topology) RevocationBucket() string {
 	return fmt.Sprintf("fi_%s_%s_revocations", Sanitize(t.Namespace), Sanitize(t.Fleet))
+}
+
+// DeadLetterStream returns the name of the stream that keeps the readings a shard database
+// refused for good, for every shard of the fleet, e.g. "FI_prod_fleet-a_deadletter".
+func (t Topology) DeadLetterStream() string {
+	return fmt.Sprintf("FI_%s_%s_deadletter", Sanitize(t.Namespace), Sanitize(t.Fleet))
+}
+
+// DeadLetterSubject returns the subject shard i's refused readings are parked on, e.g.
+// "fi.prod.fleet-a.deadletter.0".
+func (t Topology) DeadLetterSubject(i int) string {
+	return fmt.Sprintf("fi.%s.%s.deadletter.%d", Sanitize(t.Namespace), Sanitize(t.Fleet), i)
+}
+
+// DeadLetterSubjects returns the subject filter of every shard's parked readings, e.g.
+// "fi.prod.fleet-a.deadletter.*": what the dead-letter stream listens on.
+func (t Topology) DeadLetterSubjects() string {
+	return fmt.Sprintf("fi.%s.%s.deadletter.*", Sanitize(t.Namespace), Sanitize(t.Fleet))
 }
 
 // Buckets returns the names of every KV bucket of the fleet.

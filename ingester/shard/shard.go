@@ -1,7 +1,10 @@
 // Package shard is the per-shard ingester: it consumes its shard's JetStream stream through
 // the durable pull consumer, writes readings to the shard's Postgres in batches, one
 // transaction each, and acknowledges a message only after the transaction holding its
-// readings has committed.
+// readings has committed. A batch the database refuses for good is split until the refused
+// readings are alone; the rest is written and the refused readings are parked in the
+// fleet's dead-letter stream (package ingester/deadletter) before the batch's messages are
+// acknowledged, so that no reading can hold up its shard.
 package shard
 
 import (
@@ -39,13 +42,14 @@ const (
 	DefaultLagInterval         = 5 * time.Second
 	DefaultRetryMin            = 100 * time.Millisecond
 	DefaultRetryMax            = 10 * time.Second
-	DefaultProgressInterval    = 10 * time.Second
+	DefaultProgressInterval    = time.Second
 	DefaultWriteTimeout        = 15 * time.Second
 )
 
 // Config of one shard's ingester.
 type Config struct {
-	// JS is the JetStream context. Required.
+	// JS is the JetStream context: the shard's consumer, commit notices, and the
+	// dead-letter stream refused readings are parked in. Required.
 	JS jetstream.JetStream
 	// Topology names the stream. Required.
 	Topology ingester.Topology
@@ -73,17 +77,20 @@ type Config struct {
 	// telemetry.DefaultLimits().
 	Limits telemetry.Limits
 	// RetryMin and RetryMax bound the exponential backoff between attempts to write a batch
-	// while the database fails. Defaults 100ms and 10s.
+	// while the database fails (or to park its refused readings while NATS fails). Defaults
+	// 100ms and 10s.
 	RetryMin, RetryMax time.Duration
-	// ProgressInterval is how often a retried batch's messages are marked in progress so
-	// JetStream does not redeliver them meanwhile; keep it well under the consumer's AckWait.
-	// Default 10s.
+	// ProgressInterval is how often the messages of a batch being written (a long write, the
+	// back-off between attempts, the splitting of a refused batch, the parking of its refused
+	// readings) are marked in progress, so JetStream does not redeliver them meanwhile. It is
+	// capped at a quarter of the consumer's AckWait (read when binding and with each lag
+	// poll). Default 1s.
 	ProgressInterval time.Duration
 	// WriteTimeout bounds one write attempt; a write in flight at shutdown may finish within
 	// it. Default 15s.
 	WriteTimeout time.Duration
-	// AfterCommit, when set, runs after a batch committed and before its messages are
-	// acknowledged; an error abandons the batch unacknowledged. A fault-injection seam
+	// AfterCommit, when set, runs after a batch committed (and its refused readings, if any,
+	// were parked) and before its messages are acknowledged; an error abandons the batch unacknowledged. A fault-injection seam
 	// (see PauseAfterCommit). Default none.
 	AfterCommit func(ctx context.Context) error
 	// Registerer receives the ingester's metrics, labelled with the shard. Default: a private
@@ -169,6 +176,7 @@ type Ingester struct {
 	bound   atomic.Bool
 	failing atomic.Pointer[error] // the last write error while a batch is being retried
 	lag     atomic.Int64
+	ackWait atomic.Int64 // the consumer's AckWait, as last read
 }
 
 // New checks cfg and registers the ingester's metrics.
@@ -243,6 +251,7 @@ func (in *Ingester) bind(ctx context.Context) (jetstream.Consumer, error) {
 	for {
 		cons, err := in.cfg.JS.Consumer(ctx, in.stream, ingester.ConsumerName)
 		if err == nil {
+			in.ackWait.Store(int64(cons.CachedInfo().Config.AckWait))
 			return cons, nil
 		}
 		in.log.Warn("waiting for the shard's stream and consumer", "error", err, "retry_in", backoff)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
-	"github.com/fleetingest/fleetingest/ingester/store"
 )
 
 // batch is the messages whose readings commit together.
@@ -20,9 +19,31 @@ type batch struct {
 	msgs     []jetstream.Msg
 	meters   []*telemetrypb.MeterReading
 	vehicles []*telemetrypb.VehicleReading
+	// meterMsg and vehicleMsg are the index in msgs of the message each reading came in.
+	meterMsg, vehicleMsg []int
 }
 
 func (b *batch) readings() int { return len(b.meters) + len(b.vehicles) }
+
+// span is a run of a batch's readings, by index in its meters followed by its vehicles.
+type span struct{ lo, hi int }
+
+func (s span) len() int { return s.hi - s.lo }
+
+// in returns the readings of s.
+func (b *batch) in(s span) ([]*telemetrypb.MeterReading, []*telemetrypb.VehicleReading) {
+	m := len(b.meters)
+	return b.meters[min(s.lo, m):min(s.hi, m)], b.vehicles[max(s.lo-m, 0):max(s.hi-m, 0)]
+}
+
+// reading returns reading i of the batch and the message it came in.
+func (b *batch) reading(i int) (telemetry.Reading, jetstream.Msg) {
+	if i < len(b.meters) {
+		return telemetry.Reading{Meter: b.meters[i]}, b.msgs[b.meterMsg[i]]
+	}
+	i -= len(b.meters)
+	return telemetry.Reading{Vehicle: b.vehicles[i]}, b.msgs[b.vehicleMsg[i]]
+}
 
 // consume pulls, batches, writes and acknowledges until ctx ends.
 func (in *Ingester) consume(ctx context.Context, cons jetstream.Consumer) error {
@@ -110,9 +131,16 @@ func (in *Ingester) add(b *batch, msg jetstream.Msg) {
 		}
 		return
 	}
+	at := len(b.msgs)
 	b.msgs = append(b.msgs, msg)
 	b.meters = append(b.meters, rb.GetMeters()...)
 	b.vehicles = append(b.vehicles, rb.GetVehicles()...)
+	for range rb.GetMeters() {
+		b.meterMsg = append(b.meterMsg, at)
+	}
+	for range rb.GetVehicles() {
+		b.vehicleMsg = append(b.vehicleMsg, at)
+	}
 }
 
 // publishedAt is when msg was first published: its Fi-Published-At header (a replay keeps
@@ -129,43 +157,22 @@ func publishedAt(msg jetstream.Msg) time.Time {
 	return time.Now()
 }
 
-// commit writes b in one transaction, retrying with capped exponential backoff while the
-// database fails (keeping b's messages in progress meanwhile), then acknowledges every
-// message of b. It returns an error only when ctx ended before b committed, or when the
-// AfterCommit hook refused.
+// commit writes b, keeping its messages in progress meanwhile: in one transaction, or, when
+// the database refuses it for good, split until the refused readings are alone, which are
+// then parked in the dead-letter stream. Then it acknowledges every message of b. It returns
+// an error only when ctx ended before b was written and its refused readings parked, or when
+// the AfterCommit hook refused.
 func (in *Ingester) commit(ctx context.Context, b *batch) error {
 	in.metrics.batchReadings.Observe(float64(b.readings()))
-	backoff := in.cfg.RetryMin
-	var res store.Result
-	for attempt := 1; ; attempt++ {
-		// A write in flight at shutdown may finish: it is bounded by WriteTimeout, not ctx.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.WriteTimeout)
-		start := time.Now()
-		var err error
-		res, err = in.cfg.Store.WriteBatch(wctx, b.meters, b.vehicles)
-		cancel()
-		if err == nil {
-			in.metrics.commitSeconds.Observe(time.Since(start).Seconds())
-			in.metrics.observe(res)
-			if attempt > 1 {
-				in.log.Info("shard database back; batch committed", "attempts", attempt)
-			}
-			in.failing.Store(nil)
-			break
-		}
-		in.metrics.writeErrors.Inc()
-		in.failing.Store(&err)
-		if ctx.Err() != nil {
-			return fmt.Errorf("batch of %d readings not committed before shutdown: %w", b.readings(), err)
-		}
-		in.log.Warn("writing batch failed; keeping its messages unacknowledged and retrying",
-			"error", err, "attempt", attempt, "retry_in", backoff, "messages", len(b.msgs), "readings", b.readings(), "consumer_lag", in.lag.Load())
-		if !in.holdWhile(ctx, b, backoff) {
-			return fmt.Errorf("batch of %d readings not committed before shutdown: %w", b.readings(), err)
-		}
-		backoff = min(2*backoff, in.cfg.RetryMax)
+	stopProgress := in.keepInProgress(b)
+	refused, err := in.write(ctx, b)
+	if err == nil && len(refused) > 0 {
+		err = in.park(ctx, b, refused)
 	}
-	in.notify(res.Changed)
+	stopProgress()
+	if err != nil {
+		return fmt.Errorf("batch of %d readings not written before shutdown: %w", b.readings(), err)
+	}
 	if in.cfg.AfterCommit != nil {
 		if err := in.cfg.AfterCommit(ctx); err != nil {
 			b.msgs = nil // committed: leave them to redelivery, which the primary keys absorb
@@ -199,22 +206,43 @@ func (in *Ingester) notify(changed []telemetry.HourVersion) {
 	}
 }
 
-// holdWhile waits d, marking b's messages in progress every ProgressInterval so they are not
-// redelivered to anyone meanwhile. It reports false when ctx ended.
-func (in *Ingester) holdWhile(ctx context.Context, b *batch, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		for _, msg := range b.msgs {
-			_ = msg.InProgress() // best effort: a lost one only risks a duplicate delivery
+// keepInProgress marks b's messages in progress every progress interval until the returned
+// stop is called (which waits for the marking to end), so that JetStream redelivers them to
+// no one while b is written, retried or parked, however long that takes. Messages of an
+// ingester that died are redelivered within the consumer's AckWait.
+func (in *Ingester) keepInProgress(b *batch) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(in.progressEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, msg := range b.msgs {
+					_ = msg.InProgress() // best effort: a lost one only risks a duplicate delivery
+				}
+				t.Reset(in.progressEvery())
+			}
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return true
-		}
-		if !sleep(ctx, min(left, in.cfg.ProgressInterval)) {
-			return false
-		}
+	}()
+	return func() {
+		close(done)
+		<-finished
 	}
+}
+
+// progressEvery is the interval of in-progress marks: ProgressInterval, at most a quarter of
+// the consumer's AckWait.
+func (in *Ingester) progressEvery() time.Duration {
+	d := in.cfg.ProgressInterval
+	if w := time.Duration(in.ackWait.Load()); w > 0 {
+		d = min(d, max(w/4, time.Millisecond))
+	}
+	return d
 }
 
 // abandon hands an uncommitted batch back to JetStream for prompt redelivery.

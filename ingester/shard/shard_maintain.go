@@ -50,6 +50,7 @@ func (in *Ingester) pollLag(ctx context.Context, cons jetstream.Consumer) {
 	for {
 		info, err := cons.Info(ctx)
 		if err == nil {
+			in.ackWait.Store(int64(info.Config.AckWait))
 			lag := int64(info.NumPending) + int64(info.NumAckPending)
 			in.lag.Store(lag)
 			in.metrics.lag.Set(float64(lag))

@@ -22,6 +22,9 @@ type metrics struct {
 	partitionsCreated prometheus.Counter
 	partitionsDropped prometheus.Counter
 	noticeFailures    prometheus.Counter
+	batchesSplit      prometheus.Counter
+	parked            *prometheus.CounterVec
+	parkErrors        prometheus.Counter
 }
 
 const namespace, subsystem = "fleetingest", "ingester"
@@ -47,14 +50,18 @@ func newMetrics(reg prometheus.Registerer, shard int) (*metrics, error) {
 		terminated:        prometheus.NewCounter(prometheus.CounterOpts(opts("messages_terminated_total", "Stream messages refused because they do not decode to valid readings."))),
 		redelivered:       prometheus.NewCounter(prometheus.CounterOpts(opts("messages_redelivered_total", "Stream messages received more than once."))),
 		acked:             prometheus.NewCounter(prometheus.CounterOpts(opts("messages_acked_total", "Stream messages acknowledged after their batch committed."))),
-		writeErrors:       prometheus.NewCounter(prometheus.CounterOpts(opts("write_errors_total", "Failed attempts to write a batch (each is retried)."))),
+		writeErrors:       prometheus.NewCounter(prometheus.CounterOpts(opts("write_errors_total", "Failed attempts to write a batch or a part of one (retried, or split when the database refuses it for good)."))),
 		lag:               prometheus.NewGauge(prometheus.GaugeOpts(opts("consumer_lag_messages", "Messages of the shard's stream not yet acknowledged (pending plus in flight)."))),
 		partitionsCreated: prometheus.NewCounter(prometheus.CounterOpts(opts("partitions_created_total", "History partitions created, ahead or on demand."))),
 		partitionsDropped: prometheus.NewCounter(prometheus.CounterOpts(opts("partitions_dropped_total", "History partitions dropped past retention."))),
 		noticeFailures:    prometheus.NewCounter(prometheus.CounterOpts(opts("commit_notices_failed_total", "Commit notices that could not be published (readers repair them by polling the hours' versions)."))),
+		batchesSplit:      prometheus.NewCounter(prometheus.CounterOpts(opts("batches_split_total", "Batches the database refused for good, split until the refused readings were alone."))),
+		parked:            prometheus.NewCounterVec(prometheus.CounterOpts(opts("readings_parked_total", "Readings the database refused for good, parked in the dead-letter stream, by kind.")), []string{"kind"}),
+		parkErrors:        prometheus.NewCounter(prometheus.CounterOpts(opts("park_errors_total", "Failed attempts to park refused readings in the dead-letter stream (each is retried)."))),
 	}
 	for _, c := range []prometheus.Collector{m.batchReadings, m.commitSeconds, m.inserted, m.duplicates, m.terminated,
-		m.redelivered, m.acked, m.writeErrors, m.lag, m.partitionsCreated, m.partitionsDropped, m.noticeFailures} {
+		m.redelivered, m.acked, m.writeErrors, m.lag, m.partitionsCreated, m.partitionsDropped, m.noticeFailures,
+		m.batchesSplit, m.parked, m.parkErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering ingester metrics: %w", err)
 		}
@@ -62,6 +69,7 @@ func newMetrics(reg prometheus.Registerer, shard int) (*metrics, error) {
 	for _, kind := range []string{"meter", "vehicle"} {
 		m.inserted.WithLabelValues(kind)
 		m.duplicates.WithLabelValues(kind)
+		m.parked.WithLabelValues(kind)
 	}
 	return m, nil
 }

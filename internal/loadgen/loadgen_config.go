@@ -80,6 +80,10 @@ type Config struct {
 	// Client to post with. Default: a keep-alive client sized for Concurrency.
 	Client *http.Client
 
+	// Acknowledged, when set, is called with the device id and timestamp of every reading
+	// the gateway acknowledged (answered 2xx and not listed as rejected), as its answer
+	// arrives, from the goroutines that post: a ledger of what must be stored. Default none.
+	Acknowledged func(device string, at time.Time)
 	// Progress, when set, is called every ProgressEvery during the run (from another
 	// goroutine) with the figures so far.
 	Progress func(Progress)
@@ -245,6 +249,14 @@ func (c Config) intervals() int {
 		n = min(n, (c.Readings+c.devices()-1)/c.devices())
 	}
 	return n
+}
+
+// deviceID is the id of device i: the meters first, then the vehicles.
+func (c Config) deviceID(i int) string {
+	if i < c.Meters {
+		return c.meterID(i)
+	}
+	return c.vehicleID(i - c.Meters)
 }
 
 func (c Config) meterID(i int) string   { return c.Prefix + "-m-" + strconv.Itoa(i) }

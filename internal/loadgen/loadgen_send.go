@@ -14,10 +14,12 @@ import (
 	"time"
 )
 
-// entry is one reading of a request, for the accepted energy once it is answered.
+// entry is one reading of a request, for the accepted energy (and the ledger) once it is
+// answered.
 type entry struct {
 	device int
 	mwh    int64
+	at     time.Time
 }
 
 // job is one request: its body and the readings in it. Jobs are reused.
@@ -137,7 +139,7 @@ func (s *sender) produce(ctx context.Context, began time.Time) (first, last time
 			if s.batch {
 				j.body = append(j.body, '\n')
 			}
-			j.entries = append(j.entries, entry{device: out[i].device, mwh: out[i].mwh})
+			j.entries = append(j.entries, entry{device: out[i].device, mwh: out[i].mwh, at: at})
 			j.to = at
 			n++
 			if len(j.entries) == s.per && !dispatch() {
@@ -216,6 +218,9 @@ func (s *sender) count(j *job, rejected []int) {
 		}
 		if e.mwh != 0 {
 			s.accepted[e.device].Add(e.mwh)
+		}
+		if s.cfg.Acknowledged != nil {
+			s.cfg.Acknowledged(s.cfg.deviceID(e.device), e.at)
 		}
 	}
 }

@@ -46,6 +46,7 @@ func NewRootCommand() *cobra.Command {
 		newAnalyticsCommand(),
 		newMappingsCommand(),
 		newTokenCommand(),
+		newDeadletterCommand(),
 		newShardsCommand(),
 	)
 	return root
