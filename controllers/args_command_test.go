@@ -130,8 +130,8 @@ func TestTheOperatorCommandReconcilesAFleet(t *testing.T) {
 	}
 	fi := sampleFleet(ns, "fleet-op", 1)
 	fi.Spec.NATS.CredentialsSecretRef = nil
-	for _, name := range []string{"device-keys", "user-keys"} { // read by the operator: its role must allow it
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string][]byte{"k1.pub": []byte("key")}}
+	for name, key := range map[string]string{"device-keys": "k1.pub", "user-keys": "k1.pub", "pg-0": "dsn"} { // read by the operator: its role must allow it
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string][]byte{key: []byte("value")}}
 		if err := c.Create(ctx, s); err != nil {
 			t.Fatal(err)
 		}

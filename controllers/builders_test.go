@@ -294,6 +294,10 @@ func TestFleetStatus(t *testing.T) {
 		{"user keys without a .pub key hold analytics", withSecretProblem(allReady, componentAnalytics, v1alpha1.ReasonSecretInvalid),
 			provisioned, nil,
 			map[string]string{v1alpha1.ConditionAnalyticsReady: "False/SecretInvalid", v1alpha1.ConditionReady: "False/SecretInvalid"}, 2, 7},
+		{"a missing DSN Secret holds the shards and Ready, and observedGeneration", withSecretProblem(allReady, componentIngester, v1alpha1.ReasonSecretNotFound),
+			provisioned, nil,
+			map[string]string{v1alpha1.ConditionShardsReady: "False/SecretNotFound", v1alpha1.ConditionReady: "False/SecretNotFound",
+				v1alpha1.ConditionGatewayReady: "True/Available"}, 2, 7},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,18 +339,22 @@ func TestFleetStatus(t *testing.T) {
 	}
 }
 
-// withSecretProblem is obs with a component's auth Secret reported as reason.
+// withSecretProblem is obs with a component's auth Secret (the ingesters': shard 0's DSN)
+// reported as reason.
 func withSecretProblem(obs *observed, component, reason string) *observed {
 	o := *obs
-	s := authSecret{component: componentGateway, field: "spec.auth.deviceKeysSecretRef", name: "device-keys"}
-	if component == componentAnalytics {
-		s = authSecret{component: componentAnalytics, field: "spec.auth.users.keysSecretRef", name: "user-keys"}
+	s := mountedSecret{component: componentGateway, shard: -1, field: "spec.auth.deviceKeysSecretRef", name: "device-keys", verificationKeys: true}
+	switch component {
+	case componentAnalytics:
+		s = mountedSecret{component: componentAnalytics, shard: -1, field: "spec.auth.users.keysSecretRef", name: "user-keys", verificationKeys: true}
+	case componentIngester:
+		s = mountedSecret{component: componentIngester, shard: 0, field: "spec.shards[0].dsnSecretRef", name: "pg", key: "dsn"}
 	}
 	var secret *corev1.Secret
 	if reason == v1alpha1.ReasonSecretInvalid {
 		secret = &corev1.Secret{Data: map[string][]byte{"README": nil}}
 	}
-	o.secretProblems = map[string]*secretProblem{component: checkAuthSecret("prod", s, secret)}
+	o.secretProblems = map[string][]secretProblem{component: {*checkSecret("prod", s, secret)}}
 	return &o
 }
 

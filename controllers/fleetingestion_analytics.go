@@ -17,6 +17,7 @@ func analyticsPod(f fleet) podSpec {
 		args:      analyticsArgs(f),
 		volumes:   []*corev1ac.VolumeApplyConfiguration{slotMapVolume(f)},
 		mounts:    []*corev1ac.VolumeMountApplyConfiguration{slotMapMount()},
+		secrets:   podSecrets(f, componentAnalytics, -1),
 	}
 	for i, s := range f.Spec.Shards {
 		vol := fmt.Sprintf("dsn-%d", i)
@@ -33,7 +34,7 @@ func analyticsPod(f fleet) podSpec {
 // reconcileAnalytics applies the analytics Deployment, Service and (above one replica)
 // PodDisruptionBudget.
 func (r *FleetIngestionReconciler) reconcileAnalytics(ctx context.Context, f fleet, obs *observed) error {
-	name, pod := analyticsName(f), analyticsPod(f)
+	name, pod := analyticsName(f), analyticsPod(f).withSecrets(obs.secrets)
 	if err := r.applyDeployment(ctx, deployment(f, name, pod), obs); err != nil {
 		return err
 	}

@@ -20,10 +20,13 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
@@ -127,12 +130,13 @@ func ownedKinds() []client.Object {
 	}
 }
 
-// SetupWithManager registers the reconciler: it watches FleetIngestions and the objects
-// they control, and retries failed passes with exponential backoff.
+// SetupWithManager registers the reconciler: it watches FleetIngestions (changes to their
+// spec, annotations or deletion: see specChanged) and the objects they control, and retries
+// failed passes with exponential backoff.
 func (r *FleetIngestionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("fleetingestion").
-		For(&v1alpha1.FleetIngestion{})
+		For(&v1alpha1.FleetIngestion{}, builder.WithPredicates(specChanged()))
 	for _, o := range ownedKinds() {
 		b = b.Owns(o)
 	}
@@ -140,6 +144,23 @@ func (r *FleetIngestionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		MaxConcurrentReconciles: r.cfg.MaxConcurrentReconciles,
 		RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.cfg.RetryBaseDelay, r.cfg.RetryMaxDelay),
 	}).Complete(r)
+}
+
+// specChanged passes the FleetIngestion updates a pass must follow: a new generation (the
+// spec, or the deletion timestamp being set), changed annotations (such as
+// fleetingest.io/abandon-streams, or any annotation a person changes to ask for a pass at
+// once, e.g. after rotating a DSN Secret) and deletion. It drops updates of the status alone,
+// which the operator writes itself: a pass that only rewrote a condition's message would
+// otherwise start the next one at once, around the backoff that failed passes wait for.
+// Creations and deletions always pass.
+func specChanged() predicate.Predicate {
+	return predicate.Or[client.Object](
+		predicate.GenerationChangedPredicate{},
+		predicate.AnnotationChangedPredicate{},
+		predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectNew != nil && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+		}},
+	)
 }
 
 // CacheOptions are the manager's cache settings for the reconciler. The cache holds only
@@ -189,14 +210,14 @@ func (r *FleetIngestionReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	// Kubernetes objects are applied whether or not NATS answers: the pods wait for their
 	// streams by themselves, and an outage must not hold back a spec change.
-	streams := r.reconcileStreams(ctx, f)
+	streams := r.reconcileStreams(ctx, f, obs)
 	if streams.err == nil {
 		r.metrics.observeStreams(f.Namespace, f.Name, streams.provisioned, fi.Status.ObservedGeneration == 0)
 	}
 	applyErr := r.reconcileObjects(ctx, f, obs)
 
 	status := fleetStatus(f, fi.Status, obs, streams, applyErr, now)
-	r.recordEvents(&fi, fi.Status, status, streams)
+	r.recordEvents(&fi, passEvents(fi.Status, status, streams.provisioned, obs.rolled))
 	if err := r.writeStatus(ctx, &fi, status); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -128,8 +128,14 @@ func TestCreatingAFleetProvisionsStreamsBucketAndObjects(t *testing.T) {
 	if !slices.Contains(fi.Finalizers, v1alpha1.Finalizer) {
 		t.Errorf("finalizers = %v", fi.Finalizers)
 	}
-	if ev := strings.Join(h.drainEvents(), "\n"); !strings.Contains(ev, "created stream "+topo.Stream(0)) {
-		t.Errorf("events = %s, want one for the created stream", ev)
+	ev := strings.Join(h.drainEvents(), "\n")
+	for _, want := range []string{
+		"Normal StreamCreated created stream(s) " + topo.Stream(0) + ", " + topo.Stream(1),
+		"Normal BucketCreated created bucket(s) " + topo.MappingBucket() + ", " + topo.RevocationBucket(),
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("events = %s\nwant %q", ev, want)
+		}
 	}
 }
 
@@ -271,8 +277,9 @@ func TestResyncPutsBackStreamAndBucketChangedBehindTheOperatorsBack(t *testing.T
 		t.Errorf("bucket after resync: %v", err)
 	}
 	ev := strings.Join(h.drainEvents(), "\n")
-	if !strings.Contains(ev, "repaired stream "+topo.Stream(1)) || !strings.Contains(ev, "created bucket") {
-		t.Errorf("events = %s, want the repair and the re-creation reported", ev)
+	if !strings.Contains(ev, "Normal StreamRepaired repaired stream(s) "+topo.Stream(1)+" (maxBytes had drifted)") ||
+		!strings.Contains(ev, "Normal BucketCreated created bucket(s) "+topo.MappingBucket()) || strings.Contains(ev, EventStreamCreated) {
+		t.Errorf("events = %s, want the repair and the re-creation reported under their own reasons", ev)
 	}
 	if got := testutil.ToFloat64(h.r.metrics.streamRepairs.WithLabelValues(h.ns, "fleet-d")); got != 2 {
 		t.Errorf("stream repairs metric = %v, want 2 (one stream, one bucket)", got)
@@ -427,8 +434,15 @@ func TestAMissingCredentialsSecretIsReportedByName(t *testing.T) {
 	}
 	fi = h.get(fi.Name)
 	c := condition(t, fi, v1alpha1.ConditionStreamsReady)
-	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonCredentialsUnavailable || !strings.Contains(c.Message, h.ns+"/nats-creds not found") {
-		t.Errorf("StreamsReady = %+v", c)
+	want := "secret " + h.ns + "/nats-creds (spec.nats.credentialsSecretRef) not found"
+	if c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonSecretNotFound || !strings.Contains(c.Message, want) {
+		t.Errorf("StreamsReady = %+v, want False/%s saying %q", c, v1alpha1.ReasonSecretNotFound, want)
+	}
+	// Every component mounts the credentials: each says so, and Ready names the Secret.
+	for _, typ := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady} {
+		if c := condition(t, fi, typ); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonSecretNotFound || !strings.Contains(c.Message, want) {
+			t.Errorf("%s = %+v, want False/%s saying %q", typ, c, v1alpha1.ReasonSecretNotFound, want)
+		}
 	}
 	// The Kubernetes objects are applied all the same, with the credentials mounted.
 	var gw appsv1.Deployment

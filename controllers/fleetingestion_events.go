@@ -1,16 +1,24 @@
 package controllers
 
 import (
+	"fmt"
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
+	"github.com/fleetingest/fleetingest/ingester"
 )
 
-// Event reasons.
+// Event reasons: one per kind of change, because the event recorder merges Events of the
+// same reason and action on one object into a series that shows only the latest note.
 const (
-	EventStreamsProvisioned   = "StreamsProvisioned"
+	EventStreamCreated        = "StreamCreated"
+	EventStreamRepaired       = "StreamRepaired"
+	EventBucketCreated        = "BucketCreated"
+	EventSecretChanged        = "SecretChanged"
 	EventStreamsUnavailable   = "StreamsUnavailable"
 	EventReady                = "Ready"
 	EventNotReady             = "NotReady"
@@ -21,28 +29,67 @@ const (
 	EventInsecureNoAuth       = "InsecureNoAuth"
 )
 
-// recordEvents emits Events for what changed in this pass: streams created or repaired,
-// StreamsReady and Ready changing status, authentication turned off. A steady state emits
-// nothing.
-func (r *FleetIngestionReconciler) recordEvents(fi *v1alpha1.FleetIngestion, old, cur v1alpha1.FleetIngestionStatus, streams streamsResult) {
-	if r.Recorder == nil {
-		return
+// fleetEvent is one Event to emit.
+type fleetEvent struct {
+	typ, reason, action, note string
+}
+
+// passEvents are the Events for what changed in one pass: streams and buckets created or
+// repaired (one Event per kind, naming every object of that kind), Deployments rolled for a
+// changed Secret, StreamsReady and Ready changing status, authentication turned off. A
+// steady state emits nothing. Pure, so that the reasons are table-tested.
+func passEvents(old, cur v1alpha1.FleetIngestionStatus, p ingester.Provisioned, rolled []string) []fleetEvent {
+	var created, repaired, buckets []string
+	for _, s := range p.Streams {
+		switch {
+		case s.Created:
+			created = append(created, s.Name)
+		case len(s.Updated) > 0:
+			repaired = append(repaired, fmt.Sprintf("%s (%s had drifted)", s.Name, strings.Join(s.Updated, ", ")))
+		}
 	}
-	for _, note := range streamsEvents(streams.provisioned) {
-		r.Recorder.Eventf(fi, nil, corev1.EventTypeNormal, EventStreamsProvisioned, "Provision", "%s", note)
+	for _, b := range p.Buckets {
+		if b.Created {
+			buckets = append(buckets, b.Name)
+		}
+	}
+	var out []fleetEvent
+	if len(created) > 0 {
+		out = append(out, fleetEvent{corev1.EventTypeNormal, EventStreamCreated, "Provision", "created stream(s) " + strings.Join(created, ", ")})
+	}
+	if len(repaired) > 0 {
+		out = append(out, fleetEvent{corev1.EventTypeNormal, EventStreamRepaired, "Provision", "repaired stream(s) " + strings.Join(repaired, "; ")})
+	}
+	if len(buckets) > 0 {
+		out = append(out, fleetEvent{corev1.EventTypeNormal, EventBucketCreated, "Provision", "created bucket(s) " + strings.Join(buckets, ", ")})
+	}
+	if len(rolled) > 0 {
+		out = append(out, fleetEvent{corev1.EventTypeNormal, EventSecretChanged, "Reconcile",
+			"a DSN or NATS credentials Secret changed: rolling the pods of " + strings.Join(rolled, ", ")})
 	}
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionStreamsReady); changed && c.Status == metav1.ConditionFalse {
-		r.Recorder.Eventf(fi, nil, corev1.EventTypeWarning, EventStreamsUnavailable, "Provision", "%s: %s", c.Reason, c.Message)
+		out = append(out, fleetEvent{corev1.EventTypeWarning, EventStreamsUnavailable, "Provision", c.Reason + ": " + c.Message})
 	}
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionAuthEnabled); changed && c.Status == metav1.ConditionFalse {
-		r.Recorder.Eventf(fi, nil, corev1.EventTypeWarning, EventInsecureNoAuth, "Reconcile", "%s", c.Message)
+		out = append(out, fleetEvent{corev1.EventTypeWarning, EventInsecureNoAuth, "Reconcile", c.Message})
 	}
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionReady); changed {
 		if c.Status == metav1.ConditionTrue {
-			r.Recorder.Eventf(fi, nil, corev1.EventTypeNormal, EventReady, "Reconcile", "%s", c.Message)
+			out = append(out, fleetEvent{corev1.EventTypeNormal, EventReady, "Reconcile", c.Message})
 		} else if meta.FindStatusCondition(old.Conditions, v1alpha1.ConditionReady) != nil {
-			r.Recorder.Eventf(fi, nil, corev1.EventTypeWarning, EventNotReady, "Reconcile", "%s", c.Message)
+			out = append(out, fleetEvent{corev1.EventTypeWarning, EventNotReady, "Reconcile", c.Message})
 		}
+	}
+	return out
+}
+
+// recordEvents emits the pass's Events on the FleetIngestion.
+func (r *FleetIngestionReconciler) recordEvents(fi *v1alpha1.FleetIngestion, events []fleetEvent) {
+	if r.Recorder == nil {
+		return
+	}
+	for _, e := range events {
+		r.Recorder.Eventf(fi, nil, e.typ, e.reason, e.action, "%s", truncate(e.note, 1024))
 	}
 }
 

@@ -46,7 +46,19 @@ func (r *FleetIngestionReconciler) reconcileDelete(ctx context.Context, fi *v1al
 }
 
 func (r *FleetIngestionReconciler) deleteFleetStreams(ctx context.Context, fi *v1alpha1.FleetIngestion) error {
-	js, res := r.jetStream(ctx, fi)
+	secrets := map[string]*corev1.Secret{}
+	if ref := fi.Spec.NATS.CredentialsSecretRef; ref != nil {
+		s, err := r.readSecret(ctx, fi.Namespace, ref.Name)
+		if err != nil {
+			return fmt.Errorf("deleting streams: reading NATS credentials: %w", err)
+		}
+		secrets[ref.Name] = s
+	}
+	creds, res := natsCredentials(fi, secrets)
+	if res.err != nil {
+		return fmt.Errorf("deleting streams: %w", res.err)
+	}
+	js, res := r.jetStream(ctx, fi, creds)
 	if res.err != nil {
 		return fmt.Errorf("deleting streams: %w", res.err)
 	}

@@ -17,6 +17,7 @@ func gatewayPod(f fleet) podSpec {
 		args:      gatewayArgs(f),
 		volumes:   []*corev1ac.VolumeApplyConfiguration{slotMapVolume(f)},
 		mounts:    []*corev1ac.VolumeMountApplyConfiguration{slotMapMount()},
+		secrets:   podSecrets(f, componentGateway, -1),
 	}
 	if ref := f.Spec.Auth.DeviceKeysSecretRef; ref != nil && !f.insecureNoAuth() {
 		p.volumes = append(p.volumes, secretVolume("device-keys", ref.Name))
@@ -28,7 +29,7 @@ func gatewayPod(f fleet) podSpec {
 // reconcileGateway applies the gateway's Deployment, Service and (above one replica)
 // PodDisruptionBudget.
 func (r *FleetIngestionReconciler) reconcileGateway(ctx context.Context, f fleet, obs *observed) error {
-	name, pod := gatewayName(f), gatewayPod(f)
+	name, pod := gatewayName(f), gatewayPod(f).withSecrets(obs.secrets)
 	if err := r.applyDeployment(ctx, deployment(f, name, pod), obs); err != nil {
 		return err
 	}

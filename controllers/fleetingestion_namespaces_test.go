@@ -74,6 +74,7 @@ func TestAnOperatorWatchingANamespaceNeedsOnlyTheChartsRole(t *testing.T) {
 		t.Cleanup(h.deleteFleets)
 		h.createKeysSecret(deviceKeysSecret, "k1")
 		h.createKeysSecret(userKeysSecret, "k1")
+		h.createDSNSecrets(1)
 		fleets[ns] = h.create(h.fleetIngestion("fleet", 1))
 	}
 

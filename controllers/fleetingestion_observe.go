@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,9 +20,14 @@ type observed struct {
 	pdbs            map[string]*policyv1.PodDisruptionBudget
 	networkPolicies map[string]*networkingv1.NetworkPolicy
 	ingress         *networkingv1.Ingress
+	// secrets are the Secrets the pods mount, by name; nil for one that does not exist.
+	secrets map[string]*corev1.Secret
 	// secretProblems says, per component, what in the Secrets it mounts keeps its pods
 	// from starting.
-	secretProblems map[string]*secretProblem
+	secretProblems map[string][]secretProblem
+	// rolled names the Deployments whose pods this pass rolls because a Secret they read
+	// at start changed.
+	rolled []string
 }
 
 // deployment returns the observed state of a Deployment; one never seen is not available.
@@ -33,14 +39,15 @@ func (o *observed) deployment(name string) deploymentState {
 }
 
 // observe lists the fleet's Deployments, PodDisruptionBudgets, NetworkPolicies and Ingress,
-// and checks the auth Secrets. Only objects the FleetIngestion controls count, so a
+// and reads the Secrets its pods mount. Only objects the FleetIngestion controls count, so a
 // same-named object someone else made is neither reported nor deleted.
 func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*observed, error) {
 	obs := &observed{
 		deployments:     map[string]deploymentState{},
 		pdbs:            map[string]*policyv1.PodDisruptionBudget{},
 		networkPolicies: map[string]*networkingv1.NetworkPolicy{},
-		secretProblems:  map[string]*secretProblem{},
+		secrets:         map[string]*corev1.Secret{},
+		secretProblems:  map[string][]secretProblem{},
 	}
 	sel := client.MatchingLabels{labelInstance: f.Name, labelManagedBy: ManagedBy}
 	in := client.InNamespace(f.Namespace)
@@ -51,7 +58,8 @@ func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*obser
 	}
 	for i := range deps.Items {
 		if d := &deps.Items[i]; controlledBy(d, f) {
-			obs.deployments[d.Name] = deploymentStateOf(d.Name, d.Generation, d.Spec.Replicas, d.Status.ObservedGeneration, d.Status.ReadyReplicas)
+			obs.deployments[d.Name] = deploymentStateOf(d.Name, d.Generation, d.Spec.Replicas, d.Status.ObservedGeneration, d.Status.ReadyReplicas,
+				d.Spec.Template.Annotations[AnnotationSecretsChecksum])
 		}
 	}
 	var pdbs policyv1.PodDisruptionBudgetList
@@ -81,7 +89,7 @@ func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*obser
 			obs.networkPolicies[np.Name] = np
 		}
 	}
-	if err := r.observeAuthSecrets(ctx, f, obs); err != nil {
+	if err := r.observeSecrets(ctx, f, obs); err != nil {
 		return nil, err
 	}
 	return obs, nil
@@ -92,26 +100,35 @@ func controlledBy(o metav1.Object, f fleet) bool {
 	return ref != nil && ref.UID == f.UID
 }
 
-func deploymentStateOf(name string, gen int64, replicas *int32, observedGen int64, ready int32) deploymentState {
-	return deploymentState{name: name, desired: ptr.Deref(replicas, 1), generation: gen, observedGeneration: observedGen, ready: ready}
+func deploymentStateOf(name string, gen int64, replicas *int32, observedGen int64, ready int32, checksum string) deploymentState {
+	return deploymentState{name: name, desired: ptr.Deref(replicas, 1), generation: gen, observedGeneration: observedGen, ready: ready, secretsChecksum: checksum}
 }
 
 // applyDeployment applies a Deployment and records the API server's answer (its generation
-// and status) as the observed state.
+// and status) as the observed state, and whether the apply rolls its pods for a changed
+// Secret.
 func (r *FleetIngestionReconciler) applyDeployment(ctx context.Context, d *appsv1ac.DeploymentApplyConfiguration, obs *observed) error {
 	name := ptr.Deref(d.Name, "")
+	before, seen := obs.deployments[name]
 	if err := r.apply(ctx, d); err != nil {
 		return fmt.Errorf("applying deployment %s: %w", name, err)
 	}
 	var replicas *int32
+	var checksum string
 	if d.Spec != nil {
 		replicas = d.Spec.Replicas
+		if d.Spec.Template != nil {
+			checksum = d.Spec.Template.Annotations[AnnotationSecretsChecksum]
+		}
 	}
 	var observedGen int64
 	var ready int32
 	if d.Status != nil {
 		observedGen, ready = ptr.Deref(d.Status.ObservedGeneration, 0), ptr.Deref(d.Status.ReadyReplicas, 0)
 	}
-	obs.deployments[name] = deploymentStateOf(name, ptr.Deref(d.Generation, 0), replicas, observedGen, ready)
+	obs.deployments[name] = deploymentStateOf(name, ptr.Deref(d.Generation, 0), replicas, observedGen, ready, checksum)
+	if seen && before.secretsChecksum != "" && before.secretsChecksum != checksum {
+		obs.rolled = append(obs.rolled, name)
+	}
 	return nil
 }

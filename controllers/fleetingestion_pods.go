@@ -3,9 +3,12 @@ package controllers
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
@@ -27,6 +30,17 @@ type podSpec struct {
 	mounts  []*corev1ac.VolumeMountApplyConfiguration
 	// init containers run before the main container, with the same image and hardening.
 	initArgs [][]string
+	// secrets are the Secrets the pods mount (podSecrets); checksum digests the content of
+	// those read at start (withSecrets), and rolls the pods when it changes.
+	secrets  []mountedSecret
+	checksum string
+}
+
+// withSecrets returns p with the checksum of what its pods read at start from the Secrets
+// observed (name → Secret, nil when missing).
+func (p podSpec) withSecrets(secrets map[string]*corev1.Secret) podSpec {
+	p.checksum = secretsChecksum(p.secrets, secrets)
+	return p
 }
 
 // ownerReference makes the FleetIngestion the controller owner of an object, so deleting
@@ -43,8 +57,9 @@ func ownerReference(f fleet) *metav1ac.OwnerReferenceApplyConfiguration {
 
 // podTemplate is a component's pod: non-root, read-only root filesystem, no privilege
 // escalation, no capabilities, probes on /healthz and /readyz, scraped by Prometheus on the
-// metrics port. The template carries no checksum of any Secret: the components re-read
-// their mounted keys, so a rotated Secret must not roll the pods.
+// metrics port, placed and labelled as the spec's PodOptions say. Its only checksum is that
+// of the DSNs and NATS credentials (AnnotationSecretsChecksum), which the processes read
+// once: the verification keys are re-read while running, so rotating them rolls nothing.
 func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration {
 	volumes := []*corev1ac.VolumeApplyConfiguration{
 		corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resourceQuantity("256Mi"))),
@@ -82,6 +97,7 @@ func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 		WithVolumes(volumes...).
 		WithContainers(main)
+	withPodOptions(spec, p.spec.PodOptions, topologySpread(f, p))
 	for i, args := range p.initArgs {
 		name := args[0]
 		if len(p.initArgs) > 1 {
@@ -92,13 +108,90 @@ func podTemplate(f fleet, p podSpec) *corev1ac.PodTemplateSpecApplyConfiguration
 	}
 
 	return corev1ac.PodTemplateSpec().
-		WithLabels(componentLabels(f, p.component, p.shard)).
-		WithAnnotations(map[string]string{
-			"prometheus.io/scrape": "true",
-			"prometheus.io/port":   fmt.Sprint(metricsPort),
-			"prometheus.io/path":   "/metrics",
-		}).
+		WithLabels(podLabels(f, p)).
+		WithAnnotations(podAnnotations(p)).
 		WithSpec(spec)
+}
+
+// reservedAnnotationPrefix starts the pod annotations only the operator sets.
+const reservedAnnotationPrefix = "fleetingest.io/"
+
+// podLabels are the spec's extra pod labels under the operator's own, which always win: the
+// Deployment's selector and the Services, PodDisruptionBudgets and NetworkPolicies select
+// the pods by them.
+func podLabels(f fleet, p podSpec) map[string]string {
+	l := map[string]string{}
+	maps.Copy(l, p.spec.PodLabels)
+	maps.Copy(l, componentLabels(f, p.component, p.shard))
+	return l
+}
+
+// podAnnotations are the Prometheus scrape annotations, the spec's extra annotations (which
+// may replace those) and the Secrets' checksum (which none may set).
+func podAnnotations(p podSpec) map[string]string {
+	a := map[string]string{
+		"prometheus.io/scrape": "true",
+		"prometheus.io/port":   fmt.Sprint(metricsPort),
+		"prometheus.io/path":   "/metrics",
+	}
+	for k, v := range p.spec.PodAnnotations {
+		if !strings.HasPrefix(k, reservedAnnotationPrefix) {
+			a[k] = v
+		}
+	}
+	if p.checksum != "" {
+		a[AnnotationSecretsChecksum] = p.checksum
+	}
+	return a
+}
+
+// withPodOptions sets where and as whom the pods run: pull secrets, ServiceAccount,
+// scheduling constraints and priority. The ServiceAccount token stays unmounted.
+func withPodOptions(spec *corev1ac.PodSpecApplyConfiguration, o v1alpha1.PodOptions, spread []corev1.TopologySpreadConstraint) {
+	for _, s := range o.ImagePullSecrets {
+		spec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s.Name))
+	}
+	if o.ServiceAccountName != "" {
+		// Also its deprecated alias, which the API server copies the name into: were it left
+		// to nobody, it would bring the name back after the spec stops naming an account.
+		spec.WithServiceAccountName(o.ServiceAccountName).WithDeprecatedServiceAccount(o.ServiceAccountName)
+	}
+	if len(o.NodeSelector) > 0 {
+		spec.WithNodeSelector(o.NodeSelector)
+	}
+	for _, t := range o.Tolerations {
+		spec.WithTolerations(applyConfiguration[corev1ac.TolerationApplyConfiguration](t))
+	}
+	if o.Affinity != nil {
+		spec.WithAffinity(applyConfiguration[corev1ac.AffinityApplyConfiguration](o.Affinity))
+	}
+	for _, c := range spread {
+		spec.WithTopologySpreadConstraints(applyConfiguration[corev1ac.TopologySpreadConstraintApplyConfiguration](c))
+	}
+	if o.PriorityClassName != "" {
+		spec.WithPriorityClassName(o.PriorityClassName)
+	}
+}
+
+// topologySpread is the spec's topology spread constraints or, when it gives none and the
+// component runs more than one replica, a spread of its pods (one shard's, for an
+// ingester) over zones and nodes that never keeps a pod from being scheduled.
+func topologySpread(f fleet, p podSpec) []corev1.TopologySpreadConstraint {
+	if c := p.spec.TopologySpreadConstraints; len(c) > 0 {
+		return c
+	}
+	if replicas(p.spec) < 2 {
+		return nil
+	}
+	spread := func(key string) corev1.TopologySpreadConstraint {
+		return corev1.TopologySpreadConstraint{
+			MaxSkew:           1,
+			TopologyKey:       key,
+			WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector:     &metav1.LabelSelector{MatchLabels: selectorLabels(f, p.component, p.shard)},
+		}
+	}
+	return []corev1.TopologySpreadConstraint{spread(corev1.LabelTopologyZone), spread(corev1.LabelHostname)}
 }
 
 // container is a hardened container running the fleet's image with args.

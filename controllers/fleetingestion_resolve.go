@@ -8,6 +8,9 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,6 +81,14 @@ func resolveFleet(fi *v1alpha1.FleetIngestion, defaultImage string) (fleet, erro
 	if err := validateAuth(fi.Spec.Auth); err != nil {
 		return f, err
 	}
+	for _, c := range []struct {
+		field string
+		o     *v1alpha1.PodOptions
+	}{{"spec.gateway", &fi.Spec.Gateway.PodOptions}, {"spec.ingester", &fi.Spec.Ingester.PodOptions}, {"spec.analytics", &fi.Spec.Analytics.PodOptions}} {
+		if err := validatePodOptions(c.field, c.o); err != nil {
+			return f, err
+		}
+	}
 	np := fi.Spec.NetworkPolicy
 	f.networkPolicies = np.Enabled == nil || *np.Enabled
 	f.ingressFrom, f.metricsFrom = np.IngressFrom, np.MetricsFrom
@@ -104,6 +115,23 @@ func validateAuth(a v1alpha1.AuthSpec) error {
 	}
 	if (a.Users.OIDC == nil) == (a.Users.KeysSecretRef == nil) {
 		return errors.New("spec.auth.users needs exactly one of oidc and keysSecretRef")
+	}
+	return nil
+}
+
+// validatePodOptions refuses what the CRD's rules refuse: extra pod labels that would set
+// the operator's own, and annotations under its reserved prefix.
+func validatePodOptions(field string, o *v1alpha1.PodOptions) error {
+	own := map[string]bool{labelName: true, labelInstance: true, labelComponent: true, labelManagedBy: true, labelPartOf: true, labelShard: true}
+	for _, k := range slices.Sorted(maps.Keys(o.PodLabels)) {
+		if own[k] {
+			return fmt.Errorf("%s.podLabels cannot set the operator's own label %s", field, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.PodAnnotations)) {
+		if strings.HasPrefix(k, reservedAnnotationPrefix) {
+			return fmt.Errorf("%s.podAnnotations cannot set %s: keys under %s are the operator's own", field, k, reservedAnnotationPrefix)
+		}
 	}
 	return nil
 }

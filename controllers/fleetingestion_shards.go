@@ -43,6 +43,7 @@ func ingesterPod(f fleet, shard int) podSpec {
 		volumes:   []*corev1ac.VolumeApplyConfiguration{secretKeyVolume("dsn", ref.Name, ref.Key, "dsn")},
 		mounts:    []*corev1ac.VolumeMountApplyConfiguration{corev1ac.VolumeMount().WithName("dsn").WithMountPath(dsnDir).WithReadOnly(true)},
 		initArgs:  [][]string{migrateArgs()},
+		secrets:   podSecrets(f, componentIngester, shard),
 	}
 }
 
@@ -57,7 +58,7 @@ func (r *FleetIngestionReconciler) reconcileShards(ctx context.Context, f fleet,
 		return fmt.Errorf("applying config map %s: %w", shardMapName(f), err)
 	}
 	for i := range f.Spec.Shards {
-		name, pod := ingesterName(f, i), ingesterPod(f, i)
+		name, pod := ingesterName(f, i), ingesterPod(f, i).withSecrets(obs.secrets)
 		if err := r.applyDeployment(ctx, deployment(f, name, pod), obs); err != nil {
 			return err
 		}

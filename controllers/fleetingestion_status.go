@@ -19,6 +19,8 @@ type deploymentState struct {
 	ready              int32
 	generation         int64
 	observedGeneration int64
+	// secretsChecksum is the pod template's AnnotationSecretsChecksum.
+	secretsChecksum string
 }
 
 // available is true once the Deployment's controller has seen its latest spec and every
@@ -65,7 +67,7 @@ func fleetStatus(f fleet, old v1alpha1.FleetIngestionStatus, obs *observed, stre
 
 	gen := f.Generation
 	setStreamsCondition(&st.Conditions, f, streams, gen, now)
-	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionShardsReady, componentIngester, ingesters, nil, applyErr, gen, now)
+	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionShardsReady, componentIngester, ingesters, obs.secretProblems[componentIngester], applyErr, gen, now)
 	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionGatewayReady, componentGateway, []deploymentState{obs.deployment(gatewayName(f))},
 		obs.secretProblems[componentGateway], applyErr, gen, now)
 	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionAnalyticsReady, componentAnalytics, []deploymentState{obs.deployment(analyticsName(f))},
@@ -96,10 +98,15 @@ func setStreamsCondition(conds *[]metav1.Condition, f fleet, streams streamsResu
 }
 
 // setDeploymentsCondition reports whether every Deployment of a component is available;
-// blocked, when set, is a Secret that keeps its pods from starting.
-func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, ds []deploymentState, blocked *secretProblem, applyErr error, gen int64, now metav1.Time) {
-	if blocked != nil {
-		setCondition(conds, typ, metav1.ConditionFalse, blocked.reason, blocked.message, gen, now)
+// blocked lists the Secrets that keep its pods from starting (the first one's reason is
+// the condition's).
+func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, ds []deploymentState, blocked []secretProblem, applyErr error, gen int64, now metav1.Time) {
+	if len(blocked) > 0 {
+		msgs := make([]string, len(blocked))
+		for i, p := range blocked {
+			msgs[i] = p.message
+		}
+		setCondition(conds, typ, metav1.ConditionFalse, blocked[0].reason, strings.Join(msgs, "; "), gen, now)
 		return
 	}
 	if applyErr != nil {

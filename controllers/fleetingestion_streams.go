@@ -7,8 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 	"github.com/fleetingest/fleetingest/ingester"
@@ -25,9 +23,14 @@ type streamsResult struct {
 // reconcileStreams creates or repairs the fleet's streams, durable consumers and mapping
 // bucket through ingester.EnsureStreams, the function `fleetingest dev` also uses. It
 // compares the live server configuration with the desired one on every pass, so the periodic
-// resync puts back what was changed or deleted behind the operator's back.
-func (r *FleetIngestionReconciler) reconcileStreams(ctx context.Context, f fleet) streamsResult {
-	js, res := r.jetStream(ctx, f.FleetIngestion)
+// resync puts back what was changed or deleted behind the operator's back. The NATS
+// credentials, if any, come from the Secrets observed in this pass.
+func (r *FleetIngestionReconciler) reconcileStreams(ctx context.Context, f fleet, obs *observed) streamsResult {
+	creds, res := natsCredentials(f.FleetIngestion, obs.secrets)
+	if res.err != nil {
+		return res
+	}
+	js, res := r.jetStream(ctx, f.FleetIngestion, creds)
 	if res.err != nil {
 		return res
 	}
@@ -44,21 +47,28 @@ func (r *FleetIngestionReconciler) reconcileStreams(ctx context.Context, f fleet
 	return streamsResult{provisioned: p, reason: v1alpha1.ReasonProvisioned}
 }
 
-// jetStream connects to the fleet's NATS with its credentials, if any.
-func (r *FleetIngestionReconciler) jetStream(ctx context.Context, f *v1alpha1.FleetIngestion) (jetstream.JetStream, streamsResult) {
-	var creds []byte
-	if ref := f.Spec.NATS.CredentialsSecretRef; ref != nil {
-		var s corev1.Secret
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: ref.Name}, &s); err != nil {
-			if apierrors.IsNotFound(err) {
-				err = fmt.Errorf("secret %s/%s not found", f.Namespace, ref.Name)
-			}
-			return nil, streamsResult{err: fmt.Errorf("reading NATS credentials: %w", err), reason: v1alpha1.ReasonCredentialsUnavailable}
-		}
-		if creds = s.Data[ref.Key]; len(creds) == 0 {
-			return nil, streamsResult{err: fmt.Errorf("reading NATS credentials: secret %s/%s has no key %q", f.Namespace, ref.Name, ref.Key), reason: v1alpha1.ReasonCredentialsUnavailable}
-		}
+// natsCredentials is the content of the fleet's NATS credentials file from the Secrets read
+// (name → Secret, nil when it does not exist); none when the fleet uses no credentials.
+func natsCredentials(fi *v1alpha1.FleetIngestion, secrets map[string]*corev1.Secret) ([]byte, streamsResult) {
+	ref := fi.Spec.NATS.CredentialsSecretRef
+	if ref == nil {
+		return nil, streamsResult{}
 	}
+	s := secrets[ref.Name]
+	if s == nil {
+		return nil, streamsResult{err: fmt.Errorf("reading NATS credentials: secret %s/%s (spec.nats.credentialsSecretRef) not found", fi.Namespace, ref.Name),
+			reason: v1alpha1.ReasonSecretNotFound}
+	}
+	creds := s.Data[ref.Key]
+	if len(creds) == 0 {
+		return nil, streamsResult{err: fmt.Errorf("reading NATS credentials: secret %s/%s has no key %q", fi.Namespace, ref.Name, ref.Key),
+			reason: v1alpha1.ReasonCredentialsUnavailable}
+	}
+	return creds, streamsResult{}
+}
+
+// jetStream connects to the fleet's NATS with the content of its credentials file, if any.
+func (r *FleetIngestionReconciler) jetStream(ctx context.Context, f *v1alpha1.FleetIngestion, creds []byte) (jetstream.JetStream, streamsResult) {
 	js, err := r.NATS.JetStream(ctx, f.Spec.NATS.URL, creds)
 	if err != nil {
 		reason := v1alpha1.ReasonProvisioningFailed
@@ -84,23 +94,4 @@ func deleteStreams(ctx context.Context, js jetstream.JetStream, t ingester.Topol
 		}
 	}
 	return nil
-}
-
-// streamsEvents are the notable things a streams pass did, for Events.
-func streamsEvents(p ingester.Provisioned) []string {
-	var out []string
-	for _, s := range p.Streams {
-		switch {
-		case s.Created:
-			out = append(out, fmt.Sprintf("created stream %s", s.Name))
-		case len(s.Updated) > 0:
-			out = append(out, fmt.Sprintf("repaired stream %s: %v had drifted", s.Name, s.Updated))
-		}
-	}
-	for _, b := range p.Buckets {
-		if b.Created {
-			out = append(out, fmt.Sprintf("created bucket %s", b.Name))
-		}
-	}
-	return out
 }

@@ -95,8 +95,27 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, ctx: ctx, c: kube.Client, r: r, rec: rec, js: js, ns: ns, natsPool: pool}
 	h.createKeysSecret(deviceKeysSecret, "k1")
 	h.createKeysSecret(userKeysSecret, "k1")
+	h.createDSNSecrets(4)
 	t.Cleanup(h.deleteFleets)
 	return h
+}
+
+// createDSNSecrets creates the DSN Secrets of shards 0..n-1 that fleetIngestion names,
+// "shard-<i>" with the key "dsn" (the operator only checks that the key is there).
+func (h *harness) createDSNSecrets(n int) {
+	h.t.Helper()
+	for i := 0; i < n; i++ {
+		h.createSecret(fmt.Sprintf("shard-%d", i), map[string][]byte{"dsn": []byte(fmt.Sprintf("postgres://pg-%d:5432/fleet", i))})
+	}
+}
+
+// createSecret creates a Secret of the test's namespace.
+func (h *harness) createSecret(name string, data map[string][]byte) {
+	h.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, Data: data}
+	if err := h.c.Create(h.ctx, s); err != nil {
+		h.t.Fatalf("creating secret %s: %v", name, err)
+	}
 }
 
 // deleteFleets removes the test's FleetIngestions, finalizers and all, so that an
@@ -135,13 +154,11 @@ const (
 // operator only checks their names).
 func (h *harness) createKeysSecret(name string, kids ...string) {
 	h.t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.ns}, Data: map[string][]byte{}}
+	data := map[string][]byte{}
 	for _, kid := range kids {
-		s.Data[kid+".pub"] = []byte("-----BEGIN PUBLIC KEY-----\n" + kid + "\n-----END PUBLIC KEY-----\n")
+		data[kid+".pub"] = []byte("-----BEGIN PUBLIC KEY-----\n" + kid + "\n-----END PUBLIC KEY-----\n")
 	}
-	if err := h.c.Create(h.ctx, s); err != nil {
-		h.t.Fatalf("creating secret %s: %v", name, err)
-	}
+	h.createSecret(name, data)
 }
 
 // fleetIngestion builds a FleetIngestion with n shards; mods adjust it.

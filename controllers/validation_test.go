@@ -46,6 +46,12 @@ func TestTheAPIServerRejectsInvalidFleets(t *testing.T) {
 		{"an OIDC issuer over plain http", "httpissuer", func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Auth.Users = &v1alpha1.UsersAuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "http://localhost:8080/realms/x"}}
 		}, "spec.auth.users.oidc.issuerURL: Invalid value: \"http://localhost:8080/realms/x\": must be an https:// URL without query or fragment"},
+		{"a pod label the operator selects its pods by", "ownlabel", func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Ingester.PodLabels = map[string]string{"team": "energy", "fleetingest.io/shard": "0"}
+		}, "spec.ingester.podLabels: Invalid value: podLabels cannot set the operator's own labels"},
+		{"a pod annotation under the operator's prefix", "ownannotation", func(fi *v1alpha1.FleetIngestion) {
+			fi.Spec.Gateway.PodAnnotations = map[string]string{"fleetingest.io/secrets-checksum": "x"}
+		}, "spec.gateway.podAnnotations: Invalid value: podAnnotations cannot set keys under fleetingest.io/"},
 		{"an OIDC issuer with a query", "queryissuer", func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Auth.Users = &v1alpha1.UsersAuthSpec{OIDC: &v1alpha1.OIDCSpec{IssuerURL: "https://idp.example.com/?realm=x"}}
 		}, "must be an https:// URL without query or fragment"},

@@ -28,7 +28,8 @@ const (
 	ReasonProvisioned = "Provisioned"
 	// ReasonNATSUnreachable: the operator could not connect to NATS; it retries with backoff.
 	ReasonNATSUnreachable = "NATSUnreachable"
-	// ReasonCredentialsUnavailable: the NATS credentials Secret or key is missing.
+	// ReasonCredentialsUnavailable: the NATS credentials Secret exists but holds nothing
+	// under its key, so the operator cannot reach NATS (a missing Secret is SecretNotFound).
 	ReasonCredentialsUnavailable = "CredentialsUnavailable"
 	// ReasonProvisioningFailed: NATS answered but refused to create or update a stream,
 	// consumer or bucket (the message says which and why).
@@ -46,12 +47,14 @@ const (
 	ReasonComponentsNotReady = "ComponentsNotReady"
 	// ReasonDeleting: the FleetIngestion is being deleted.
 	ReasonDeleting = "Deleting"
-	// ReasonSecretNotFound: a Secret the spec names (the auth keys) does not exist, so the
-	// pods that mount it cannot start; the message names it and the spec field. The
-	// operator checks again with backoff.
+	// ReasonSecretNotFound: a Secret the spec names (a shard's DSN, the NATS credentials,
+	// the auth keys) does not exist, so the pods that mount it cannot start; the message
+	// names it and the spec field. The operator checks again with backoff.
 	ReasonSecretNotFound = "SecretNotFound"
-	// ReasonSecretInvalid: a Secret of verification keys holds no "<kid>.pub" key, so the
-	// component that reads it refuses to start; the message names it.
+	// ReasonSecretInvalid: a Secret the spec names exists but lacks what the pods need: the
+	// key a DSN or credentials reference names (kubelet then cannot mount it), or, in a
+	// Secret of verification keys, any "<kid>.pub" key (the component refuses to start);
+	// the message names it.
 	ReasonSecretInvalid = "SecretInvalid"
 	// ReasonTokensRequired: AuthEnabled is true; the message says where the keys come from.
 	ReasonTokensRequired = "TokensRequired"

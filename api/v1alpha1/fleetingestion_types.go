@@ -167,7 +167,8 @@ type ShardSpec struct {
 	DSNSecretRef SecretKeyRef `json:"dsnSecretRef"`
 }
 
-// ComponentSpec is how one component's pods run.
+// ComponentSpec is how one component's pods run: their number, resources and environment,
+// and where and as whom they run (PodOptions).
 type ComponentSpec struct {
 	// Replicas of the component's Deployment (for the ingester: of each shard's
 	// Deployment; extra ingester replicas share the shard's durable consumer). Default 1. A
@@ -189,6 +190,8 @@ type ComponentSpec struct {
 	// +listType=map
 	// +listMapKey=name
 	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	PodOptions `json:",inline"`
 }
 
 // GatewaySpec is the gateway's component settings and its admission window.
