@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetingest/fleetingest/analytics"
 	"github.com/fleetingest/fleetingest/analytics/read"
@@ -151,6 +152,16 @@ func (r *replica) readings(t *testing.T) int {
 	return int(res.Msg.VehicleReadings)
 }
 
+// answer is the vehicle's performance over the last 24 hours, as the replica answers.
+func (r *replica) answer(t *testing.T) *analyticsv1.GetVehiclePerformanceResponse {
+	t.Helper()
+	res, err := r.client.GetVehiclePerformance(t.Context(), connect.NewRequest(&analyticsv1.GetVehiclePerformanceRequest{VehicleId: noticeVehicle}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Msg
+}
+
 // waitFor asks until the replica counts want readings, for at most bound.
 func (r *replica) waitFor(t *testing.T, want int, bound time.Duration, what string) {
 	t.Helper()
@@ -196,6 +207,14 @@ func TestMemoryFollowsCommitNoticesAndPollsRepairWhatTheyMiss(t *testing.T) {
 		for range 5 {
 			n.write(t, true)
 			notices.waitFor(t, n.written, time.Second, "notified batch")
+		}
+		// What memory holds after reading only the changed rows, batch after batch, is what a
+		// replica that read the hour whole holds.
+		fresh := n.serve(t, time.Hour)
+		fresh.warm(t)
+		got, want := notices.answer(t), fresh.answer(t)
+		if !proto.Equal(got, want) {
+			t.Fatalf("after %d notified batches: %v, a fresh replica: %v", n.written, got, want)
 		}
 	})
 

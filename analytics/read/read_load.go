@@ -107,6 +107,49 @@ func loadHours(ctx context.Context, db shards.DBTX, hours []time.Time, d devices
 	return out, nil
 }
 
+// loadChanges reads the rollup rows of a held hour written since its version (each row
+// carries the version of the transaction that last wrote it; migration 0009) and returns the
+// hour with them, at the hour's version, read in the same snapshot. Rows are never deleted
+// from an hour memory can hold (retention removes hours long past the horizon).
+func loadChanges(ctx context.Context, db shards.DBTX, held *Hour) (*Hour, error) {
+	var version int64
+	var meters []MeterRow
+	var vehicles []VehicleRow
+	err := snapshot(ctx, db, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT version FROM rollup_hours WHERE hour = $1), 0)`, held.At).Scan(&version); err != nil {
+			return err
+		}
+		args := []any{held.At, held.Version}
+		if err := scanRows(ctx, tx, changedMetersSQL, args, func(r pgx.Rows) error {
+			var last time.Time
+			var m MeterRow
+			err := r.Scan(&m.Meter, &m.AC, &m.VoltageSum, &m.Readings, &last)
+			m.Last = micros(last)
+			meters = append(meters, m)
+			return err
+		}); err != nil {
+			return err
+		}
+		return scanRows(ctx, tx, changedVehiclesSQL, args, func(r pgx.Rows) error {
+			var last time.Time
+			var v VehicleRow
+			err := r.Scan(&v.Vehicle, &v.Meter, &v.DC, &v.TempSum, &v.Readings, &last)
+			v.Last = micros(last)
+			vehicles = append(vehicles, v)
+			return err
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the changed rows of %s: %w", held.At.Format(time.RFC3339), err)
+	}
+	return held.with(version, meters, vehicles), nil
+}
+
+const (
+	changedMetersSQL   = `SELECT meter_id, mwh_consumed_ac, voltage_sum, readings, coalesce(last_ts, 'epoch') FROM meter_hourly WHERE hour = $1 AND version > $2`
+	changedVehiclesSQL = `SELECT vehicle_id, meter_id, mwh_delivered_dc, battery_temp_sum, readings, coalesce(last_ts, 'epoch') FROM vehicle_hourly WHERE hour = $1 AND version > $2`
+)
+
 // loadRaw reads the raw readings of the hour at (only those of d, unless d is all), with
 // the hour's version from the same snapshot.
 func loadRaw(ctx context.Context, db shards.DBTX, at time.Time, d devices) (*Raw, error) {

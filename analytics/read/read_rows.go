@@ -75,6 +75,21 @@ func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleR
 	return h
 }
 
+// with returns h with rows replaced (by meter; by vehicle and meter) or added, at version v.
+func (h *Hour) with(v int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
+	newM := make(map[string]bool, len(meters))
+	for _, m := range meters {
+		newM[m.Meter] = true
+	}
+	newV := make(map[[2]string]bool, len(vehicles))
+	for _, r := range vehicles {
+		newV[[2]string{r.Vehicle, r.Meter}] = true
+	}
+	ms := slices.DeleteFunc(slices.Clone(h.Meters), func(r MeterRow) bool { return newM[r.Meter] })
+	vs := slices.DeleteFunc(slices.Clone(h.Vehicles), func(r VehicleRow) bool { return newV[[2]string{r.Vehicle, r.Meter}] })
+	return newHour(h.At, v, append(ms, meters...), append(vs, vehicles...))
+}
+
 // bytes estimates the memory h takes.
 func (h *Hour) bytes() int64 {
 	return int64(len(h.Meters))*56 + int64(len(h.Vehicles))*72 + int64(len(h.byMeter))*4 + 128

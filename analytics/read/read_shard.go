@@ -102,6 +102,7 @@ type Shard struct {
 	stale     map[time.Time]int64
 	wantHours map[time.Time]bool
 	wantRaw   map[time.Time]bool
+	alerts    *alertCache
 }
 
 // New returns a shard's reader; Run keeps its memory.
@@ -231,14 +232,17 @@ func (s *Shard) poll(ctx context.Context) {
 func (s *Shard) load(ctx context.Context) bool {
 	s.mu.Lock()
 	var hours, raws []time.Time
+	changed := map[time.Time]*Hour{} // held hours to read the changed rows of
 	for h := range s.stale {
 		_, rawHeld := s.raw[h]
-		_, held := s.hours[h]
+		held, ok := s.hours[h]
 		if rawHeld {
 			raws = append(raws, h)
 		}
 		switch {
-		case held || !h.Before(s.recentFrom()):
+		case ok:
+			changed[h] = held
+		case !h.Before(s.recentFrom()):
 			hours = append(hours, h)
 		case !rawHeld:
 			delete(s.stale, h) // dropped from memory since
@@ -254,6 +258,22 @@ func (s *Shard) load(ctx context.Context) bool {
 	slices.SortFunc(hours, time.Time.Compare)
 	slices.SortFunc(raws, time.Time.Compare)
 	hours, raws = slices.Compact(hours), slices.Compact(raws)
+	// A held hour that changed: only the rows written since the version held (those of the
+	// batches since, whatever their number).
+	for at, held := range changed {
+		var h *Hour
+		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
+			h, err = loadChanges(ctx, db, held)
+			return err
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Logger.Warn("reading an hour's changed rows into memory", "hour", at, "err", err)
+			}
+			return false
+		}
+		s.install(map[time.Time]*Hour{at: h}, nil)
+	}
 	// A few hours a statement, each put in memory as it arrives: a statement stays well within
 	// the query timeout however many hours are stale, and what was read is kept if a later
 	// one fails.

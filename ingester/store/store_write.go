@@ -203,17 +203,23 @@ func vehicleColumnsOf(rs []*telemetrypb.VehicleReading) vehicleColumns {
 	return c
 }
 
-// changedHoursSQL ends both kinds' statements: every hour of an inserted reading gets a new
-// version (rollup_hours), and the statement returns how many readings were inserted and the
-// hours it changed with their new versions.
-const changedHoursSQL = `, changed AS (
+// changedSQL gives every hour of an inserted reading a new version (rollup_hours). A new
+// hour's version comes from the sequence when its row is inserted; an existing hour's, under
+// its row lock (the DO UPDATE runs once the lock is held), so the writers of one hour get
+// increasing versions in the order they commit, and the hourly rows this statement writes
+// carry their hour's version.
+const changedSQL = `, changed AS (
 	INSERT INTO rollup_hours AS r (hour, version)
 	SELECT hour, nextval('rollup_version')
 	FROM (SELECT DISTINCT date_bin('1 hour', ts, '1970-01-01 00:00:00+00') AS hour FROM inserted) h
 	ORDER BY hour
-	ON CONFLICT (hour) DO UPDATE SET version = excluded.version
+	ON CONFLICT (hour) DO UPDATE SET version = nextval('rollup_version')
 	RETURNING hour, version
-)
+)`
+
+// resultSQL ends both kinds' statements: how many readings were inserted, and the hours they
+// changed with their new versions.
+const resultSQL = `
 SELECT (SELECT count(*)::int FROM inserted), c.hours, c.versions
 FROM (SELECT coalesce(array_agg(hour ORDER BY hour), '{}') AS hours,
              coalesce(array_agg(version ORDER BY hour), '{}') AS versions FROM changed) c`
@@ -232,17 +238,18 @@ WITH inserted AS (
 	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[], $4::float8[])
 	ON CONFLICT (meter_id, ts) DO NOTHING
 	RETURNING meter_id, ts, mwh_consumed_ac, voltage
-), hourly AS (
-	INSERT INTO meter_hourly AS h (meter_id, hour, mwh_consumed_ac, voltage_sum, readings, last_ts)
-	SELECT meter_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), sum(mwh_consumed_ac), sum(voltage), count(*), max(ts)
-	FROM inserted
+)` + changedSQL + `, hourly AS (
+	INSERT INTO meter_hourly AS h (meter_id, hour, mwh_consumed_ac, voltage_sum, readings, last_ts, version)
+	SELECT i.meter_id, c.hour, sum(i.mwh_consumed_ac), sum(i.voltage), count(*), max(i.ts), max(c.version)
+	FROM inserted i JOIN changed c ON c.hour = date_bin('1 hour', i.ts, '1970-01-01 00:00:00+00')
 	GROUP BY 1, 2
 	ORDER BY 1, 2
 	ON CONFLICT (meter_id, hour) DO UPDATE SET
 		mwh_consumed_ac = h.mwh_consumed_ac + excluded.mwh_consumed_ac,
 		voltage_sum     = h.voltage_sum + excluded.voltage_sum,
 		readings        = h.readings + excluded.readings,
-		last_ts         = ` + lastTS + `
+		last_ts         = ` + lastTS + `,
+		version         = excluded.version
 ), status AS (
 	INSERT INTO current_meter_status AS c (meter_id, last_mwh_consumed_ac, voltage, last_updated_at)
 	SELECT DISTINCT ON (meter_id) meter_id, mwh_consumed_ac, voltage, ts
@@ -253,7 +260,7 @@ WITH inserted AS (
 		voltage              = excluded.voltage,
 		last_updated_at      = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
-)` + changedHoursSQL
+)` + resultSQL
 
 // writeVehiclesSQL is writeMetersSQL for vehicles; the rollup is keyed by the meter each
 // reading was attributed to.
@@ -263,11 +270,11 @@ WITH inserted AS (
 	SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::float8[], $4::int8[], $5::float8[], $6::text[])
 	ON CONFLICT (vehicle_id, ts) DO NOTHING
 	RETURNING vehicle_id, ts, soc, mwh_delivered_dc, battery_temp, meter_id
-), hourly AS (
-	INSERT INTO vehicle_hourly AS h (vehicle_id, hour, meter_id, mwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings, last_ts)
-	SELECT vehicle_id, date_bin('1 hour', ts, '1970-01-01 00:00:00+00'), meter_id,
-		sum(mwh_delivered_dc), sum(battery_temp), min(soc), max(soc), count(*), max(ts)
-	FROM inserted
+)` + changedSQL + `, hourly AS (
+	INSERT INTO vehicle_hourly AS h (vehicle_id, hour, meter_id, mwh_delivered_dc, battery_temp_sum, soc_min, soc_max, readings, last_ts, version)
+	SELECT i.vehicle_id, c.hour, i.meter_id,
+		sum(i.mwh_delivered_dc), sum(i.battery_temp), min(i.soc), max(i.soc), count(*), max(i.ts), max(c.version)
+	FROM inserted i JOIN changed c ON c.hour = date_bin('1 hour', i.ts, '1970-01-01 00:00:00+00')
 	GROUP BY 1, 2, 3
 	ORDER BY 1, 2, 3
 	ON CONFLICT (vehicle_id, hour, meter_id) DO UPDATE SET
@@ -276,7 +283,8 @@ WITH inserted AS (
 		soc_min          = least(h.soc_min, excluded.soc_min),
 		soc_max          = greatest(h.soc_max, excluded.soc_max),
 		readings         = h.readings + excluded.readings,
-		last_ts          = ` + lastTS + `
+		last_ts          = ` + lastTS + `,
+		version          = excluded.version
 ), status AS (
 	INSERT INTO current_vehicle_status AS c (vehicle_id, soc, last_mwh_delivered_dc, battery_temp, meter_id, last_updated_at)
 	SELECT DISTINCT ON (vehicle_id) vehicle_id, soc, mwh_delivered_dc, battery_temp, meter_id, ts
@@ -289,4 +297,4 @@ WITH inserted AS (
 		meter_id              = excluded.meter_id,
 		last_updated_at       = excluded.last_updated_at
 	WHERE c.last_updated_at < excluded.last_updated_at
-)` + changedHoursSQL
+)` + resultSQL
