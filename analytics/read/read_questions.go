@@ -105,7 +105,7 @@ func (s *Shard) fromMemory(whole window.Range, edges []window.Range, end time.Ti
 			continue
 		}
 		ok = false
-		if !at.Before(horizon) && at.Add(time.Hour).Before(settled) {
+		if !at.Before(horizon) && at.Add(time.Hour).Before(settled) && !now.Before(s.quiet[at]) {
 			s.wantRaw[at] = true
 		}
 	}

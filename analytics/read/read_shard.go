@@ -56,8 +56,8 @@ const (
 
 // minReload is the least time between two reads of changed hours: notices arriving meanwhile
 // are read together. With the ingesters' batch wait it bounds how stale an answer is. settle
-// is how long after its end an hour's raw readings may be held: until then they change with
-// nearly every batch.
+// is how long after its end, or after a late reading changed it, an hour's raw readings may
+// be held: until then they change with nearly every batch.
 const (
 	minReload = 200 * time.Millisecond
 	settle    = 2 * time.Minute
@@ -102,7 +102,11 @@ type Shard struct {
 	stale     map[time.Time]int64
 	wantHours map[time.Time]bool
 	wantRaw   map[time.Time]bool
-	alerts    *alertCache
+	// quiet is when hours whose raw readings changed while held may be read in again: a raw
+	// hour is dropped when it changes rather than read again whole, so late readings that
+	// trickle into an hour cost the questions about it a read of their devices' rows only.
+	quiet  map[time.Time]time.Time
+	alerts *alertCache
 }
 
 // New returns a shard's reader; Run keeps its memory.
@@ -111,6 +115,7 @@ func New(cfg Config) *Shard {
 		cfg: cfg.withDefaults(), wake: make(chan struct{}, 1),
 		hours: map[time.Time]*Hour{}, raw: map[time.Time]*Raw{}, used: map[time.Time]int64{},
 		stale: map[time.Time]int64{}, wantHours: map[time.Time]bool{}, wantRaw: map[time.Time]bool{},
+		quiet: map[time.Time]time.Time{},
 	}
 }
 
@@ -142,7 +147,8 @@ func (s *Shard) mark(h time.Time, v int64, recent time.Time) {
 		s.stale[h] = max(s.stale[h], v)
 	}
 	if r, ok := s.raw[h]; ok && r.Version != v {
-		s.stale[h] = max(s.stale[h], v)
+		delete(s.raw, h)
+		s.quiet[h] = s.cfg.Now().Add(settle)
 	}
 }
 
@@ -234,17 +240,13 @@ func (s *Shard) load(ctx context.Context) bool {
 	var hours, raws []time.Time
 	changed := map[time.Time]*Hour{} // held hours to read the changed rows of
 	for h := range s.stale {
-		_, rawHeld := s.raw[h]
 		held, ok := s.hours[h]
-		if rawHeld {
-			raws = append(raws, h)
-		}
 		switch {
 		case ok:
 			changed[h] = held
 		case !h.Before(s.recentFrom()):
 			hours = append(hours, h)
-		case !rawHeld:
+		default:
 			delete(s.stale, h) // dropped from memory since
 		}
 	}
@@ -318,10 +320,16 @@ func (s *Shard) install(hours map[time.Time]*Hour, raws []*Raw) {
 		}
 	}
 	for _, r := range raws {
-		s.raw[r.At] = r
 		delete(s.wantRaw, r.At)
-		if s.stale[r.At] <= r.Version {
-			delete(s.stale, r.At)
+		if s.stale[r.At] > r.Version { // changed while being read
+			s.quiet[r.At] = s.cfg.Now().Add(settle)
+			continue
+		}
+		s.raw[r.At] = r
+	}
+	for at, t := range s.quiet {
+		if s.cfg.Now().After(t) {
+			delete(s.quiet, at)
 		}
 	}
 	recent := s.recentFrom()
