@@ -139,7 +139,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
 	}
 
-	sites, valerts := h.s.mergeAlerts(read.MergeAlertSums(parts), threshold)
+	sites, valerts := h.s.alertLists(parts, hours, split, threshold, len(missing) == 0)
 	if len(missing) > 0 {
 		// Sums a missing shard held part of would be partial: those sites and vehicles are
 		// left out, as the missing shard's own are.
@@ -166,6 +166,44 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 		res.NextPageToken = strconv.Itoa(offset + size)
 	}
 	return connect.NewResponse(res), nil
+}
+
+// alertAnswer is the last alert lists made of sums every shard made from memory, and what
+// they were made of.
+type alertAnswer struct {
+	hours     window.Range
+	split     []time.Time
+	threshold float64
+	made      []uint64 // read.AlertSums.Made by shard
+	mappings  uint64   // registry.Registry.Applied
+	sites     []*analyticsv1.SiteAlert
+	vehicles  []*analyticsv1.VehicleAlert
+}
+
+func (a *alertAnswer) same(o *alertAnswer) bool {
+	return a.hours == o.hours && slices.EqualFunc(a.split, o.split, time.Time.Equal) && a.threshold == o.threshold &&
+		slices.Equal(a.made, o.made) && a.mappings == o.mappings
+}
+
+// alertLists merges the shards' sums into the lists below threshold (whole: every shard
+// answered). A dashboard asks the
+// same window again and again: while every shard returns the sums it made from memory
+// before and the mappings have not moved, the lists made then are the answer (never changed
+// once made; pages are slices of them).
+func (s *Service) alertLists(parts []read.AlertSums, hours window.Range, split []time.Time, threshold float64, whole bool) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
+	key := &alertAnswer{hours: hours, split: split, threshold: threshold, mappings: s.reg.Applied()}
+	for _, p := range parts {
+		key.made = append(key.made, p.Made)
+	}
+	reusable := whole && !slices.Contains(key.made, 0) // lists of a whole fleet only, never filtered after
+	if last := s.lastAlerts.Load(); reusable && last != nil && last.same(key) {
+		return last.sites, last.vehicles
+	}
+	key.sites, key.vehicles = s.mergeAlerts(read.MergeAlertSums(parts), threshold)
+	if reusable {
+		s.lastAlerts.Store(key)
+	}
+	return key.sites, key.vehicles
 }
 
 // mergeAlerts lists the sites and vehicles below threshold, worst first; an hour's AC of a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,4 +301,90 @@ func heldVersion(t *testing.T, n *noticeStack) int64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// commit writes a batch the way the ingester does and publishes its commit notice.
+func (n *noticeStack) commit(t *testing.T, meters []*telemetrypb.MeterReading, vehicles []*telemetrypb.VehicleReading) {
+	t.Helper()
+	res, err := n.st.WriteBatch(t.Context(), meters, vehicles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := telemetry.MarshalNotice(0, res.Changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.writer.Publish(n.top.CommitSubject(), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// alertsUntil asks the replica for the last day's alerts until ok holds, for at most bound.
+func (r *replica) alertsUntil(t *testing.T, bound time.Duration, what string, ok func(*analyticsv1.ListAlertsResponse) bool) *analyticsv1.ListAlertsResponse {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		res, err := r.client.ListAlerts(t.Context(), connect.NewRequest(&analyticsv1.ListAlertsRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(res.Msg) {
+			return res.Msg
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s; the last answer: %v", what, bound, res.Msg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAnAlertAnswerIsMadeAgainWhenAnHourOrAMappingInItChanges(t *testing.T) {
+	n := newNoticeStack(t)
+	r := n.serve(t, time.Hour)                        // only notices bring writes
+	hour := n.now.Truncate(time.Hour).Add(-time.Hour) // the alert window's last whole hour
+	at := func(m time.Duration) int64 { return hour.Add(m).UnixMicro() }
+	vehicle := func(id string) func(*analyticsv1.ListAlertsResponse) *analyticsv1.VehicleAlert {
+		return func(a *analyticsv1.ListAlertsResponse) *analyticsv1.VehicleAlert {
+			for _, v := range a.Vehicles {
+				if v.VehicleId == id {
+					return v
+				}
+			}
+			return nil
+		}
+	}
+	ev := vehicle(noticeVehicle)
+
+	n.commit(t, []*telemetrypb.MeterReading{{MeterId: noticeMeter, TimestampMicros: at(10 * time.Minute), MwhConsumedAc: 1_000_000, Voltage: 230}},
+		[]*telemetrypb.VehicleReading{{VehicleId: noticeVehicle, MeterId: noticeMeter, TimestampMicros: at(10 * time.Minute), Soc: 50, MwhDeliveredDc: 400_000, BatteryTemp: 25}})
+	first := r.alertsUntil(t, time.Second, "a vehicle at 0.4", func(a *analyticsv1.ListAlertsResponse) bool {
+		return ev(a) != nil && ev(a).EfficiencyRatio == 0.4
+	})
+	before := r.statements.Load()
+	if again := r.alertsUntil(t, 0, "the same answer", func(*analyticsv1.ListAlertsResponse) bool { return true }); !proto.Equal(again, first) {
+		t.Fatalf("asked again: %v, first: %v", again, first)
+	}
+	if sent := r.statements.Load() - before; sent != 0 {
+		t.Fatalf("asked again, the answer sent %d statements", sent)
+	}
+
+	// A late reading in the hour: the sums are made again.
+	n.commit(t, nil, []*telemetrypb.VehicleReading{{VehicleId: noticeVehicle, MeterId: noticeMeter, TimestampMicros: at(20 * time.Minute), Soc: 60, MwhDeliveredDc: 400_000, BatteryTemp: 25}})
+	r.alertsUntil(t, time.Second, "a late reading counted", func(a *analyticsv1.ListAlertsResponse) bool {
+		return ev(a) != nil && ev(a).EfficiencyRatio == 0.8
+	})
+
+	// A meter's AC with no DC goes to the vehicles mapped to it then: a mapping set since
+	// changes the answer though no hour did.
+	n.commit(t, []*telemetrypb.MeterReading{{MeterId: "meter-U", TimestampMicros: at(30 * time.Minute), MwhConsumedAc: 300_000, Voltage: 230}}, nil)
+	r.alertsUntil(t, time.Second, "the unshared meter as a site", func(a *analyticsv1.ListAlertsResponse) bool {
+		return slices.ContainsFunc(a.Sites, func(s *analyticsv1.SiteAlert) bool { return s.MeterId == "meter-U" })
+	})
+	if _, err := n.reg.Set(t.Context(), "EV-U", "meter-U"); err != nil {
+		t.Fatal(err)
+	}
+	evU := vehicle("EV-U")
+	r.alertsUntil(t, 2*time.Second, "the meter's AC given to the vehicle mapped since", func(a *analyticsv1.ListAlertsResponse) bool {
+		return evU(a) != nil && evU(a).AcConsumed == 0.3
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -134,6 +135,8 @@ type Service struct {
 	handler http.Handler
 	// readers answer each shard's questions (read.Shard), by shard.
 	readers []*read.Shard
+	// lastAlerts is the last alert answer made from memory (alertLists).
+	lastAlerts atomic.Pointer[alertAnswer]
 }
 
 // reader is the one seam between the handlers and a shard's data (read.Shard): it answers

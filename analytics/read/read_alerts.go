@@ -3,6 +3,7 @@ package read
 import (
 	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/attribution"
@@ -25,7 +26,13 @@ type AlertSums struct {
 	Unshared      []MeterHour
 	// Split are the rows of the hours asked as split: each shard holds a part of them.
 	Split []*Hour
+	// Made identifies sums made from memory (0 for sums read from Postgres): a shard returns
+	// the same Made while the hours asked stay at the versions the sums were made of.
+	Made uint64
 }
+
+// made numbers the sums made from memory, for AlertSums.Made.
+var made atomic.Uint64
 
 // alertSums adds hours up.
 type alertSums struct {

@@ -170,6 +170,7 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 			add(h)
 		}
 		res := sums.result()
+		res.Made = made.Add(1)
 		s.mu.Lock()
 		s.alerts = &alertCache{key: key, sums: res}
 		s.mu.Unlock()

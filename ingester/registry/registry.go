@@ -57,6 +57,9 @@ type Registry struct {
 	byMeter  map[string]map[string]struct{}
 	caughtUp atomic.Bool
 	ready    chan struct{}
+	// applied counts the changes applied, so that an answer made from the mappings can tell
+	// whether they moved since.
+	applied atomic.Uint64
 }
 
 // Open binds to an existing bucket; it never creates one (ingester.EnsureStreams does).
@@ -113,6 +116,7 @@ func (r *Registry) watch(ctx context.Context) error {
 func (r *Registry) apply(e jetstream.KeyValueEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer r.applied.Add(1)
 	if e.Operation() != jetstream.KeyValuePut {
 		r.index(r.byID[e.Key()], nil)
 		delete(r.byID, e.Key())
@@ -173,6 +177,9 @@ func (r *Registry) MappedTo(meterID string, from, to time.Time) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Applied is the number of mapping changes seen so far: equal numbers, equal mappings.
+func (r *Registry) Applied() uint64 { return r.applied.Load() }
 
 // Ready reports whether the in-memory copy has caught up with the bucket.
 func (r *Registry) Ready() bool { return r.caughtUp.Load() }
