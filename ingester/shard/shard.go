@@ -44,6 +44,8 @@ const (
 	DefaultRetryMax            = 10 * time.Second
 	DefaultProgressInterval    = time.Second
 	DefaultWriteTimeout        = 15 * time.Second
+	DefaultPullHeartbeat       = 2 * time.Second
+	DefaultBindRetryMax        = time.Second
 )
 
 // Config of one shard's ingester.
@@ -63,6 +65,16 @@ type Config struct {
 	BatchWait time.Duration
 	// PullMaxMessages is how many messages the consumer buffers ahead. Default 1,000.
 	PullMaxMessages int
+	// PullHeartbeat is how often the server signals a pull of the ingester it holds while
+	// it has nothing to deliver. Two missed in a row mean the pull reached no consumer (the
+	// consumer was deleted while none of the ingester's pulls was waiting, so no notice of
+	// the deletion reached it) or the server is unreachable, and the ingester binds again.
+	// At most half of a pull's 30s expiry. Default 2s.
+	PullHeartbeat time.Duration
+	// BindRetryMax caps the backoff, from RetryMin, between lookups of the shard's consumer
+	// while it is missing: at start, until ingester.EnsureStreams made it, and after it was
+	// deleted, until it is made again. Default 1s.
+	BindRetryMax time.Duration
 	// Retention of history and rollups, applied by the maintenance timer. Default 90 days
 	// and 2 years.
 	Retention store.Retention
@@ -113,6 +125,12 @@ func (c Config) withDefaults() Config {
 	if c.PullMaxMessages == 0 {
 		c.PullMaxMessages = DefaultPullMaxMessages
 	}
+	if c.PullHeartbeat == 0 {
+		c.PullHeartbeat = DefaultPullHeartbeat
+	}
+	if c.BindRetryMax == 0 {
+		c.BindRetryMax = DefaultBindRetryMax
+	}
 	if c.MaintenanceInterval == 0 {
 		c.MaintenanceInterval = DefaultMaintenanceInterval
 	}
@@ -157,8 +175,11 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("batch size %d must be positive", c.BatchSize))
 	}
 	if c.BatchWait < 0 || c.RetryMin <= 0 || c.RetryMax < c.RetryMin || c.ProgressInterval <= 0 || c.WriteTimeout <= 0 ||
-		c.MaintenanceInterval <= 0 || c.LagInterval <= 0 {
+		c.MaintenanceInterval <= 0 || c.LagInterval <= 0 || c.BindRetryMax <= 0 {
 		errs = append(errs, errors.New("durations must be positive, and RetryMax at least RetryMin"))
+	}
+	if c.PullHeartbeat <= 0 || c.PullHeartbeat > jetstream.DefaultExpires/2 {
+		errs = append(errs, fmt.Errorf("pull heartbeat %s must be positive and at most %s", c.PullHeartbeat, jetstream.DefaultExpires/2))
 	}
 	if c.PullMaxMessages < 1 {
 		errs = append(errs, fmt.Errorf("pull max messages %d must be positive", c.PullMaxMessages))
@@ -173,10 +194,14 @@ type Ingester struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	bound   atomic.Bool
+	bound   atomic.Bool           // pulling from the shard's consumer, which exists as far as the ingester knows
 	failing atomic.Pointer[error] // the last write error while a batch is being retried
 	lag     atomic.Int64
 	ackWait atomic.Int64 // the consumer's AckWait, as last read
+
+	// lostAt is when the consumer was found gone, zero while bound; only Run's goroutine
+	// uses it.
+	lostAt time.Time
 }
 
 // New checks cfg and registers the ingester's metrics.
@@ -212,7 +237,7 @@ func Run(ctx context.Context, cfg Config) error {
 // writes.
 func (in *Ingester) Ready(context.Context) error {
 	if !in.bound.Load() {
-		return fmt.Errorf("not bound to consumer %s on stream %s yet", ingester.ConsumerName, in.stream)
+		return fmt.Errorf("not bound to consumer %s on stream %s: waiting for it to be made", ingester.ConsumerName, in.stream)
 	}
 	if err := in.failing.Load(); err != nil {
 		return fmt.Errorf("shard database failing: %w", *err)
@@ -224,42 +249,23 @@ func (in *Ingester) Ready(context.Context) error {
 func (in *Ingester) Lag() int64 { return in.lag.Load() }
 
 // Run binds to the shard's durable consumer (waiting for it to exist: streams and consumers
-// are made by ingester.EnsureStreams, never here) and consumes until ctx ends. On shutdown a
-// write in flight may finish and be acknowledged; a batch not committed is handed back to
-// JetStream unacknowledged.
+// are made by ingester.EnsureStreams, never here) and consumes until ctx ends, binding again
+// whenever the consumer is lost. On shutdown a write in flight may finish and be
+// acknowledged; a batch not committed is handed back to JetStream unacknowledged.
 func (in *Ingester) Run(ctx context.Context) error {
-	cons, err := in.bind(ctx)
+	b, err := in.bind(ctx, nil)
 	if err != nil {
 		return err
 	}
-	in.bound.Store(true)
-	defer in.bound.Store(false)
+	in.setBound(true)
+	defer in.setBound(false)
 	in.log.Info("consuming", "consumer", ingester.ConsumerName, "batch_size", in.cfg.BatchSize, "batch_wait", in.cfg.BatchWait)
 
 	bg, stopBG := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
 	go func() { in.maintain(bg); done <- struct{}{} }()
-	go func() { in.pollLag(bg, cons); done <- struct{}{} }()
+	go func() { in.pollLag(bg); done <- struct{}{} }()
 	defer func() { stopBG(); <-done; <-done }()
 
-	return in.consume(ctx, cons)
-}
-
-// bind looks up the durable consumer, retrying with backoff until it exists or ctx ends.
-func (in *Ingester) bind(ctx context.Context) (jetstream.Consumer, error) {
-	backoff := in.cfg.RetryMin
-	for {
-		cons, err := in.cfg.JS.Consumer(ctx, in.stream, ingester.ConsumerName)
-		if err == nil {
-			in.ackWait.Store(int64(cons.CachedInfo().Config.AckWait))
-			return cons, nil
-		}
-		in.log.Warn("waiting for the shard's stream and consumer", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("binding to consumer %s on stream %s: %w", ingester.ConsumerName, in.stream, errors.Join(ctx.Err(), err))
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, in.cfg.RetryMax)
-	}
+	return in.consume(ctx, b)
 }

@@ -45,29 +45,32 @@ func (b *batch) reading(i int) (telemetry.Reading, jetstream.Msg) {
 	return telemetry.Reading{Vehicle: b.vehicles[i]}, b.msgs[b.vehicleMsg[i]]
 }
 
-// consume pulls, batches, writes and acknowledges until ctx ends.
-func (in *Ingester) consume(ctx context.Context, cons jetstream.Consumer) error {
-	for ctx.Err() == nil {
-		iter, err := cons.Messages(jetstream.PullMaxMessages(in.cfg.PullMaxMessages))
-		if err != nil {
-			in.log.Warn("starting to pull messages", "error", err)
-			if !sleep(ctx, in.cfg.RetryMax) {
-				break
-			}
-			continue
-		}
-		err = in.consumeFrom(ctx, iter)
-		iter.Stop()
+// consume pulls, batches, writes and acknowledges until ctx ends. Whenever pulling stops
+// it binds again (rebind) before pulling anew: the consumer may have been deleted and made
+// again under the same name.
+func (in *Ingester) consume(ctx context.Context, b binding) error {
+	for {
+		err := in.pull(ctx, b.cons)
 		if ctx.Err() != nil {
 			break
 		}
-		in.log.Warn("pulling messages failed; starting again", "error", err)
-		if !sleep(ctx, in.cfg.RetryMin) {
+		if b, err = in.rebind(ctx, b, err); err != nil {
 			break
 		}
 	}
 	in.log.Info("stopped consuming")
 	return nil
+}
+
+// pull consumes from cons until pulling or committing fails, and returns why. Pulls ask the
+// server for heartbeats, so that a pull no consumer holds is noticed within two of them.
+func (in *Ingester) pull(ctx context.Context, cons jetstream.Consumer) error {
+	iter, err := cons.Messages(jetstream.PullMaxMessages(in.cfg.PullMaxMessages), jetstream.PullHeartbeat(in.cfg.PullHeartbeat))
+	if err != nil {
+		return fmt.Errorf("starting to pull messages: %w", err)
+	}
+	defer iter.Stop()
+	return in.consumeFrom(ctx, iter)
 }
 
 // consumeFrom collects and commits batches from iter until pulling or committing fails,

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/fleetingest/fleetingest/ingester"
 )
 
 // repeat runs pass at once and then every interval until ctx ends; a failed pass is retried
@@ -45,11 +45,13 @@ func (in *Ingester) maintainOnce(ctx context.Context) bool {
 }
 
 // pollLag publishes the consumer's backlog (messages not yet delivered plus delivered and
-// not yet acknowledged) every LagInterval.
-func (in *Ingester) pollLag(ctx context.Context, cons jetstream.Consumer) {
+// not yet acknowledged) every LagInterval. It looks the consumer up by name each time, so it
+// follows a consumer made again after a deletion.
+func (in *Ingester) pollLag(ctx context.Context) {
 	for {
-		info, err := cons.Info(ctx)
+		cons, err := in.cfg.JS.Consumer(ctx, in.stream, ingester.ConsumerName)
 		if err == nil {
+			info := cons.CachedInfo()
 			in.ackWait.Store(int64(info.Config.AckWait))
 			lag := int64(info.NumPending) + int64(info.NumAckPending)
 			in.lag.Store(lag)

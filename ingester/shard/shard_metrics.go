@@ -25,6 +25,8 @@ type metrics struct {
 	batchesSplit      prometheus.Counter
 	parked            *prometheus.CounterVec
 	parkErrors        prometheus.Counter
+	consumerLost      prometheus.Counter
+	consumerBound     prometheus.Gauge
 }
 
 const namespace, subsystem = "fleetingest", "ingester"
@@ -58,10 +60,12 @@ func newMetrics(reg prometheus.Registerer, shard int) (*metrics, error) {
 		batchesSplit:      prometheus.NewCounter(prometheus.CounterOpts(opts("batches_split_total", "Batches the database refused for good, split until the refused readings were alone."))),
 		parked:            prometheus.NewCounterVec(prometheus.CounterOpts(opts("readings_parked_total", "Readings the database refused for good, parked in the dead-letter stream, by kind.")), []string{"kind"}),
 		parkErrors:        prometheus.NewCounter(prometheus.CounterOpts(opts("park_errors_total", "Failed attempts to park refused readings in the dead-letter stream (each is retried)."))),
+		consumerLost:      prometheus.NewCounter(prometheus.CounterOpts(opts("consumer_lost_total", "Times the shard's consumer was found deleted (alone or with its stream) while the ingester was bound to it."))),
+		consumerBound:     prometheus.NewGauge(prometheus.GaugeOpts(opts("consumer_bound", "1 while the ingester is bound to the shard's consumer, 0 while it waits for the consumer to be made (again)."))),
 	}
 	for _, c := range []prometheus.Collector{m.batchReadings, m.commitSeconds, m.inserted, m.duplicates, m.terminated,
 		m.redelivered, m.acked, m.writeErrors, m.lag, m.partitionsCreated, m.partitionsDropped, m.noticeFailures,
-		m.batchesSplit, m.parked, m.parkErrors} {
+		m.batchesSplit, m.parked, m.parkErrors, m.consumerLost, m.consumerBound} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering ingester metrics: %w", err)
 		}
