@@ -55,9 +55,11 @@ fuzz: ## Fuzz the device payload decoder and the analytics query parameters for 
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReading$$' -fuzztime $(FUZZTIME) ./api/telemetry/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParameters$$' -fuzztime $(FUZZTIME) ./analytics/
 
+# Each benchmark's figures are merged into bench/results.json (bench/report), then charted.
 .PHONY: bench
-bench: wrk ## Run the benchmarks (end-to-end ingest through the dev stack, analytics queries).
-	$(GO) test -run '^$$' -bench . -benchtime $(or $(BENCHTIME),1x) -timeout 60m ./bench/...
+bench: wrk ## Run the benchmarks (end-to-end ingest through the dev stack, analytics queries); record them in bench/results.json and chart them in docs/bench/.
+	BENCH_RESULTS=$(CURDIR)/bench $(GO) test -run '^$$' -bench . -benchtime $(or $(BENCHTIME),1x) -timeout 60m ./bench/...
+	$(GO) run ./bench/report/cmd/charts -in bench/results.json -out docs/bench
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml): go vet's analyzers (govet), staticcheck, errcheck, gofmt/goimports and more.
@@ -66,8 +68,9 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (.golangci.yml): go vet's analyzers 
 ##@ Generate
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_CONNECT_GO) ## Generate deepcopy and protobuf/Connect code.
+generate: $(CONTROLLER_GEN) protoc $(PROTOC_GEN_GO) $(PROTOC_GEN_CONNECT_GO) ## Generate deepcopy and protobuf/Connect code, and the chart's Grafana dashboard.
 	PROTOC_GEN_GO="$(PROTOC_GEN_GO)" PROTOC_GEN_CONNECT_GO="$(PROTOC_GEN_CONNECT_GO)" hack/protoc.sh .
+	$(GO) run ./hack/dashboard -o charts/fleetingest/dashboards/fleetingest.json
 	@if [ -d api/v1alpha1 ] && ls api/v1alpha1/*.go >/dev/null 2>&1; then \
 	  $(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/v1alpha1/...; fi
 

@@ -35,6 +35,7 @@ import (
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
 	"github.com/fleetingest/fleetingest/api/telemetry/telemetrypb"
+	"github.com/fleetingest/fleetingest/bench/report"
 	"github.com/fleetingest/fleetingest/ingester"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 	"github.com/fleetingest/fleetingest/ingester/store"
@@ -715,18 +716,19 @@ func BenchmarkAnalytics(b *testing.B) {
 		})
 	}
 	b.Run("alerts", func(b *testing.B) {
+		rec := report.New(b)
 		for range b.N {
 			var lat []time.Duration
 			for range 5 {
 				lat = append(lat, s.alerts(b, alertsURL))
 			}
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			b.ReportMetric(ms(cold[len(cold)/2]), "cold-p50-ms")
-			b.ReportMetric(ms(cold[len(cold)-1]), "cold-max-ms")
-			b.ReportMetric(ms(coldStart), "cold-start-ms")
-			b.ReportMetric(ms(firstLive), "new-replica-ms")
-			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
-			b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+			rec.Metric(ms(cold[len(cold)/2]), "cold-p50-ms")
+			rec.Metric(ms(cold[len(cold)-1]), "cold-max-ms")
+			rec.Metric(ms(coldStart), "cold-start-ms")
+			rec.Metric(ms(firstLive), "new-replica-ms")
+			rec.Metric(ms(lat[len(lat)/2]), "p50-ms")
+			rec.Metric(ms(lat[len(lat)-1]), "max-ms")
 		}
 	})
 }
@@ -734,11 +736,13 @@ func BenchmarkAnalytics(b *testing.B) {
 // reportClient measures requests questions on conns connections with Go's HTTP client and
 // reports p50, p99 and requests per second.
 func (s *stack) reportClient(b *testing.B, conns, requests int) {
+	rec := report.New(b)
 	for range b.N {
 		lat, elapsed := s.measure(b, conns, requests)
-		b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
-		b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
-		b.ReportMetric(float64(requests)/elapsed.Seconds(), "req/s")
+		rec.Metric(ms(pct(lat, 0.5)), "p50-ms")
+		rec.Metric(ms(pct(lat, 0.99)), "p99-ms")
+		rec.Metric(float64(requests)/elapsed.Seconds(), "req/s")
+		rec.Latency(report.LatencyOf(func(p float64) time.Duration { return pct(lat, p/100) }))
 	}
 }
 
@@ -758,11 +762,13 @@ func (s *stack) get(url string) (*http.Response, error) {
 // requests per second.
 func (s *stack) reportWrk(b *testing.B, conns int) {
 	const d = 10 * time.Second
+	rec := report.New(b)
 	for range b.N {
 		n, p50, p99 := s.wrk(b, conns, d)
-		b.ReportMetric(ms(p50), "p50-ms")
-		b.ReportMetric(ms(p99), "p99-ms")
-		b.ReportMetric(float64(n)/d.Seconds(), "req/s")
+		rec.Metric(ms(p50), "p50-ms")
+		rec.Metric(ms(p99), "p99-ms")
+		rec.Metric(float64(n)/d.Seconds(), "req/s")
+		rec.Latency(report.Latency{P50: ms(p50), P99: ms(p99)})
 	}
 }
 
@@ -840,12 +846,13 @@ func BenchmarkHistorySize(b *testing.B) {
 		slices.Sort(lat[k])
 		p50[k], p99[k] = pct(lat[k], 0.5), pct(lat[k], 0.99)
 	}
+	rec := report.New(b)
 	for range b.N {
-		b.ReportMetric(ms(p50[0]), "p50-1d-ms")
-		b.ReportMetric(ms(p50[1]), "p50-7d-ms")
-		b.ReportMetric(ms(p99[0]), "p99-1d-ms")
-		b.ReportMetric(ms(p99[1]), "p99-7d-ms")
-		b.ReportMetric(float64(p50[1])/float64(p50[0]), "p50-7d/1d")
-		b.ReportMetric(float64(p99[1])/float64(p99[0]), "p99-7d/1d")
+		rec.Metric(ms(p50[0]), "p50-1d-ms")
+		rec.Metric(ms(p50[1]), "p50-7d-ms")
+		rec.Metric(ms(p99[0]), "p99-1d-ms")
+		rec.Metric(ms(p99[1]), "p99-7d-ms")
+		rec.Metric(float64(p50[1])/float64(p50[0]), "p50-7d/1d")
+		rec.Metric(float64(p99[1])/float64(p99[0]), "p99-7d/1d")
 	}
 }

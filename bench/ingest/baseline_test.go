@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fleetingest/fleetingest/bench/report"
 	"github.com/fleetingest/fleetingest/internal/loadgen"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )
@@ -43,8 +45,8 @@ type seedPayload struct {
 }
 
 // seedHandler is the seed's ingestion path in Go: per request, one INSERT into history and
-// one UPSERT of the current status.
-func seedHandler(pool *pgxpool.Pool) http.Handler {
+// one UPSERT of the current status. It counts the readings it stored in accepted.
+func seedHandler(pool *pgxpool.Pool, accepted *atomic.Int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p seedPayload
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
@@ -78,6 +80,7 @@ func seedHandler(pool *pgxpool.Pool) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
+		accepted.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		_, _ = fmt.Fprintf(w, `{"status":%q}`, status) // a failed write means the client left: no one to tell
@@ -103,14 +106,17 @@ func seedDatabase(b *testing.B) *pgxpool.Pool {
 }
 
 // benchSeed serves the seed design and posts n single readings to it, as the single-reading
-// run does to fleetingest; it reports requests (= readings) per second.
-func benchSeed(b *testing.B, n int) float64 {
+// run does to fleetingest; it reports requests (= readings) per second and records the
+// readings stored in each second (accepted and committed at once, as the seed answers after
+// its INSERT).
+func benchSeed(b *testing.B, rec *report.Recorder, n int) float64 {
 	pool := seedDatabase(b)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := &http.Server{Handler: seedHandler(pool), ReadHeaderTimeout: 10 * time.Second}
+	var accepted atomic.Int64
+	srv := &http.Server{Handler: seedHandler(pool, &accepted), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() {
 		if err := srv.Close(); err != nil {
@@ -118,24 +124,31 @@ func benchSeed(b *testing.B, n int) float64 {
 		}
 	})
 	b.ResetTimer()
+	sampler := report.StartSampler(func() (float64, error) { return float64(accepted.Load()), nil })
 	res, err := loadgen.Run(context.Background(), loadgen.Config{URL: "http://" + l.Addr().String(), Readings: n, Concurrency: 128, Meters: 5000, Vehicles: 5000})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	perSecond, err := sampler.Stop()
+	if err != nil {
+		b.Fatal(err)
+	}
 	if res.Failed > 0 {
 		b.Fatalf("%d requests failed: %s", res.Failed, res.FirstError)
 	}
 	rate := float64(res.Accepted) / res.Duration.Seconds()
-	b.ReportMetric(rate, "readings/s")
-	b.ReportMetric(ms(res.Percentile(50)), "p50-ms")
-	b.ReportMetric(ms(res.Percentile(99)), "p99-ms")
+	rec.Metric(rate, "readings/s")
+	rec.Metric(ms(res.Percentile(50)), "p50-ms")
+	rec.Metric(ms(res.Percentile(99)), "p99-ms")
+	rec.Latency(report.LatencyOf(res.Percentile))
+	rec.Accepted(perSecond)
 	b.ReportMetric(0, "ns/op")
 	return rate
 }
 
 // benchCopy COPYs n rows of the same shape into the seed's history tables.
-func benchCopy(b *testing.B, n int) float64 {
+func benchCopy(b *testing.B, rec *report.Recorder, n int) float64 {
 	pool := seedDatabase(b)
 	cfg := loadgen.Config{Meters: 5000, Vehicles: 5000, Readings: n, Start: time.Now().Add(-24 * time.Hour), Interval: time.Minute, Seed: 1}
 	meters, vehicles := make([][]any, 0, n/2+1), make([][]any, 0, n/2+1)
@@ -167,7 +180,7 @@ func benchCopy(b *testing.B, n int) float64 {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	rate := float64(n) / elapsed.Seconds()
-	b.ReportMetric(rate, "readings/s")
+	rec.Metric(rate, "readings/s")
 	b.ReportMetric(0, "ns/op")
 	return rate
 }

@@ -12,19 +12,22 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fleetingest/fleetingest/bench/report"
 )
 
 // BenchmarkGrowOnline grows a two-shard dev stack to three while 8 clients post batches of
 // 100 readings as fast as it takes them (5,000 meters and 5,000 vehicles, each vehicle mapped
 // to one meter): it reports the accepted readings/s before the growth and in the minute
-// around its cutover, and the answers that were not 202. Then it asks the per-vehicle
-// question over the minute that spans the cutover and over the minute before it, for vehicles
-// whose meter moved to the new shard, alternating, and reports both p50 and p99. About four
-// minutes.
+// around its cutover, and the answers that were not 202, and records the readings accepted in
+// each second (bench/report charts them). Then it asks the per-vehicle question over the
+// minute that spans the cutover and over the minute before it, for vehicles whose meter moved
+// to the new shard, alternating, and reports both p50 and p99. About four minutes.
 //
 //	go test -run '^$' -bench GrowOnline -benchtime 1x -timeout 20m ./bench/ingest
 func BenchmarkGrowOnline(b *testing.B) {
 	const devices, clients, batch = 5000, 8, 100
+	rec := report.New(b)
 	stack := startStack(b)
 	ctx := context.Background()
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -104,10 +107,12 @@ func BenchmarkGrowOnline(b *testing.B) {
 	c := cutover.Sub(start)
 	steady := rate(30*time.Second, steadyFor)
 	around := rate(c-30*time.Second, c+30*time.Second)
-	b.ReportMetric(steady, "steady-readings/s")
-	b.ReportMetric(around, "cutover-minute-readings/s")
-	b.ReportMetric(around/steady, "cutover/steady")
-	b.ReportMetric(float64(refused.Load()), "non-202-batches")
+	rec.Metric(steady, "steady-readings/s")
+	rec.Metric(around, "cutover-minute-readings/s")
+	rec.Metric(around/steady, "cutover/steady")
+	rec.Metric(float64(refused.Load()), "non-202-batches")
+	rec.Metric(c.Seconds(), "cutover-s")
+	rec.Accepted(perSecond(accepted, &mu))
 
 	// Vehicles whose meter moved to the new shard: their window across the cutover is asked
 	// of two shards.
@@ -135,7 +140,23 @@ func BenchmarkGrowOnline(b *testing.B) {
 	}
 	for k, name := range []string{"spanning", "before"} {
 		slices.Sort(lat[k])
-		b.ReportMetric(float64(lat[k][len(lat[k])/2])/1e6, name+"-p50-ms")
-		b.ReportMetric(float64(lat[k][len(lat[k])*99/100])/1e6, name+"-p99-ms")
+		rec.Metric(float64(lat[k][len(lat[k])/2])/1e6, name+"-p50-ms")
+		rec.Metric(float64(lat[k][len(lat[k])*99/100])/1e6, name+"-p99-ms")
 	}
+}
+
+// perSecond lists counts by second of the run, from the first second to the last that has
+// one; a second with none is 0.
+func perSecond(counts map[int]int, mu *sync.Mutex) []float64 {
+	mu.Lock()
+	defer mu.Unlock()
+	last := -1
+	for s := range counts {
+		last = max(last, s)
+	}
+	out := make([]float64, last+1)
+	for s, n := range counts {
+		out[s] = float64(n)
+	}
+	return out
 }

@@ -11,6 +11,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetingest/fleetingest/bench/report"
 	"github.com/fleetingest/fleetingest/ingester/shard"
 	"github.com/fleetingest/fleetingest/internal/devstack"
 	"github.com/fleetingest/fleetingest/internal/loadgen"
@@ -39,14 +41,25 @@ var results = map[string]float64{}
 
 func BenchmarkIngest(b *testing.B) {
 	n := readings(400_000)
-	b.Run("copy-baseline", func(b *testing.B) { results["copy"] = benchCopy(b, n) })
-	b.Run("seed-design-baseline", func(b *testing.B) { results["seed"] = benchSeed(b, min(n, 100_000)) })
-	b.Run("single", func(b *testing.B) {
-		results["single"] = benchStack(b, loadgen.Config{Readings: min(n, 200_000), Concurrency: 128})
+	b.Run("copy-baseline", func(b *testing.B) {
+		rec := report.New(b).As(report.RawCopy, "raw COPY of the same rows")
+		results["copy"] = benchCopy(b, rec, n)
 	})
-	b.Run("single-wrk", func(b *testing.B) { results["wrk"] = benchWrk(b, startStack(b), 256, 10*time.Second, "wrk") })
+	b.Run("seed-design-baseline", func(b *testing.B) {
+		rec := report.New(b).As(report.Seed, "seed design in Go, one reading a request")
+		results["seed"] = benchSeed(b, rec, min(n, 100_000))
+	})
+	b.Run("single", func(b *testing.B) {
+		rec := report.New(b).As(report.Fleetingest, "fleetingest, one reading a request (Go client)")
+		results["single"] = benchStack(b, rec, loadgen.Config{Readings: min(n, 200_000), Concurrency: 128})
+	})
+	b.Run("single-wrk", func(b *testing.B) {
+		rec := report.New(b).As(report.Fleetingest, "fleetingest, one reading a request (wrk)")
+		results["wrk"] = benchWrk(b, rec, startStack(b), 256, 10*time.Second, "wrk")
+	})
 	b.Run("batch", func(b *testing.B) {
-		results["batch"] = benchStack(b, loadgen.Config{Readings: n, Concurrency: 16, BatchSize: 500})
+		rec := report.New(b).As(report.Fleetingest, "fleetingest, batches of 500")
+		results["batch"] = benchStack(b, rec, loadgen.Config{Readings: n, Concurrency: 16, BatchSize: 500})
 	})
 	if len(results) == 5 {
 		fmt.Printf("\nsummary (readings/s, %d cores):\n", runtime.NumCPU())
@@ -60,14 +73,16 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 // benchStack posts cfg's readings to a fresh dev stack and reports readings/s from the first
-// request until the last reading was committed in Postgres, and the accept latencies.
-func benchStack(b *testing.B, lg loadgen.Config) float64 {
+// request until the last reading was committed in Postgres, and the accept latencies; it
+// records the readings accepted and committed in each second.
+func benchStack(b *testing.B, rec *report.Recorder, lg loadgen.Config) float64 {
 	ctx := context.Background()
 	stack := startStack(b)
 	lg.URL, lg.Token = stack.URL(), stack.DeviceToken()
 	lg.Meters, lg.Vehicles = 5000, 5000
 	b.ResetTimer()
 	start := time.Now()
+	stopSampling := sampleStack(stack)
 	res, err := loadgen.Run(ctx, lg)
 	if err != nil {
 		b.Fatal(err)
@@ -80,13 +95,35 @@ func benchStack(b *testing.B, lg loadgen.Config) float64 {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	stopSampling(b, rec)
 	rate := float64(res.Accepted) / elapsed.Seconds()
-	b.ReportMetric(rate, "readings/s")
-	b.ReportMetric(float64(res.Requests)/res.Duration.Seconds(), "requests/s")
-	b.ReportMetric(ms(res.Percentile(50)), "p50-ms")
-	b.ReportMetric(ms(res.Percentile(99)), "p99-ms")
+	rec.Metric(rate, "readings/s")
+	rec.Metric(float64(res.Requests)/res.Duration.Seconds(), "requests/s")
+	rec.Metric(ms(res.Percentile(50)), "p50-ms")
+	rec.Metric(ms(res.Percentile(99)), "p99-ms")
+	rec.Latency(report.LatencyOf(res.Percentile))
 	b.ReportMetric(0, "ns/op")
 	return rate
+}
+
+// sampleStack samples, every second until the returned stop, the readings the stack's
+// gateway accepted and those its ingesters committed; stop records both.
+func sampleStack(stack *devstack.Stack) (stop func(*testing.B, *report.Recorder)) {
+	accepted := report.StartSampler(func() (float64, error) {
+		return counterSum(stack, "fleetingest_gateway_readings_accepted_total")
+	})
+	committed := report.StartSampler(func() (float64, error) {
+		return counterSum(stack, "fleetingest_ingester_rows_inserted_total")
+	})
+	return func(b *testing.B, rec *report.Recorder) {
+		a, aerr := accepted.Stop()
+		c, cerr := committed.Stop()
+		if err := errors.Join(aerr, cerr); err != nil {
+			b.Fatalf("sampling the stack's counters: %v", err)
+		}
+		rec.Accepted(a)
+		rec.Committed(c)
+	}
 }
 
 // startStack starts a two-shard dev stack in a temp folder; it stops when the benchmark ends.

@@ -42,7 +42,7 @@ function request()
 end
 
 function done(summary, latency, requests)
-  io.write(string.format("wrk-summary requests=%d non2xx=%d errors=%d p50us=%d p99us=%d\n",
+  io.write(string.format("wrk-summary requests=%d non2xx=%d errors=%d p50us=%d p90us=%d p99us=%d p999us=%d\n",
     summary.requests, summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
 end
