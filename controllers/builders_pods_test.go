@@ -331,7 +331,7 @@ func TestPassEventsHaveOneReasonPerKindOfChange(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
-			for _, e := range passEvents(tc.old, tc.cur, tc.p, tc.rolled) {
+			for _, e := range passEvents(tc.old, tc.cur, tc.p, tc.rolled, false) {
 				got = append(got, e.typ+" "+e.reason+": "+e.note)
 			}
 			if !slices.Equal(got, tc.want) {

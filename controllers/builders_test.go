@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 	"github.com/fleetingest/fleetingest/ingester"
 )
@@ -69,7 +70,7 @@ func TestArgs(t *testing.T) {
 		want []string
 		not  []string
 	}{
-		{"the gateway reads the slot map from the ConfigMap", gatewayArgs(newFleet(t, 2)),
+		{"the gateway names the fleet's NATS objects", gatewayArgs(newFleet(t, 2)),
 			[]string{"gateway", "--nats-url=nats://nats:4222", "--namespace=prod", "--fleet=fleet-a", "--http-addr=:8080"},
 			[]string{"--nats-creds=/etc/fleetingest/nats/creds", "--max-lateness"}},
 		{"credentials arrive as a mounted file", gatewayArgs(newFleet(t, 2, withCreds)),
@@ -83,8 +84,8 @@ func TestArgs(t *testing.T) {
 		{"analytics starts mappings within the gateway's lateness window", analyticsArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Gateway.MaxLateness = &metav1.Duration{Duration: 48 * time.Hour}
 		})), []string{"--max-lateness=48h0m0s"}, nil},
-		{"an ingester names its shard, the shard count and its DSN file", ingesterArgs(newFleet(t, 4), 2),
-			[]string{"ingester", "--shards=4", "--shard=2", "--dsn-file=/etc/fleetingest/dsn/dsn", "--history-retention=2160h0m0s"}, nil},
+		{"an ingester names its shard, a count that holds it and its DSN file", ingesterArgs(newFleet(t, 4), 2),
+			[]string{"ingester", "--shards=3", "--shard=2", "--dsn-file=/etc/fleetingest/dsn/dsn", "--history-retention=2160h0m0s"}, nil},
 		{"history retention comes from the spec", ingesterArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Retention.History = &metav1.Duration{Duration: 720 * time.Hour}
 		}), 0), []string{"--history-retention=720h0m0s"}, nil},
@@ -218,7 +219,7 @@ func TestResolveFleet(t *testing.T) {
 		t.Errorf("no image anywhere: err = %v", err)
 	}
 	f, err := resolveFleet(fi, "img:1")
-	if err != nil || f.image != "img:1" || f.slotMap.Shards != 2 {
+	if err != nil || f.image != "img:1" || f.topology().Shards != 2 {
 		t.Errorf("resolveFleet = %+v, %v", f, err)
 	}
 	o := f.streamOptions()
@@ -267,7 +268,10 @@ func TestFleetStatus(t *testing.T) {
 		allReady.deployments[n] = ready(n)
 	}
 	provisioned := streamsResult{provisioned: ingester.Provisioned{Streams: []ingester.StreamState{{Shard: 0, Pending: 7}, {Shard: 1}}}}
-	old := v1alpha1.FleetIngestionStatus{ObservedGeneration: 2, Shards: []v1alpha1.ShardStatus{{Index: 0, ConsumerLag: 42}}}
+	grown := mustGrow(t, placement.MustShardMap(1), 2, now.Add(-time.Hour))
+	settled := shardMapResult{m: grown, step: settledStep(grown, now.Time)}
+	old := v1alpha1.FleetIngestionStatus{ObservedGeneration: 2, Shards: []v1alpha1.ShardStatus{{Index: 0, ConsumerLag: 42}},
+		ShardMap: shardMapStatus(grown), ShardMapVersions: 2}
 
 	cases := []struct {
 		name    string
@@ -279,10 +283,12 @@ func TestFleetStatus(t *testing.T) {
 		lag0    int64
 	}{
 		{"everything available", allReady, provisioned, nil,
-			map[string]string{v1alpha1.ConditionReady: "True/Reconciled", v1alpha1.ConditionShardsReady: "True/Available"}, 3, 7},
-		{"NATS unreachable holds observedGeneration and the last lag", allReady,
+			map[string]string{v1alpha1.ConditionReady: "True/Reconciled", v1alpha1.ConditionShardsReady: "True/Available",
+				v1alpha1.ConditionResharding: "False/Complete"}, 3, 7},
+		{"NATS unreachable holds observedGeneration, the last lag and the last shard map", allReady,
 			streamsResult{err: errors.New("NATS unreachable: connecting to nats://nats:4222"), reason: v1alpha1.ReasonNATSUnreachable}, nil,
-			map[string]string{v1alpha1.ConditionStreamsReady: "False/NATSUnreachable", v1alpha1.ConditionReady: "False/ComponentsNotReady"}, 2, 42},
+			map[string]string{v1alpha1.ConditionStreamsReady: "False/NATSUnreachable", v1alpha1.ConditionReady: "False/ComponentsNotReady",
+				v1alpha1.ConditionResharding: "Unknown/NATSUnreachable"}, 2, 42},
 		{"an ingester not ready yet", &observed{deployments: map[string]deploymentState{}}, provisioned, nil,
 			map[string]string{v1alpha1.ConditionShardsReady: "False/Progressing", v1alpha1.ConditionStreamsReady: "True/Provisioned"}, 3, 7},
 		{"an apply refused", allReady, provisioned, errors.New("applying deployment: forbidden"),
@@ -301,7 +307,11 @@ func TestFleetStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			st := fleetStatus(f, old, tc.obs, tc.streams, tc.apply, now)
+			sm := settled
+			if tc.streams.err != nil {
+				sm = shardMapResult{step: unreadStep(tc.streams.reason, tc.streams.err)}
+			}
+			st := fleetStatus(f, old, tc.obs, tc.streams, sm, tc.apply, now)
 			for typ, want := range tc.want {
 				var got string
 				for _, c := range st.Conditions {
@@ -316,22 +326,24 @@ func TestFleetStatus(t *testing.T) {
 					t.Errorf("%s = %s, want %s", typ, got, want)
 				}
 			}
-			if st.ObservedGeneration != tc.gen || st.Shards[0].ConsumerLag != tc.lag0 || st.ShardCount != 2 || st.SlotMap.Shards != 2 {
-				t.Errorf("status = observedGeneration %d lag %d shards %d", st.ObservedGeneration, st.Shards[0].ConsumerLag, st.ShardCount)
+			if st.ObservedGeneration != tc.gen || st.Shards[0].ConsumerLag != tc.lag0 || st.ShardCount != 2 ||
+				st.ShardMapVersions != 2 || len(st.ShardMap.Versions) != 2 || st.ShardMap.Versions[1].Shards != 2 {
+				t.Errorf("status = observedGeneration %d lag %d shards %d shard map %d version(s) %+v",
+					st.ObservedGeneration, st.Shards[0].ConsumerLag, st.ShardCount, st.ShardMapVersions, st.ShardMap)
 			}
 		})
 	}
 
 	// Ready names the Secret a person has to create.
-	st := fleetStatus(f, old, withSecretProblem(allReady, componentGateway, v1alpha1.ReasonSecretNotFound), provisioned, nil, now)
+	st := fleetStatus(f, old, withSecretProblem(allReady, componentGateway, v1alpha1.ReasonSecretNotFound), provisioned, settled, nil, now)
 	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); !strings.Contains(c.Message, "secret prod/device-keys (spec.auth.deviceKeysSecretRef) not found") {
 		t.Errorf("Ready message = %q, want the missing Secret named", c.Message)
 	}
 
 	// A second pass with the same observations keeps every condition's transition time.
-	first := fleetStatus(f, old, allReady, provisioned, nil, now)
+	first := fleetStatus(f, old, allReady, provisioned, settled, nil, now)
 	later := metav1.NewTime(now.Add(time.Hour))
-	second := fleetStatus(f, first, allReady, provisioned, nil, later)
+	second := fleetStatus(f, first, allReady, provisioned, settled, nil, later)
 	for i := range second.Conditions {
 		if !second.Conditions[i].LastTransitionTime.Equal(&now) {
 			t.Errorf("%s moved its transition time on an unchanged pass", second.Conditions[i].Type)
@@ -378,7 +390,7 @@ func TestAuthEnabledSaysWhetherTokensAreAsked(t *testing.T) {
 			for _, n := range []string{gatewayName(f), analyticsName(f), ingesterName(f, 0)} {
 				obs.deployments[n] = deploymentState{name: n, desired: 1, ready: 1, generation: 1, observedGeneration: 1}
 			}
-			st := fleetStatus(f, v1alpha1.FleetIngestionStatus{}, obs, streamsResult{}, nil, now)
+			st := fleetStatus(f, v1alpha1.FleetIngestionStatus{}, obs, streamsResult{}, shardMapResult{}, nil, now)
 			c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionAuthEnabled)
 			if c == nil || string(c.Status)+"/"+c.Reason != tc.want || !strings.Contains(c.Message, tc.message) {
 				t.Errorf("AuthEnabled = %+v, want %s saying %q", c, tc.want, tc.message)

@@ -3,20 +3,18 @@ package controllers
 import (
 	"context"
 	"fmt"
-
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
-// analyticsPod is the analytics pod: the slot map, every shard's DSN (each shard's in its
-// own folder) and, with a local user issuer, the whole user keys Secret.
+// analyticsPod is the analytics pod: every shard's DSN (each shard's in its own folder)
+// and, with a local user issuer, the whole user keys Secret. It follows the shard map in
+// NATS; a shard appended to spec.shards rolls it, so that it reads every shard before the
+// shard map places readings on the new one.
 func analyticsPod(f fleet) podSpec {
 	p := podSpec{
 		component: componentAnalytics,
 		shard:     -1,
 		spec:      f.Spec.Analytics,
 		args:      analyticsArgs(f),
-		volumes:   []*corev1ac.VolumeApplyConfiguration{slotMapVolume(f)},
-		mounts:    []*corev1ac.VolumeMountApplyConfiguration{slotMapMount()},
 		secrets:   podSecrets(f, componentAnalytics, -1),
 	}
 	for i, s := range f.Spec.Shards {

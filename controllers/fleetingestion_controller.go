@@ -66,6 +66,11 @@ type Config struct {
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// MaxConcurrentReconciles is the number of FleetIngestions reconciled at once. Default 2.
 	MaxConcurrentReconciles int
+	// ShardMapLead is how long after it is written a shard-map version takes effect: readings
+	// stamped from then on are placed by it. It gives every gateway and analytics replica
+	// time to see the version (they watch the map) before any reading is placed by it.
+	// Default 30s.
+	ShardMapLead time.Duration
 	// Registerer receives the operator's metrics (the operator passes controller-runtime's
 	// registry, which serves them beside its own). Default nil: not registered.
 	Registerer prometheus.Registerer
@@ -86,6 +91,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrentReconciles <= 0 {
 		c.MaxConcurrentReconciles = 2
+	}
+	if c.ShardMapLead <= 0 {
+		c.ShardMapLead = 30 * time.Second
 	}
 	return c
 }
@@ -215,16 +223,27 @@ func (r *FleetIngestionReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		r.metrics.observeStreams(f.Namespace, f.Name, streams.provisioned, fi.Status.ObservedGeneration == 0)
 	}
 	applyErr := r.reconcileObjects(ctx, f, obs)
+	shardMap := r.reconcileShardMap(ctx, f, obs, streams, applyErr)
 
-	status := fleetStatus(f, fi.Status, obs, streams, applyErr, now)
-	r.recordEvents(&fi, passEvents(fi.Status, status, streams.provisioned, obs.rolled))
+	status := fleetStatus(f, fi.Status, obs, streams, shardMap, applyErr, now)
+	r.recordEvents(&fi, passEvents(fi.Status, status, streams.provisioned, obs.rolled, shardMap.grown))
 	if err := r.writeStatus(ctx, &fi, status); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := errors.Join(streams.err, obs.secretsErr(), applyErr); err != nil {
+	if err := errors.Join(streams.err, obs.secretsErr(), applyErr, shardMap.err); err != nil {
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: wait.Jitter(r.cfg.ResyncPeriod, 0.2)}, nil
+	return ctrl.Result{RequeueAfter: r.requeueAfter(shardMap)}, nil
+}
+
+// requeueAfter is the jittered resync period, or less when a shard-map version written
+// takes effect sooner, so that the Resharding condition says Complete when it does.
+func (r *FleetIngestionReconciler) requeueAfter(shardMap shardMapResult) time.Duration {
+	d := wait.Jitter(r.cfg.ResyncPeriod, 0.2)
+	if c := shardMap.untilCutover(r.Now()); c > 0 && c < d {
+		return c
+	}
+	return d
 }
 
 // reconcileObjects applies the fleet's Kubernetes objects, phase by phase.

@@ -19,7 +19,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 	"github.com/fleetingest/fleetingest/ingester"
 )
@@ -84,14 +83,26 @@ func TestCreatingAFleetProvisionsStreamsBucketAndObjects(t *testing.T) {
 		}
 	}
 
+	// The ConfigMap mirrors the shard map that the streams phase wrote into NATS, and no pod
+	// mounts it.
+	m, _, err := ingester.ReadShardMap(h.ctx, h.js, topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := m.Marshal()
 	var cm corev1.ConfigMap
 	_ = h.c.Get(h.ctx, types.NamespacedName{Namespace: h.ns, Name: "fleet-a-shardmap"}, &cm)
-	want, _ := placement.MustSlotMap(2).Marshal()
-	if cm.Data[placement.ConfigMapKey] != string(want) {
-		t.Errorf("shard map = %s, want %s", cm.Data[placement.ConfigMapKey], want)
+	if cm.Data["shardmap.json"] != string(want) || len(cm.Data) != 1 || m.Shards() != 2 || len(m.Versions) != 1 {
+		t.Errorf("shard map ConfigMap data = %v, want the map in NATS %s", cm.Data, want)
 	}
-	if _, err := placement.ParseSlotMap([]byte(cm.Data[placement.ConfigMapKey])); err != nil {
-		t.Errorf("shard map does not parse: %v", err)
+	var deps appsv1.DeploymentList
+	_ = h.c.List(h.ctx, &deps, client.InNamespace(h.ns))
+	for _, d := range deps.Items {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.ConfigMap != nil {
+				t.Errorf("deployment %s mounts config map %s", d.Name, v.ConfigMap.Name)
+			}
+		}
 	}
 
 	var ing networkingv1.Ingress
@@ -116,8 +127,12 @@ func TestCreatingAFleetProvisionsStreamsBucketAndObjects(t *testing.T) {
 		t.Errorf("ingester container = %+v", c)
 	}
 
-	if fi.Status.ShardCount != 2 || fi.Status.SlotMap == nil || len(fi.Status.Shards) != 2 || fi.Status.Shards[1].Stream != topo.Stream(1) {
+	if fi.Status.ShardCount != 2 || fi.Status.ShardMapVersions != 1 || fi.Status.ShardMap == nil || len(fi.Status.ShardMap.Versions) != 1 ||
+		fi.Status.ShardMap.Versions[0].Shards != 2 || len(fi.Status.Shards) != 2 || fi.Status.Shards[1].Stream != topo.Stream(1) {
 		t.Errorf("status = %+v", fi.Status)
+	}
+	if c := condition(t, fi, v1alpha1.ConditionResharding); c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonReshardingComplete {
+		t.Errorf("Resharding of a new fleet = %+v, want False/Complete", c)
 	}
 	if c := condition(t, fi, v1alpha1.ConditionStreamsReady); c.Status != metav1.ConditionTrue {
 		t.Errorf("StreamsReady = %+v", c)
@@ -316,6 +331,11 @@ func TestANATSOutageIsReportedAndRecoveredWithoutEditingTheFleet(t *testing.T) {
 	if r := condition(t, fi, v1alpha1.ConditionReady); r.Status != metav1.ConditionFalse {
 		t.Errorf("Ready with NATS down = %+v", r)
 	}
+	if r := condition(t, fi, v1alpha1.ConditionResharding); r.Status != metav1.ConditionUnknown || r.Reason != v1alpha1.ReasonNATSUnreachable ||
+		fi.Status.ShardMapVersions != 1 {
+		t.Errorf("Resharding with NATS down = %+v (shard map versions %d), want Unknown/%s and the map last seen kept",
+			r, fi.Status.ShardMapVersions, v1alpha1.ReasonNATSUnreachable)
+	}
 	if fi.Status.ObservedGeneration != gen {
 		t.Errorf("observedGeneration = %d, want it held at %d", fi.Status.ObservedGeneration, gen)
 	}
@@ -372,15 +392,17 @@ func TestDeletionHonoursTheDeletionPolicy(t *testing.T) {
 				t.Errorf("FleetIngestion still exists with finalizers %v", gone.Finalizers)
 			}
 			topo := ingester.Topology{Namespace: h.ns, Fleet: name, Shards: 2}
-			for s := 0; s < 2; s++ {
-				_, err := h.js.Stream(h.ctx, topo.Stream(s))
+			for _, s := range []string{topo.Stream(0), topo.Stream(1), topo.DeadLetterStream()} {
+				_, err := h.js.Stream(h.ctx, s)
 				if exists := err == nil; exists != tc.wantStreams {
-					t.Errorf("stream %s exists = %v (err %v), want %v", topo.Stream(s), exists, err, tc.wantStreams)
+					t.Errorf("stream %s exists = %v (err %v), want %v", s, exists, err, tc.wantStreams)
 				}
 			}
-			_, err := h.js.KeyValue(h.ctx, topo.MappingBucket())
-			if exists := err == nil; exists != tc.wantStreams {
-				t.Errorf("bucket exists = %v, want %v", exists, tc.wantStreams)
+			for _, b := range topo.Buckets() {
+				_, err := h.js.KeyValue(h.ctx, b)
+				if exists := err == nil; exists != tc.wantStreams {
+					t.Errorf("bucket %s exists = %v, want %v", b, exists, tc.wantStreams)
+				}
 			}
 		})
 	}

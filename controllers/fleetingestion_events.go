@@ -27,6 +27,8 @@ const (
 	EventStreamDeletionFailed = "StreamDeletionFailed"
 	EventStreamsAbandoned     = "StreamsAbandoned"
 	EventInsecureNoAuth       = "InsecureNoAuth"
+	EventShardMapGrown        = "ShardMapGrown"
+	EventShardMapAhead        = "ShardMapAhead"
 )
 
 // fleetEvent is one Event to emit.
@@ -36,9 +38,10 @@ type fleetEvent struct {
 
 // passEvents are the Events for what changed in one pass: streams and buckets created or
 // repaired (one Event per kind, naming every object of that kind), Deployments rolled for a
-// changed Secret, StreamsReady and Ready changing status, authentication turned off. A
+// changed Secret, StreamsReady and Ready changing status, authentication turned off, a
+// shard-map version written by the pass (grown), a shard map found ahead of the spec. A
 // steady state emits nothing. Pure, so that the reasons are table-tested.
-func passEvents(old, cur v1alpha1.FleetIngestionStatus, p ingester.Provisioned, rolled []string) []fleetEvent {
+func passEvents(old, cur v1alpha1.FleetIngestionStatus, p ingester.Provisioned, rolled []string, grown bool) []fleetEvent {
 	var created, repaired, buckets []string
 	for _, s := range p.Streams {
 		switch {
@@ -73,6 +76,12 @@ func passEvents(old, cur v1alpha1.FleetIngestionStatus, p ingester.Provisioned, 
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionAuthEnabled); changed && c.Status == metav1.ConditionFalse {
 		out = append(out, fleetEvent{corev1.EventTypeWarning, EventInsecureNoAuth, "Reconcile", c.Message})
 	}
+	if c := meta.FindStatusCondition(cur.Conditions, v1alpha1.ConditionResharding); c != nil && grown {
+		out = append(out, fleetEvent{corev1.EventTypeNormal, EventShardMapGrown, "Reshard", c.Message})
+	}
+	if c, moved := reasonChanged(old, cur, v1alpha1.ConditionResharding); moved && c.Reason == v1alpha1.ReasonShardMapAhead {
+		out = append(out, fleetEvent{corev1.EventTypeWarning, EventShardMapAhead, "Reshard", c.Message})
+	}
 	if c, changed := transitioned(old, cur, v1alpha1.ConditionReady); changed {
 		if c.Status == metav1.ConditionTrue {
 			out = append(out, fleetEvent{corev1.EventTypeNormal, EventReady, "Reconcile", c.Message})
@@ -102,4 +111,15 @@ func transitioned(old, cur v1alpha1.FleetIngestionStatus, typ string) (metav1.Co
 	}
 	o := meta.FindStatusCondition(old.Conditions, typ)
 	return *c, o == nil || o.Status != c.Status
+}
+
+// reasonChanged returns the current condition of typ and whether its reason differs from
+// the old one's (a condition that appears counts as a change).
+func reasonChanged(old, cur v1alpha1.FleetIngestionStatus, typ string) (metav1.Condition, bool) {
+	c := meta.FindStatusCondition(cur.Conditions, typ)
+	if c == nil {
+		return metav1.Condition{}, false
+	}
+	o := meta.FindStatusCondition(old.Conditions, typ)
+	return *c, o == nil || o.Reason != c.Reason
 }

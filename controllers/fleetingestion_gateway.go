@@ -3,20 +3,16 @@ package controllers
 import (
 	"context"
 	"fmt"
-
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 )
 
-// gatewayPod is the gateway's pod: it reads the slot map from the shard-map ConfigMap and
-// the device-token verification keys from the whole device keys Secret.
+// gatewayPod is the gateway's pod: it reads the device-token verification keys from the
+// whole device keys Secret (and follows the shard map in NATS).
 func gatewayPod(f fleet) podSpec {
 	p := podSpec{
 		component: componentGateway,
 		shard:     -1,
 		spec:      f.Spec.Gateway.ComponentSpec,
 		args:      gatewayArgs(f),
-		volumes:   []*corev1ac.VolumeApplyConfiguration{slotMapVolume(f)},
-		mounts:    []*corev1ac.VolumeMountApplyConfiguration{slotMapMount()},
 		secrets:   podSecrets(f, componentGateway, -1),
 	}
 	if ref := f.Spec.Auth.DeviceKeysSecretRef; ref != nil && !f.insecureNoAuth() {

@@ -58,8 +58,7 @@ func (r *FleetIngestionReconciler) observe(ctx context.Context, f fleet) (*obser
 	}
 	for i := range deps.Items {
 		if d := &deps.Items[i]; controlledBy(d, f) {
-			obs.deployments[d.Name] = deploymentStateOf(d.Name, d.Generation, d.Spec.Replicas, d.Status.ObservedGeneration, d.Status.ReadyReplicas,
-				d.Spec.Template.Annotations[AnnotationSecretsChecksum])
+			obs.deployments[d.Name] = deploymentStateOf(d.Name, d.Generation, d.Spec.Replicas, d.Status, d.Spec.Template.Annotations[AnnotationSecretsChecksum])
 		}
 	}
 	var pdbs policyv1.PodDisruptionBudgetList
@@ -100,8 +99,26 @@ func controlledBy(o metav1.Object, f fleet) bool {
 	return ref != nil && ref.UID == f.UID
 }
 
-func deploymentStateOf(name string, gen int64, replicas *int32, observedGen int64, ready int32, checksum string) deploymentState {
-	return deploymentState{name: name, desired: ptr.Deref(replicas, 1), generation: gen, observedGeneration: observedGen, ready: ready, secretsChecksum: checksum}
+func deploymentStateOf(name string, gen int64, replicas *int32, st appsv1.DeploymentStatus, checksum string) deploymentState {
+	return deploymentState{
+		name: name, desired: ptr.Deref(replicas, 1), generation: gen, observedGeneration: st.ObservedGeneration,
+		ready: st.ReadyReplicas, updated: st.UpdatedReplicas, total: st.Replicas, availableReplicas: st.AvailableReplicas,
+		secretsChecksum: checksum,
+	}
+}
+
+// deploymentStatusOf is the status in an apply's answer.
+func deploymentStatusOf(s *appsv1ac.DeploymentStatusApplyConfiguration) appsv1.DeploymentStatus {
+	if s == nil {
+		return appsv1.DeploymentStatus{}
+	}
+	return appsv1.DeploymentStatus{
+		ObservedGeneration: ptr.Deref(s.ObservedGeneration, 0),
+		Replicas:           ptr.Deref(s.Replicas, 0),
+		UpdatedReplicas:    ptr.Deref(s.UpdatedReplicas, 0),
+		ReadyReplicas:      ptr.Deref(s.ReadyReplicas, 0),
+		AvailableReplicas:  ptr.Deref(s.AvailableReplicas, 0),
+	}
 }
 
 // applyDeployment applies a Deployment and records the API server's answer (its generation
@@ -121,12 +138,7 @@ func (r *FleetIngestionReconciler) applyDeployment(ctx context.Context, d *appsv
 			checksum = d.Spec.Template.Annotations[AnnotationSecretsChecksum]
 		}
 	}
-	var observedGen int64
-	var ready int32
-	if d.Status != nil {
-		observedGen, ready = ptr.Deref(d.Status.ObservedGeneration, 0), ptr.Deref(d.Status.ReadyReplicas, 0)
-	}
-	obs.deployments[name] = deploymentStateOf(name, ptr.Deref(d.Generation, 0), replicas, observedGen, ready, checksum)
+	obs.deployments[name] = deploymentStateOf(name, ptr.Deref(d.Generation, 0), replicas, deploymentStatusOf(d.Status), checksum)
 	if seen && before.secretsChecksum != "" && before.secretsChecksum != checksum {
 		obs.rolled = append(obs.rolled, name)
 	}

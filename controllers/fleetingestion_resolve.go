@@ -1,8 +1,10 @@
 // Package controllers reconciles FleetIngestion resources: it provisions the fleet's NATS
 // streams and mapping bucket through the data plane's own function (ingester.EnsureStreams)
-// and applies its Kubernetes objects (shard-map ConfigMap, Deployments, Services, Ingress,
-// PodDisruptionBudgets, NetworkPolicies) with server-side apply. Desired objects come from
-// pure functions of the FleetIngestion; the reconciler only observes, applies and reports.
+// and applies its Kubernetes objects (Deployments, Services, Ingress, PodDisruptionBudgets,
+// NetworkPolicies, the ConfigMap that mirrors the shard map) with server-side apply; when
+// spec.shards grows it appends a version to the fleet's shard map once the new shards'
+// ingesters and analytics are up. Desired objects come from pure functions of the
+// FleetIngestion; the reconciler only observes, applies and reports.
 package controllers
 
 import (
@@ -17,7 +19,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/v1alpha1"
 	"github.com/fleetingest/fleetingest/ingester"
 )
@@ -49,8 +50,6 @@ type fleet struct {
 	*v1alpha1.FleetIngestion
 	// image is spec.image, or the operator's default image.
 	image string
-	// slotMap is the placement slot map of the fleet's shards.
-	slotMap *placement.SlotMap
 	// natsCreds is true when the fleet uses a NATS credentials Secret.
 	natsCreds bool
 	// networkPolicies is spec.networkPolicy.enabled, default true.
@@ -70,11 +69,6 @@ func resolveFleet(fi *v1alpha1.FleetIngestion, defaultImage string) (fleet, erro
 	if f.image == "" {
 		return f, fmt.Errorf("spec.image is empty and the operator has no --default-image")
 	}
-	m, err := placement.NewSlotMap(len(fi.Spec.Shards))
-	if err != nil {
-		return f, fmt.Errorf("building the slot map: %w", err)
-	}
-	f.slotMap = m
 	if err := f.topology().Validate(); err != nil {
 		return f, fmt.Errorf("naming NATS objects: %w", err)
 	}

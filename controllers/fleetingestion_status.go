@@ -19,6 +19,9 @@ type deploymentState struct {
 	ready              int32
 	generation         int64
 	observedGeneration int64
+	// updated counts the pods of the latest template, total every pod (of any template),
+	// availableReplicas the pods available (ready long enough).
+	updated, total, availableReplicas int32
 	// secretsChecksum is the pod template's AnnotationSecretsChecksum.
 	secretsChecksum string
 }
@@ -29,13 +32,49 @@ func (d deploymentState) available() bool {
 	return d.observedGeneration >= d.generation && d.ready >= d.desired
 }
 
+// rolledOut is true once every desired replica runs the latest template and is available,
+// and no pod of an older template is left: what `kubectl rollout status` waits for. During
+// a rolling update the old pods keep the Deployment available before it has rolled out.
+func (d deploymentState) rolledOut() bool {
+	return d.available() && d.updated >= d.desired && d.total <= d.updated && d.availableReplicas >= d.desired
+}
+
+// rolloutWait says what a Deployment that has not rolled out is waiting for.
+func (d deploymentState) rolloutWait() string {
+	switch {
+	case d.observedGeneration < d.generation:
+		return fmt.Sprintf("%s rolling out generation %d", d.name, d.generation)
+	case d.updated < d.desired || d.total > d.updated:
+		return fmt.Sprintf("%s %d/%d replicas updated, %d pod(s) in all", d.name, d.updated, d.desired, d.total)
+	default:
+		return fmt.Sprintf("%s %d/%d ready, %d available", d.name, d.ready, d.desired, d.availableReplicas)
+	}
+}
+
+// notAvailable says, for each Deployment that is not available, what it waits for.
+func notAvailable(ds []deploymentState) []string {
+	var waiting []string
+	for _, d := range ds {
+		if !d.available() {
+			w := fmt.Sprintf("%s %d/%d ready", d.name, d.ready, d.desired)
+			if d.observedGeneration < d.generation {
+				w = fmt.Sprintf("%s rolling out generation %d", d.name, d.generation)
+			}
+			waiting = append(waiting, w)
+		}
+	}
+	return waiting
+}
+
 // fleetStatus is the status one pass writes: every field from what the pass observed. It
 // is pure; `now` stamps conditions whose status changed.
-func fleetStatus(f fleet, old v1alpha1.FleetIngestionStatus, obs *observed, streams streamsResult, applyErr error, now metav1.Time) v1alpha1.FleetIngestionStatus {
+func fleetStatus(f fleet, old v1alpha1.FleetIngestionStatus, obs *observed, streams streamsResult, sm shardMapResult, applyErr error, now metav1.Time) v1alpha1.FleetIngestionStatus {
 	st := *old.DeepCopy()
 	n := len(f.Spec.Shards)
 	st.ShardCount = int32(n)
-	st.SlotMap = slotMapStatus(f)
+	if sm.m != nil { // not read this pass: keep what was last seen
+		st.ShardMap, st.ShardMapVersions = shardMapStatus(sm.m), int32(len(sm.m.Versions))
+	}
 
 	prev := map[int32]v1alpha1.ShardStatus{}
 	for _, s := range old.Shards {
@@ -73,8 +112,11 @@ func fleetStatus(f fleet, old v1alpha1.FleetIngestionStatus, obs *observed, stre
 	setDeploymentsCondition(&st.Conditions, v1alpha1.ConditionAnalyticsReady, componentAnalytics, []deploymentState{obs.deployment(analyticsName(f))},
 		obs.secretProblems[componentAnalytics], applyErr, gen, now)
 	setAuthCondition(&st.Conditions, f, gen, now)
+	if sm.step.reason != "" {
+		setCondition(&st.Conditions, v1alpha1.ConditionResharding, sm.step.status, sm.step.reason, sm.step.message, gen, now)
+	}
 	setReadyCondition(&st.Conditions, f.insecureNoAuth(), gen, now)
-	if streams.err == nil && applyErr == nil && obs.secretsErr() == nil {
+	if streams.err == nil && applyErr == nil && obs.secretsErr() == nil && sm.err == nil {
 		st.ObservedGeneration = gen
 	}
 	return st
@@ -113,17 +155,7 @@ func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, d
 		setCondition(conds, typ, metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, applyErr.Error(), gen, now)
 		return
 	}
-	var waiting []string
-	for _, d := range ds {
-		if !d.available() {
-			w := fmt.Sprintf("%s %d/%d ready", d.name, d.ready, d.desired)
-			if d.observedGeneration < d.generation {
-				w = fmt.Sprintf("%s rolling out generation %d", d.name, d.generation)
-			}
-			waiting = append(waiting, w)
-		}
-	}
-	if len(waiting) > 0 {
+	if waiting := notAvailable(ds); len(waiting) > 0 {
 		setCondition(conds, typ, metav1.ConditionFalse, v1alpha1.ReasonDeploymentsProgressing,
 			fmt.Sprintf("waiting for %s: %s", component, strings.Join(waiting, ", ")), gen, now)
 		return
@@ -132,15 +164,18 @@ func setDeploymentsCondition(conds *[]metav1.Condition, typ, component string, d
 		fmt.Sprintf("%d %s Deployment(s) available", len(ds), component), gen, now)
 }
 
-// setReadyCondition summarises the other conditions (AuthEnabled only informs). When a
-// condition is false for a reason a person must act on (a missing Secret), Ready takes
-// that reason and its message, so `kubectl get` shows what to fix.
+// setReadyCondition summarises the other conditions (AuthEnabled only informs, Resharding
+// too unless the shard map is ahead of the spec). When a condition is false for a reason a
+// person must act on (a missing Secret), Ready takes that reason and its message, so
+// `kubectl get` shows what to fix.
 func setReadyCondition(conds *[]metav1.Condition, insecureNoAuth bool, gen int64, now metav1.Time) {
 	var notReady []string
 	readyReason := v1alpha1.ReasonComponentsNotReady
-	for _, typ := range []string{v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady} {
+	for _, typ := range []string{v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady, v1alpha1.ConditionResharding} {
 		c := meta.FindStatusCondition(*conds, typ)
 		switch {
+		case typ == v1alpha1.ConditionResharding && (c == nil || c.Reason != v1alpha1.ReasonShardMapAhead):
+			// a growth in progress only informs: the components' own conditions say what waits
 		case c == nil:
 			notReady = append(notReady, typ+" (Unknown)")
 		case c.Status == metav1.ConditionTrue:
@@ -165,10 +200,10 @@ func setReadyCondition(conds *[]metav1.Condition, insecureNoAuth bool, gen int64
 }
 
 // needsAction is true for the condition reasons that only a person can resolve: a Secret
-// the spec names is missing or unusable.
+// the spec names is missing or unusable, or the shard map has more shards than the spec.
 func needsAction(reason string) bool {
 	switch reason {
-	case v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretInvalid, v1alpha1.ReasonCredentialsUnavailable:
+	case v1alpha1.ReasonSecretNotFound, v1alpha1.ReasonSecretInvalid, v1alpha1.ReasonCredentialsUnavailable, v1alpha1.ReasonShardMapAhead:
 		return true
 	}
 	return false
@@ -184,7 +219,7 @@ func setCondition(conds *[]metav1.Condition, typ string, status metav1.Condition
 }
 
 func conditionOrder(typ string) int {
-	for i, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady, v1alpha1.ConditionAuthEnabled} {
+	for i, t := range []string{v1alpha1.ConditionReady, v1alpha1.ConditionStreamsReady, v1alpha1.ConditionShardsReady, v1alpha1.ConditionGatewayReady, v1alpha1.ConditionAnalyticsReady, v1alpha1.ConditionAuthEnabled, v1alpha1.ConditionResharding} {
 		if t == typ {
 			return i
 		}
@@ -197,13 +232,4 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n-3] + "..."
-}
-
-// slotMapStatus is the slot map in the API's form (the same JSON as placement's).
-func slotMapStatus(f fleet) *v1alpha1.SlotMap {
-	m := &v1alpha1.SlotMap{Shards: int32(f.slotMap.Shards)}
-	for _, r := range f.slotMap.Ranges {
-		m.Ranges = append(m.Ranges, v1alpha1.SlotRange{Shard: int32(r.Shard), Start: int32(r.Start), End: int32(r.End)})
-	}
-	return m
 }

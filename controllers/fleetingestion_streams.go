@@ -18,6 +18,8 @@ type streamsResult struct {
 	provisioned ingester.Provisioned
 	err         error
 	reason      string
+	// js is the fleet's JetStream, nil when NATS could not be reached.
+	js jetstream.JetStream
 }
 
 // reconcileStreams creates or repairs the fleet's streams, durable consumers and mapping
@@ -42,9 +44,9 @@ func (r *FleetIngestionReconciler) reconcileStreams(ctx context.Context, f fleet
 		if isUnreachable(err) {
 			reason = v1alpha1.ReasonNATSUnreachable
 		}
-		return streamsResult{provisioned: p, err: fmt.Errorf("provisioning streams of %s/%s: %w", f.Namespace, f.Name, err), reason: reason}
+		return streamsResult{provisioned: p, err: fmt.Errorf("provisioning streams of %s/%s: %w", f.Namespace, f.Name, err), reason: reason, js: js}
 	}
-	return streamsResult{provisioned: p, reason: v1alpha1.ReasonProvisioned}
+	return streamsResult{provisioned: p, reason: v1alpha1.ReasonProvisioned, js: js}
 }
 
 // natsCredentials is the content of the fleet's NATS credentials file from the Secrets read
@@ -80,18 +82,31 @@ func (r *FleetIngestionReconciler) jetStream(ctx context.Context, f *v1alpha1.Fl
 	return js, streamsResult{}
 }
 
-// deleteStreams removes the fleet's streams (with their consumers) and its buckets.
-// Objects already gone are not an error, so a retry after a partial failure finishes the job.
-func deleteStreams(ctx context.Context, js jetstream.JetStream, t ingester.Topology) error {
+// deleteStreams removes the fleet's shard streams (with their consumers), its dead-letter
+// stream and its buckets, and returns t with the shard count it deleted streams of: every
+// shard the spec lists or the shard map places readings on, whichever are more. Objects
+// already gone are not an error, so a retry after a partial failure finishes the job.
+func deleteStreams(ctx context.Context, js jetstream.JetStream, t ingester.Topology) (ingester.Topology, error) {
+	m, _, err := ingester.ReadShardMap(ctx, js, t)
+	switch {
+	case err == nil:
+		t.Shards = max(t.Shards, m.Shards())
+	case !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrKeyNotFound):
+		return t, fmt.Errorf("reading the shard map for its shard count: %w", err)
+	}
+	streams := []string{t.DeadLetterStream()}
 	for i := 0; i < t.Shards; i++ {
-		if err := js.DeleteStream(ctx, t.Stream(i)); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("deleting stream %s: %w", t.Stream(i), err)
+		streams = append(streams, t.Stream(i))
+	}
+	for _, s := range streams {
+		if err := js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return t, fmt.Errorf("deleting stream %s: %w", s, err)
 		}
 	}
 	for _, b := range t.Buckets() {
 		if err := js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("deleting bucket %s: %w", b, err)
+			return t, fmt.Errorf("deleting bucket %s: %w", b, err)
 		}
 	}
-	return nil
+	return t, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -215,8 +216,9 @@ func (h *harness) get(name string) *v1alpha1.FleetIngestion {
 }
 
 // markDeploymentsReady does what the Deployment controller would (envtest runs none):
-// every Deployment of the namespace reports all its replicas ready at its generation.
-func (h *harness) markDeploymentsReady() {
+// every Deployment of the namespace, or those named, reports all its replicas updated and
+// ready at its generation.
+func (h *harness) markDeploymentsReady(names ...string) {
 	h.t.Helper()
 	var deps appsv1.DeploymentList
 	if err := h.c.List(h.ctx, &deps, client.InNamespace(h.ns)); err != nil {
@@ -224,6 +226,9 @@ func (h *harness) markDeploymentsReady() {
 	}
 	for i := range deps.Items {
 		d := &deps.Items[i]
+		if len(names) > 0 && !slices.Contains(names, d.Name) {
+			continue
+		}
 		n := ptr.Deref(d.Spec.Replicas, 1)
 		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
 		if err := h.c.Status().Update(h.ctx, d); err != nil {

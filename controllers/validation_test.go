@@ -130,19 +130,55 @@ func TestTheAPIServerRejectsUnparseableDurations(t *testing.T) {
 	}
 }
 
-func TestTheShardCountCannotChange(t *testing.T) {
+// spec.shards may only be appended to: a shard's index places its readings, so the API
+// server refuses a removal, a reordering or an insertion before other shards, each with a
+// message that says what may be done instead.
+func TestShardsMayOnlyBeAppendedTo(t *testing.T) {
 	h := newHarness(t)
-	fi := h.create(h.fleetIngestion("fixed", 2))
-	fi.Spec.Shards = fi.Spec.Shards[:1]
-	err := h.c.Update(h.ctx, fi)
-	if err == nil || !strings.Contains(err.Error(), "the shard count cannot change after creation (resharding is not supported yet)") {
-		t.Errorf("update to 1 shard: err = %v, want refused", err)
+	h.create(h.fleetIngestion("grows", 2))
+	shard := func(name string) v1alpha1.ShardSpec {
+		return v1alpha1.ShardSpec{DSNSecretRef: v1alpha1.SecretKeyRef{Name: name, Key: "dsn"}}
 	}
-	// Other fields stay editable.
-	fi = h.get("fixed")
+	const removed = "shards cannot be removed: shrinking a fleet needs a copy-based drain"
+	const reordered = "shards cannot be reordered or inserted before others: a shard's index places its readings; append new shards at the end of the list"
+	for _, tc := range []struct {
+		name   string
+		shards []string
+		want   string
+	}{
+		{"removing the last shard", []string{"shard-0"}, removed},
+		{"removing the first shard", []string{"shard-1"}, removed},
+		{"swapping two shards", []string{"shard-1", "shard-0"}, reordered},
+		{"inserting a shard before the others", []string{"shard-2", "shard-0", "shard-1"}, reordered},
+		{"moving a shard to the end behind a new one", []string{"shard-2", "shard-1", "shard-0"}, reordered},
+		{"appending a shard that is already listed", []string{"shard-0", "shard-1", "shard-0"}, reordered},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fi := h.get("grows")
+			fi.Spec.Shards = nil
+			for _, n := range tc.shards {
+				fi.Spec.Shards = append(fi.Spec.Shards, shard(n))
+			}
+			err := h.c.Update(h.ctx, fi)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("update to %v: err = %v, want refused with %q", tc.shards, err, tc.want)
+			}
+		})
+	}
+
+	fi := h.get("grows")
+	fi.Spec.Shards = append(fi.Spec.Shards, shard("shard-2"), shard("shard-3"))
+	if err := h.c.Update(h.ctx, fi); err != nil {
+		t.Fatalf("appending two shards: %v", err)
+	}
+	// A shard may be pointed at another Secret in place (the same database moved).
+	fi = h.get("grows")
 	fi.Spec.Shards[1].DSNSecretRef.Name = "shard-1-new"
 	if err := h.c.Update(h.ctx, fi); err != nil {
 		t.Errorf("changing a shard's secret: %v", err)
+	}
+	if got := len(h.get("grows").Spec.Shards); got != 4 {
+		t.Errorf("shards after the updates = %d, want 4", got)
 	}
 }
 

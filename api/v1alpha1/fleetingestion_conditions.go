@@ -18,6 +18,43 @@ const (
 	// asks users for tokens; false (reason InsecureNoAuth) when spec.auth.insecureNoAuth
 	// turned that off. It informs and does not count towards Ready.
 	ConditionAuthEnabled = "AuthEnabled"
+	// ConditionResharding reports a growth of the fleet: true from shards appended to
+	// spec.shards until the shard-map version that places readings on them takes effect,
+	// false (reason Complete) once the shard map places readings on every shard the spec
+	// lists, unknown while the map cannot be read from NATS (the reason says why, as
+	// StreamsReady's). It informs and does not count towards Ready, except with reason
+	// ShardMapAhead, which a person must resolve.
+	ConditionResharding = "Resharding"
+)
+
+// Reasons of the Resharding condition. A growth passes through ProvisioningShards,
+// WaitingForAnalytics and VersionWritten (status True) to Complete (status False).
+const (
+	// ReasonProvisioningShards: spec.shards lists more shards than the shard map places
+	// readings on; the new shards' streams are provisioned and the operator waits for their
+	// ingester Deployments to be available (the message names them).
+	ReasonProvisioningShards = "ProvisioningShards"
+	// ReasonWaitingForAnalytics: the new shards' ingesters are available; the operator waits
+	// for the analytics Deployment to roll out with every shard's DSN, so that no replica
+	// is asked about a shard it cannot read.
+	ReasonWaitingForAnalytics = "WaitingForAnalytics"
+	// ReasonVersionWritten: the shard-map version for the new count is written; readings
+	// stamped from its from time on (the operator's --shard-map-lead after the write) go
+	// to the new shards. The message names that time.
+	ReasonVersionWritten = "VersionWritten"
+	// ReasonReshardingComplete: the shard map places readings on every shard spec.shards
+	// lists, from a time that has come.
+	ReasonReshardingComplete = "Complete"
+	// ReasonShardMapWriteFailed: writing the new shard-map version failed (the message says
+	// why); the operator retries with backoff. The write is compare-and-set and only made
+	// while the map has fewer shards than the spec, so a version is never written twice.
+	ReasonShardMapWriteFailed = "ShardMapWriteFailed"
+	// ReasonShardMapAhead: the shard map in NATS already places readings on more shards than
+	// spec.shards lists (a fleet re-created with fewer shards over the NATS state of an
+	// earlier one, with deletionPolicy Retain). The operator writes no version and removes
+	// nothing; readings the map places on the missing shards are refused until they are
+	// listed again (shrinking is not supported). Ready is false with this reason.
+	ReasonShardMapAhead = "ShardMapAhead"
 )
 
 // Condition reasons.

@@ -25,14 +25,22 @@ type FleetIngestionSpec struct {
 	// +required
 	NATS NATSSpec `json:"nats"`
 
-	// Shards are the Postgres databases that hold the fleet's history, one ingester each. The
-	// list's length is the shard count, which cannot change after creation: moving slots
-	// between shards (resharding) is not supported yet.
+	// Shards are the Postgres databases that hold the fleet's history, one ingester each; a
+	// shard's index is its position in the list. The list may be appended to: the operator
+	// then provisions the new shards' streams and ingesters, rolls analytics onto every
+	// shard's DSN and, once they are up, appends a version to the shard map that gives the
+	// new shards their share of the slots for readings stamped from a short lead time on
+	// (the Resharding condition reports the progress). Nothing stored moves. Shards cannot be
+	// removed, reordered or inserted before others: a shard's readings stay where the shard
+	// map placed them, and shrinking needs a copy-based drain that is not implemented. An
+	// entry may be pointed in place at a Secret that no entry named before (the same
+	// database moved, or its credentials in a new Secret).
 	// +required
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="size(self) == size(oldSelf)",message="the shard count cannot change after creation (resharding is not supported yet): create a new FleetIngestion instead"
+	// +kubebuilder:validation:XValidation:rule="size(self) >= size(oldSelf)",message="shards cannot be removed: shrinking a fleet needs a copy-based drain of the leaving shards' readings, which is not implemented; shards may only be appended"
+	// +kubebuilder:validation:XValidation:rule="size(self) < size(oldSelf) || (oldSelf.all(i, s, self[i] == s || !(self[i] in oldSelf)) && self.all(i, s, i < size(oldSelf) || !(s in oldSelf)))",message="shards cannot be reordered or inserted before others: a shard's index places its readings; append new shards at the end of the list"
 	Shards []ShardSpec `json:"shards"`
 
 	// Gateway is the HTTP front door that validates readings and publishes them to the
@@ -252,14 +260,14 @@ type FleetIngestionStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, StreamsReady, ShardsReady, GatewayReady, AnalyticsReady and
-	// AuthEnabled.
+	// Conditions: Ready, StreamsReady, ShardsReady, GatewayReady, AnalyticsReady,
+	// AuthEnabled and Resharding.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// ShardCount is the number of shards.
+	// ShardCount is the number of shards spec.shards lists.
 	// +optional
 	ShardCount int32 `json:"shardCount,omitempty"`
 
@@ -273,10 +281,18 @@ type FleetIngestionStatus struct {
 	// +listMapKey=index
 	Shards []ShardStatus `json:"shards,omitempty"`
 
-	// SlotMap assigns the 4096 placement slots to shards; the same document is in the
-	// shard-map ConfigMap that every component reads.
+	// ShardMap mirrors the fleet's shard map, which lives in the NATS KV bucket
+	// fi_<namespace>_<name>_shardmap (key "map") that the gateways and analytics watch: the
+	// slot-map versions in force over time. The ConfigMap <name>-shardmap holds the same map
+	// as JSON (key shardmap.json). Unset until the operator has read it; kept as last read
+	// while NATS cannot be reached.
 	// +optional
-	SlotMap *SlotMap `json:"slotMap,omitempty"`
+	ShardMap *ShardMap `json:"shardMap,omitempty"`
+
+	// ShardMapVersions is the number of versions of the shard map: 1 for a fleet that never
+	// grew, one more for each growth (the Map Version column of kubectl get).
+	// +optional
+	ShardMapVersions int32 `json:"shardMapVersions,omitempty"`
 }
 
 // ShardStatus is the observed state of one shard.
@@ -296,12 +312,26 @@ type ShardStatus struct {
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 }
 
-// SlotMap is the JSON form of the placement slot map: contiguous, inclusive slot ranges,
-// each owned by one shard.
-type SlotMap struct {
-	// Shards is the number of shards.
+// ShardMap is placement over time: the slot maps in force, each from its From on, in the
+// order they take effect. A reading is placed by the version in force at its own timestamp.
+// Its JSON is the shard map's own (api/placement.ParseShardMap reads it).
+type ShardMap struct {
+	// Versions of the map, ordered by From; the first holds from the beginning.
+	// +listType=atomic
+	Versions []ShardMapVersion `json:"versions"`
+}
+
+// ShardMapVersion is one slot map and the time from which it places readings.
+type ShardMapVersion struct {
+	// From is the first reading timestamp the version places, until the next version's
+	// From: an RFC 3339 time with the map's own precision (as in the shard map's JSON).
+	// Unset for the first version, which holds from the beginning.
+	// +optional
+	From string `json:"from,omitempty"`
+	// Shards is the number of shards the version places readings on.
 	Shards int32 `json:"shards"`
-	// Ranges cover every slot exactly once, sorted by start.
+	// Ranges assign every one of the 4096 slots to a shard: contiguous, inclusive ranges
+	// sorted by start.
 	// +listType=atomic
 	Ranges []SlotRange `json:"ranges"`
 }
@@ -322,9 +352,11 @@ type SlotRange struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=fi;fis,categories=fleetingest
-// +kubebuilder:printcolumn:name="Shards",type=integer,JSONPath=`.status.shardCount`
+// +kubebuilder:printcolumn:name="Shards",type=integer,JSONPath=`.status.shardCount`,description="Shards spec.shards lists"
+// +kubebuilder:printcolumn:name="Map Version",type=integer,JSONPath=`.status.shardMapVersions`,description="Versions of the shard map: one more after each growth"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Resharding",type=string,JSONPath=`.status.conditions[?(@.type=="Resharding")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40",message="metadata.name must be a lowercase DNS label of at most 40 characters starting with a letter (no dots): it names NATS streams and subjects, Services and Deployments"
 type FleetIngestion struct {

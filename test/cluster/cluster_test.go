@@ -54,10 +54,8 @@ const (
 
 // The fleet's Deployments.
 var (
-	gateway         = fleetName + "-gateway"
-	analytics       = fleetName + "-analytics"
-	ingesters       = []string{fleetName + "-ingester-0", fleetName + "-ingester-1"}
-	deploymentNames = append([]string{gateway, analytics}, ingesters...)
+	gateway   = fleetName + "-gateway"
+	analytics = fleetName + "-analytics"
 )
 
 // scenario is one run of the whole system on the emulated cluster.
@@ -77,10 +75,28 @@ type scenario struct {
 	fleetUID types.UID
 }
 
+// ingesterName is the name of shard i's ingester Deployment.
+func ingesterName(i int) string { return fmt.Sprintf("%s-ingester-%d", fleetName, i) }
+
+// ingesters are the names of the fleet's ingester Deployments, one per shard.
+func (s *scenario) ingesters() []string {
+	out := make([]string, len(s.dsns))
+	for i := range s.dsns {
+		out[i] = ingesterName(i)
+	}
+	return out
+}
+
+// deploymentNames are the names of every Deployment of the fleet.
+func (s *scenario) deploymentNames() []string {
+	return append([]string{gateway, analytics}, s.ingesters()...)
+}
+
 // The operator installed from config/default (CRD, RBAC, its Deployment) runs the dev
 // sample fleet against local NATS and Postgres, its pods run by the emulated kubelet from
 // the Deployments it made; readings go through the gateway and come back from analytics;
-// the fleet is scaled, resized and its DSN and device key rotated; and it is deleted.
+// the fleet is scaled, resized and its DSN and device key rotated; it grows by a shard that
+// then takes readings; and it is deleted.
 func TestTheDevFleetRunsFromItsManifestsOnAnEmulatedCluster(t *testing.T) {
 	s := newScenario(t)
 	s.deployOperator()
@@ -92,6 +108,7 @@ func TestTheDevFleetRunsFromItsManifestsOnAnEmulatedCluster(t *testing.T) {
 	s.scaleAndResize()
 	s.rotateADSN()
 	s.rotateADeviceKey()
+	s.growByOneShard()
 	s.deleteTheFleet()
 	s.checkNoContainerRestarted()
 }
@@ -227,20 +244,8 @@ func (s *scenario) createFleet() {
 	if err := s.c.Create(s.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fleetNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		s.t.Fatal(err)
 	}
-	for i := range 2 {
-		db := fmt.Sprintf("cluster_%s_shard_%d", strings.ReplaceAll(s.runID, "-", "_"), i)
-		if err := postgres.CreateDatabase(s.ctx, db); err != nil {
-			s.t.Fatal(err)
-		}
-		s.t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := postgres.DropDatabase(ctx, db); err != nil {
-				s.t.Errorf("dropping %s: %v", db, err)
-			}
-		})
-		s.dsns = append(s.dsns, postgres.DSN(db))
-		s.create(secret(fmt.Sprintf("pg-%d-dsn", i), map[string][]byte{"dsn": []byte(postgres.DSN(db))}))
+	for range 2 {
+		s.addShardDatabase()
 	}
 	for kind, name := range map[string]string{"device": "dev-device-keys", "user": "dev-user-keys"} {
 		s.fleetingest("token", "keygen", "--out", filepath.Join(s.keys, kind))
@@ -272,6 +277,27 @@ func (s *scenario) createFleet() {
 	fi.Spec.Analytics.ServiceAccountName = "fleet-analytics"
 	s.create(&fi)
 	s.fleetUID = fi.UID
+}
+
+// addShardDatabase creates the next shard's database in the shared Postgres and its DSN
+// Secret, pg-<i>-dsn, and returns the shard's index.
+func (s *scenario) addShardDatabase() int {
+	s.t.Helper()
+	i := len(s.dsns)
+	db := fmt.Sprintf("cluster_%s_shard_%d", strings.ReplaceAll(s.runID, "-", "_"), i)
+	if err := postgres.CreateDatabase(s.ctx, db); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := postgres.DropDatabase(ctx, db); err != nil {
+			s.t.Errorf("dropping %s: %v", db, err)
+		}
+	})
+	s.dsns = append(s.dsns, postgres.DSN(db))
+	s.create(secret(fmt.Sprintf("pg-%d-dsn", i), map[string][]byte{"dsn": []byte(postgres.DSN(db))}))
+	return i
 }
 
 // create creates an object, deleted again when the test ends.
@@ -348,14 +374,14 @@ func (s *scenario) waitForRollout(what string) {
 		if c == nil || c.Status != metav1.ConditionTrue || fi.Status.ObservedGeneration != fi.Generation {
 			return fmt.Errorf("fleet generation %d, observed %d, Ready %+v", fi.Generation, fi.Status.ObservedGeneration, c)
 		}
-		for _, d := range deploymentNames {
+		for _, d := range s.deploymentNames() {
 			if err := s.rolledOut(fleetNamespace, d); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	for _, d := range deploymentNames {
+	for _, d := range s.deploymentNames() {
 		for _, p := range s.node.Pods(fleetNamespace, d) {
 			if n := p.Restarts(); n > 0 {
 				s.t.Errorf("pod %s restarted %d time(s)", p.Name, n)
@@ -452,18 +478,7 @@ func (s *scenario) sendReadingsAndAskAnalytics() {
 				s.t.Fatalf("POST /v1/telemetry %s: %d %s", reading, code, body)
 			}
 		}
-		s.eventually(30*time.Second, "analytics to answer for "+vehicle, func() error {
-			var perf struct {
-				Energy map[string]float64 `json:"energy"`
-			}
-			if err := json.Unmarshal([]byte(s.get(an+"/v1/analytics/performance/"+vehicle+"?window=24h", s.adminToken)), &perf); err != nil {
-				return err
-			}
-			if perf.Energy["acConsumed"] != 1.2 || perf.Energy["dcDelivered"] != 1.0 {
-				return fmt.Errorf("energy of %s = %v, want AC 1.2 and DC 1.0", vehicle, perf.Energy)
-			}
-			return nil
-		})
+		s.waitForAnswer(vehicle)
 	}
 	if code, _ := s.post(gw+"/v1/telemetry", "", `{"meterId":"meter-x","kwhConsumedAc":1,"voltage":230,"timestamp":"`+now.Format(time.RFC3339)+`"}`); code != http.StatusUnauthorized {
 		s.t.Errorf("a reading without a token: %d, want 401", code)
@@ -536,7 +551,7 @@ func (s *scenario) deployment(name string) *appsv1.Deployment {
 // podNames are the names of the node's pods of each Deployment.
 func (s *scenario) podNames() map[string][]string {
 	out := map[string][]string{}
-	for _, d := range deploymentNames {
+	for _, d := range s.deploymentNames() {
 		for _, p := range s.node.Pods(fleetNamespace, d) {
 			out[d] = append(out[d], p.Name)
 		}
@@ -563,7 +578,7 @@ func (s *scenario) scaleAndResize() {
 		s.t.Errorf("the gateway's PodDisruptionBudget at two replicas: %v", err)
 	}
 	after := s.podNames()
-	for _, name := range ingesters {
+	for _, name := range s.ingesters() {
 		if got := s.deployment(name).Spec.Template.Spec.Containers[0].Resources.Limits.Memory().String(); got != "512Mi" {
 			s.t.Errorf("%s memory limit = %s", name, got)
 		}
@@ -605,12 +620,12 @@ func (s *scenario) rotateADSN() {
 	})
 	s.eventually(2*time.Minute, "shard 0's ingester and analytics to roll", func() error {
 		after := s.podNames()
-		for _, d := range []string{ingesters[0], analytics} {
+		for _, d := range []string{ingesterName(0), analytics} {
 			if slices.Equal(after[d], before[d]) {
 				return fmt.Errorf("%s still runs %v", d, after[d])
 			}
 		}
-		for _, d := range deploymentNames {
+		for _, d := range s.deploymentNames() {
 			if err := s.rolledOut(fleetNamespace, d); err != nil {
 				return err
 			}
@@ -618,7 +633,7 @@ func (s *scenario) rotateADSN() {
 		return nil
 	})
 	after := s.podNames()
-	for _, d := range []string{ingesters[1], gateway} {
+	for _, d := range []string{ingesterName(1), gateway} {
 		if !slices.Equal(after[d], before[d]) {
 			s.t.Errorf("%s rolled (%v → %v) when shard 0's DSN changed", d, before[d], after[d])
 		}
@@ -647,7 +662,7 @@ func (s *scenario) rotateADeviceKey() {
 	s.t.Helper()
 	before := s.podNames()
 	generations := map[string]int64{}
-	for _, d := range deploymentNames {
+	for _, d := range s.deploymentNames() {
 		generations[d] = s.deployment(d).Generation
 	}
 	dir := filepath.Join(s.keys, "device-2")
@@ -676,7 +691,7 @@ func (s *scenario) rotateADeviceKey() {
 	if after := s.podNames(); !equalPods(before, after) {
 		s.t.Errorf("pods changed when a device key was added: %v → %v", before, after)
 	}
-	for _, d := range deploymentNames {
+	for _, d := range s.deploymentNames() {
 		if g := s.deployment(d).Generation; g != generations[d] {
 			s.t.Errorf("deployment %s went from generation %d to %d when a device key was added", d, generations[d], g)
 		}
@@ -724,7 +739,7 @@ func (s *scenario) deleteTheFleet() {
 		if len(deps.Items) > 0 {
 			return fmt.Errorf("%d deployment(s) left", len(deps.Items))
 		}
-		for _, d := range deploymentNames {
+		for _, d := range s.deploymentNames() {
 			if pods := s.node.Pods(fleetNamespace, d); len(pods) > 0 {
 				return fmt.Errorf("%d pod(s) of %s left", len(pods), d)
 			}
@@ -732,10 +747,14 @@ func (s *scenario) deleteTheFleet() {
 		return nil
 	})
 	_, js := natstest.Connect(s.t, natsSrv.URL())
-	topo := ingester.Topology{Namespace: fleetNamespace, Fleet: fleetName, Shards: 2}
-	for i := range 2 {
-		if _, err := js.Stream(s.ctx, topo.Stream(i)); !errors.Is(err, jetstream.ErrStreamNotFound) {
-			s.t.Errorf("stream %s after deletion: %v, want not found", topo.Stream(i), err)
+	topo := ingester.Topology{Namespace: fleetNamespace, Fleet: fleetName, Shards: len(s.dsns)}
+	streams := []string{topo.DeadLetterStream()}
+	for i := range topo.Shards {
+		streams = append(streams, topo.Stream(i))
+	}
+	for _, name := range streams {
+		if _, err := js.Stream(s.ctx, name); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			s.t.Errorf("stream %s after deletion: %v, want not found", name, err)
 		}
 	}
 	for _, b := range topo.Buckets() {

@@ -33,6 +33,7 @@ type operatorOptions struct {
 	natsTimeout             time.Duration
 	maxConcurrentReconciles int
 	watchNamespaces         []string
+	shardMapLead            time.Duration
 }
 
 func newOperatorCommand() *cobra.Command {
@@ -56,6 +57,7 @@ func newOperatorCommand() *cobra.Command {
 	fs.DurationVar(&o.natsTimeout, "nats-timeout", 10*time.Second, "bound on one pass's JetStream requests")
 	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 2, "FleetIngestions reconciled at once")
 	fs.StringSliceVar(&o.watchNamespaces, "watch-namespaces", nil, "namespaces whose FleetIngestions are reconciled, comma-separated (the operator then needs a Role in each, no ClusterRole); default: every namespace")
+	fs.DurationVar(&o.shardMapLead, "shard-map-lead", 30*time.Second, "when spec.shards grows, how long after it is written the new shard-map version takes effect (time for every gateway and analytics replica to see it)")
 	return cmd
 }
 
@@ -94,6 +96,7 @@ func runOperator(cmd *cobra.Command, o operatorOptions, log *slog.Logger) error 
 		ResyncPeriod:            o.resyncPeriod,
 		NATSRequestTimeout:      o.natsTimeout,
 		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+		ShardMapLead:            o.shardMapLead,
 		Registerer:              ctrlmetrics.Registry,
 	})
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -105,7 +108,7 @@ func runOperator(cmd *cobra.Command, o operatorOptions, log *slog.Logger) error 
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readiness check: %w", err)
 	}
-	log.Info("starting operator", "defaultImage", o.defaultImage, "leaderElect", o.leaderElect, "resyncPeriod", o.resyncPeriod, "watchNamespaces", o.watchNamespaces)
+	log.Info("starting operator", "defaultImage", o.defaultImage, "leaderElect", o.leaderElect, "resyncPeriod", o.resyncPeriod, "watchNamespaces", o.watchNamespaces, "shardMapLead", o.shardMapLead)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running the controller manager: %w", err)
 	}
