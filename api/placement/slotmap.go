@@ -7,9 +7,6 @@ import (
 	"sort"
 )
 
-// ConfigMapKey is the key under which the slot map is stored in the shard-map ConfigMap.
-const ConfigMapKey = "slotmap.json"
-
 // SlotRange is a contiguous, inclusive range of slots owned by one shard.
 type SlotRange struct {
 	// Shard is the index of the owning shard, 0-based.
