@@ -37,7 +37,10 @@ func BenchmarkGrowOnline(b *testing.B) {
 			return 0, nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Content-Type", "application/json")
+		if bytes.Contains(body, []byte("\n")) {
+			req.Header.Set("Content-Type", "application/x-ndjson")
+		}
 		res, err := client.Do(req)
 		if err != nil {
 			return 0, nil, err
