@@ -5,7 +5,6 @@ import (
 	"context"
 	"math"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,10 +68,9 @@ func offsetToken(tok string) (int, error) {
 func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard int) error) (missing []int32) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for i := 0; i < s.shards.Len(); i++ {
+	for i := range s.shards.Len() {
 		wg.Go(func() {
-			err := fn(ctx, i)
-			if err != nil {
+			if err := fn(ctx, i); err != nil {
 				if !callerGone(ctx, err) {
 					s.metrics.missing.Inc()
 					s.cfg.Logger.Warn("shard did not answer a fan-out query", "shard", i, "err", err)
@@ -107,7 +105,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	if err != nil {
 		return nil, err
 	}
-	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
+	w, err := h.parseWindow(req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -186,10 +184,9 @@ func (a *alertAnswer) same(o *alertAnswer) bool {
 }
 
 // alertLists merges the shards' sums into the lists below threshold (whole: every shard
-// answered). A dashboard asks the
-// same window again and again: while every shard returns the sums it made from memory
-// before and the mappings have not moved, the lists made then are the answer (never changed
-// once made; pages are slices of them).
+// answered). A dashboard asks the same window again and again: while every shard returns the
+// sums it made from memory before and the mappings have not moved, the lists made then are
+// the answer (never changed once made; pages are slices of them).
 func (s *Service) alertLists(parts []read.AlertSums, hours window.Range, split []time.Time, threshold float64, whole bool) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	key := &alertAnswer{hours: hours, split: split, threshold: threshold, mappings: s.reg.Applied()}
 	for _, p := range parts {
@@ -211,44 +208,37 @@ func (s *Service) alertLists(parts []read.AlertSums, hours window.Range, split [
 func (s *Service) mergeAlerts(sums read.AlertSums, threshold float64) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	type veh struct {
 		ac, dc int64 // mWh
-		meters map[string]bool
+		meters []string
 	}
 	vehicles := map[string]*veh{}
-	get := func(id string) *veh {
-		v, ok := vehicles[id]
-		if !ok {
-			v = &veh{meters: map[string]bool{}}
-			vehicles[id] = v
+	use := func(id, meter string, ac, dc int64) {
+		v := entry(vehicles, id)
+		v.ac, v.dc = v.ac+ac, v.dc+dc
+		if meter != "" && !slices.Contains(v.meters, meter) {
+			v.meters = append(v.meters, meter)
 		}
-		return v
 	}
 	siteDC, siteVehicles := map[string]int64{}, map[string][]string{}
 	for _, vm := range sums.VehicleMeters {
-		v := get(vm.VehicleID)
-		v.ac += vm.AC
-		v.dc += vm.DC
+		use(vm.VehicleID, vm.MeterID, vm.AC, vm.DC)
 		if vm.MeterID != "" {
-			v.meters[vm.MeterID] = true
 			siteDC[vm.MeterID] += vm.DC
 			siteVehicles[vm.MeterID] = append(siteVehicles[vm.MeterID], vm.VehicleID)
-		}
-	}
-	var sites []*analyticsv1.SiteAlert
-	for m, ac := range sums.MeterAC {
-		if dc := siteDC[m]; efficiency(dc, ac) < threshold {
-			ids := append([]string{}, siteVehicles[m]...)
-			slices.Sort(ids)
-			sites = append(sites, &analyticsv1.SiteAlert{
-				MeterId: m, AcConsumed: telemetry.KWh(ac), DcDelivered: telemetry.KWh(dc), EfficiencyRatio: efficiency(dc, ac), VehicleIds: ids,
-			})
 		}
 	}
 	for _, u := range sums.Unshared {
 		mapped := s.reg.MappedTo(u.MeterID, u.Hour, u.Hour.Add(time.Hour))
 		for _, id := range mapped {
-			v := get(id)
-			v.ac += attribution.Equal(u.AC, len(mapped))
-			v.meters[u.MeterID] = true
+			use(id, u.MeterID, attribution.Equal(u.AC, len(mapped)), 0)
+		}
+	}
+	var sites []*analyticsv1.SiteAlert
+	for m, ac := range sums.MeterAC {
+		if dc := siteDC[m]; efficiency(dc, ac) < threshold {
+			slices.Sort(siteVehicles[m])
+			sites = append(sites, &analyticsv1.SiteAlert{
+				MeterId: m, AcConsumed: telemetry.KWh(ac), DcDelivered: telemetry.KWh(dc), EfficiencyRatio: efficiency(dc, ac), VehicleIds: siteVehicles[m],
+			})
 		}
 	}
 	var valerts []*analyticsv1.VehicleAlert
@@ -256,13 +246,9 @@ func (s *Service) mergeAlerts(sums read.AlertSums, threshold float64) ([]*analyt
 		if v.ac <= 0 || efficiency(v.dc, v.ac) >= threshold {
 			continue
 		}
-		ms := make([]string, 0, len(v.meters))
-		for m := range v.meters {
-			ms = append(ms, m)
-		}
-		sort.Strings(ms)
+		slices.Sort(v.meters)
 		valerts = append(valerts, &analyticsv1.VehicleAlert{
-			VehicleId: id, AcConsumed: telemetry.KWh(v.ac), DcDelivered: telemetry.KWh(v.dc), EfficiencyRatio: efficiency(v.dc, v.ac), MeterIds: ms,
+			VehicleId: id, AcConsumed: telemetry.KWh(v.ac), DcDelivered: telemetry.KWh(v.dc), EfficiencyRatio: efficiency(v.dc, v.ac), MeterIds: v.meters,
 		})
 	}
 	slices.SortFunc(sites, func(a, b *analyticsv1.SiteAlert) int {

@@ -2,6 +2,8 @@ package analytics
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"connectrpc.com/connect"
@@ -27,6 +29,11 @@ func ratio(dc, ac int64) *float64 {
 // kwh is an energy of an answer, in kWh.
 func kwh(mwh int64) *float64 { return proto.Float64(telemetry.KWh(mwh)) }
 
+// energy is the energy of an answer's totals.
+func energy(t hourTotals) *analyticsv1.Energy {
+	return &analyticsv1.Energy{AcConsumed: kwh(t.ac), DcDelivered: kwh(t.dc), EfficiencyRatio: ratio(t.dc, t.ac)}
+}
+
 func mean(sum float64, n int) *float64 {
 	if n == 0 {
 		return nil
@@ -34,40 +41,65 @@ func mean(sum float64, n int) *float64 {
 	return proto.Float64(sum / float64(n))
 }
 
-func (h *handler) parseWindow(length, end string) (window.Window, error) {
-	w, err := window.Parse(length, end, h.s.cfg.Now())
+// windowed is a question about a window.
+type windowed interface {
+	GetWindow() string
+	GetEnd() string
+}
+
+func (h *handler) parseWindow(req windowed) (window.Window, error) {
+	w, err := window.Parse(req.GetWindow(), req.GetEnd(), h.s.cfg.Now())
 	if err != nil {
 		return window.Window{}, invalid("%v", err)
 	}
 	return w, nil
 }
 
+// deviceWindow checks a question about one device's window: the id, then the window.
+func (h *handler) deviceWindow(kind, id string, req windowed) (window.Window, error) {
+	if err := checkID(kind, id); err != nil {
+		return window.Window{}, err
+	}
+	return h.parseWindow(req)
+}
+
+// deviceSeries answers a series question about one device (kind "vehicle" or "meter"): the
+// id, the window and the step checked in this order, then the device's hours bucketed.
+func (h *handler) deviceSeries(ctx context.Context, kind, id string, req interface {
+	windowed
+	GetStep() string
+}, hours func(ctx context.Context, id string, w window.Window) (map[time.Time]*hourTotals, error),
+) (*connect.Response[analyticsv1.GetSeriesResponse], error) {
+	w, err := h.deviceWindow(kind, id, req)
+	if err != nil {
+		return nil, err
+	}
+	step, err := window.ParseStep(req.GetStep())
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	hs, err := hours(ctx, id, w)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(series(id, w, step, hs, kind == "meter")), nil
+}
+
 // GetVehiclePerformance answers GET /v1/analytics/performance/{vehicleId}.
 func (h *handler) GetVehiclePerformance(ctx context.Context, req *connect.Request[analyticsv1.GetVehiclePerformanceRequest]) (*connect.Response[analyticsv1.GetVehiclePerformanceResponse], error) {
 	id := req.Msg.GetVehicleId()
-	if err := checkID("vehicle", id); err != nil {
-		return nil, err
-	}
-	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
+	w, err := h.deviceWindow("vehicle", id, req.Msg)
 	if err != nil {
 		return nil, err
 	}
-	m, err := h.s.mapping(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	ans, err := h.s.vehicleWindow(ctx, id, m, w)
+	ans, err := h.s.vehicleWindow(ctx, id, w)
 	if err != nil {
 		return nil, err
 	}
 	res := &analyticsv1.GetVehiclePerformanceResponse{
-		VehicleId: id,
-		Period:    w.Period(),
-		Energy: &analyticsv1.Energy{
-			AcConsumed:      kwh(ans.total.ac),
-			DcDelivered:     kwh(ans.total.dc),
-			EfficiencyRatio: ratio(ans.total.dc, ans.total.ac),
-		},
+		VehicleId:       id,
+		Period:          w.Period(),
+		Energy:          energy(ans.total),
 		Battery:         &analyticsv1.Battery{AvgTemperature: mean(ans.total.tempSum, ans.total.readings)},
 		WindowStart:     timestamppb.New(w.Start),
 		WindowEnd:       timestamppb.New(w.End),
@@ -91,27 +123,10 @@ func (h *handler) GetVehiclePerformance(ctx context.Context, req *connect.Reques
 
 // GetVehicleSeries answers GET /v1/analytics/vehicles/{vehicleId}/series.
 func (h *handler) GetVehicleSeries(ctx context.Context, req *connect.Request[analyticsv1.GetVehicleSeriesRequest]) (*connect.Response[analyticsv1.GetSeriesResponse], error) {
-	id := req.Msg.GetVehicleId()
-	if err := checkID("vehicle", id); err != nil {
-		return nil, err
-	}
-	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
-	if err != nil {
-		return nil, err
-	}
-	step, err := window.ParseStep(req.Msg.GetStep())
-	if err != nil {
-		return nil, invalid("%v", err)
-	}
-	m, err := h.s.mapping(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	ans, err := h.s.vehicleWindow(ctx, id, m, w)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(series(id, w, step, ans.hours, false)), nil
+	return h.deviceSeries(ctx, "vehicle", req.Msg.GetVehicleId(), req.Msg, func(ctx context.Context, id string, w window.Window) (map[time.Time]*hourTotals, error) {
+		ans, err := h.s.vehicleWindow(ctx, id, w)
+		return ans.hours, err
+	})
 }
 
 // series buckets hourly totals by step, each bucket clipped to the window.
@@ -120,35 +135,20 @@ func series(id string, w window.Window, step time.Duration, hours map[time.Time]
 		Id: id, WindowStart: timestamppb.New(w.Start), WindowEnd: timestamppb.New(w.End), Step: step.String(),
 	}
 	buckets := map[time.Time]*hourTotals{}
-	for _, hr := range sortedHours(hours) {
-		t := hours[hr]
-		b := window.Bucket(hr, step)
-		acc, ok := buckets[b]
-		if !ok {
-			acc = &hourTotals{}
-			buckets[b] = acc
-		}
-		acc.add(t)
+	for _, hr := range slices.SortedFunc(maps.Keys(hours), time.Time.Compare) {
+		entry(buckets, window.Bucket(hr, step)).add(hours[hr])
 	}
 	for b := window.Bucket(window.FloorHour(w.Start), step); b.Before(w.End); b = b.Add(step) {
-		from, to := b, b.Add(step)
-		if from.Before(w.Start) {
-			from = w.Start
-		}
-		if to.After(w.End) {
-			to = w.End
-		}
-		p := &analyticsv1.SeriesPoint{Start: timestamppb.New(from), End: timestamppb.New(to)}
+		r := w.Clip(window.Range{From: b, To: b.Add(step)})
+		p := &analyticsv1.SeriesPoint{Start: timestamppb.New(r.From), End: timestamppb.New(r.To)}
 		if t, ok := buckets[b]; ok {
 			p.DcDelivered, p.AcConsumed = telemetry.KWh(t.dc), telemetry.KWh(t.ac)
 			p.EfficiencyRatio = ratio(t.dc, t.ac)
+			p.AvgTemperature = mean(t.tempSum, t.readings)
+			p.Readings = int32(t.readings)
 			if meter {
 				p.AvgVoltage = mean(t.voltageSum, t.meterReadings)
-				p.AvgTemperature = mean(t.tempSum, t.readings)
 				p.Readings = int32(t.meterReadings)
-			} else {
-				p.AvgTemperature = mean(t.tempSum, t.readings)
-				p.Readings = int32(t.readings)
 			}
 		}
 		res.Points = append(res.Points, p)

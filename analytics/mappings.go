@@ -35,47 +35,50 @@ func mappingResponse(m registry.Mapping, message string) *analyticsv1.MappingRes
 	return res
 }
 
-func (h *handler) setMapping(ctx context.Context, vehicleID, meterID string) (*connect.Response[analyticsv1.MappingResponse], error) {
-	m, err := h.s.reg.Set(ctx, vehicleID, meterID)
-	if err != nil {
-		return nil, registryError(vehicleID, err)
-	}
-	h.s.cfg.Logger.Info("vehicle mapped", "vehicle", vehicleID, "meter", meterID)
-	return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
-}
-
 // CreateMapping answers POST /v1/analytics/mappings: creates or updates, as the seed does,
 // from now on; or, with from (and to), writes that interval (mappings_backfill.go).
 func (h *handler) CreateMapping(ctx context.Context, req *connect.Request[analyticsv1.CreateMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
-	if err := checkID("vehicle", req.Msg.GetVehicleId()); err != nil {
-		return nil, err
-	}
-	if err := checkID("meter", req.Msg.GetMeterId()); err != nil {
-		return nil, err
-	}
-	if req.Msg.From != nil || req.Msg.To != nil {
-		return h.writeInterval(ctx, req.Msg.GetVehicleId(), req.Msg.GetMeterId(), req.Msg.GetFrom(), req.Msg.GetTo())
-	}
-	return h.setMapping(ctx, req.Msg.GetVehicleId(), req.Msg.GetMeterId())
+	return h.writeMapping(ctx, req.Msg, false)
 }
 
 // UpdateMapping answers PUT /v1/analytics/mappings/{vehicleId}: as CreateMapping, only for a
 // vehicle that has been mapped before.
 func (h *handler) UpdateMapping(ctx context.Context, req *connect.Request[analyticsv1.UpdateMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
-	id := req.Msg.GetVehicleId()
+	return h.writeMapping(ctx, req.Msg, true)
+}
+
+// mappingWrite is a request to write a vehicle's mapping.
+type mappingWrite interface {
+	GetVehicleId() string
+	GetMeterId() string
+	GetFrom() *timestamppb.Timestamp
+	GetTo() *timestamppb.Timestamp
+}
+
+// writeMapping maps the vehicle from now on, or writes the interval that from (and to) name; an
+// update needs a vehicle that has been mapped before.
+func (h *handler) writeMapping(ctx context.Context, req mappingWrite, update bool) (*connect.Response[analyticsv1.MappingResponse], error) {
+	id, meterID := req.GetVehicleId(), req.GetMeterId()
 	if err := checkID("vehicle", id); err != nil {
 		return nil, err
 	}
-	if err := checkID("meter", req.Msg.GetMeterId()); err != nil {
+	if err := checkID("meter", meterID); err != nil {
 		return nil, err
 	}
-	if _, err := h.s.reg.Get(ctx, id); err != nil {
+	if update {
+		if _, err := h.s.reg.Get(ctx, id); err != nil {
+			return nil, registryError(id, err)
+		}
+	}
+	if req.GetFrom() != nil || req.GetTo() != nil {
+		return h.writeInterval(ctx, id, meterID, req.GetFrom(), req.GetTo())
+	}
+	m, err := h.s.reg.Set(ctx, id, meterID)
+	if err != nil {
 		return nil, registryError(id, err)
 	}
-	if req.Msg.From != nil || req.Msg.To != nil {
-		return h.writeInterval(ctx, id, req.Msg.GetMeterId(), req.Msg.GetFrom(), req.Msg.GetTo())
-	}
-	return h.setMapping(ctx, id, req.Msg.GetMeterId())
+	h.s.cfg.Logger.Info("vehicle mapped", "vehicle", id, "meter", meterID)
+	return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
 }
 
 // GetMapping answers GET /v1/analytics/mappings/{vehicleId} from the bucket.

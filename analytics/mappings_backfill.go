@@ -85,11 +85,8 @@ func (s *Service) checkNoUnmappedReadings(ctx context.Context, vehicleID string,
 	if iv.To != nil {
 		end = pgtype.Timestamptz{Time: *iv.To, Valid: true}
 	}
-	last := s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
-	if iv.To != nil {
-		last = *iv.To
-	}
-	os, err := s.owners(vehicleID, iv.From, last)
+	// Readings are stored up to minutes ahead of the clock.
+	os, err := s.owners(vehicleID, iv.From, until(iv, s.cfg.Now().Add(time.Hour)))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package analytics
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -30,13 +31,13 @@ type meterAnswer struct {
 	unattributed int64 // mWh
 	vehicles     map[string]*vehicleShare
 	hours        map[time.Time]*hourTotals
-	known        bool
 }
 
 // meterWindow reads the meter's window from the shards that held it and splits each hour's AC
 // among the vehicles by DC share (equally among the vehicles mapped then when no DC was
 // attributed; unattributed when none was mapped). An hour split at a shard map's cutover has
-// a part on each shard: the parts add up before the AC is shared.
+// a part on each shard: the parts add up before the AC is shared. A meter that has never
+// reported is NotFound.
 func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Window) (meterAnswer, error) {
 	os, err := s.owners(meterID, w.Start, w.End)
 	if err != nil {
@@ -50,18 +51,25 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		}
 		rows.AC, rows.DC = append(rows.AC, r.AC...), append(rows.DC, r.DC...)
 	}
-	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}, known: len(rows.AC)+len(rows.DC) > 0}
-	if !ans.known {
-		if _, _, ans.known, err = s.meterStatus(ctx, meterID); err != nil {
+	if len(rows.AC)+len(rows.DC) == 0 {
+		switch _, _, known, err := newestStatus(ctx, s, meterStatus, meterID, nil); {
+		case err != nil:
 			return meterAnswer{}, err
+		case !known:
+			return meterAnswer{}, notFound("meter %s has never reported", meterID)
 		}
 	}
+	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}}
 	veh := func(id string) *vehicleShare {
 		v := entry(ans.vehicles, id)
 		v.vehicleID = id
 		return v
 	}
-	dcs := map[time.Time]map[string]int64{} // by hour and vehicle
+	type vehicleHour struct {
+		vehicle string
+		hour    time.Time
+	}
+	dcs := map[vehicleHour]int64{}
 	for _, d := range rows.DC {
 		t := entry(ans.hours, d.Hour)
 		t.dc += d.DC
@@ -70,10 +78,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		v := veh(d.VehicleID)
 		v.dc += d.DC
 		v.readings += d.Readings
-		if dcs[d.Hour] == nil {
-			dcs[d.Hour] = map[string]int64{}
-		}
-		dcs[d.Hour][d.VehicleID] += d.DC
+		dcs[vehicleHour{d.VehicleID, d.Hour}] += d.DC
 	}
 	for _, a := range rows.AC {
 		t := entry(ans.hours, a.Hour)
@@ -81,14 +86,12 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		t.voltageSum += a.VoltageSum
 		t.meterReadings += a.Readings
 	}
+	for k, dc := range dcs {
+		t := ans.hours[k.hour]
+		veh(k.vehicle).ac += attribution.Share(t.ac, dc, t.dc)
+	}
 	for h, t := range ans.hours {
-		if t.ac == 0 {
-			continue
-		}
-		if t.dc > 0 {
-			for id, dc := range dcs[h] {
-				veh(id).ac += attribution.Share(t.ac, dc, t.dc)
-			}
+		if t.ac == 0 || t.dc > 0 {
 			continue
 		}
 		seg := w.Segment(h)
@@ -107,10 +110,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 // GetMeterPerformance answers GET /v1/analytics/meters/{meterId}/performance.
 func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[analyticsv1.GetMeterPerformanceRequest]) (*connect.Response[analyticsv1.GetMeterPerformanceResponse], error) {
 	id := req.Msg.GetMeterId()
-	if err := checkID("meter", id); err != nil {
-		return nil, err
-	}
-	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
+	w, err := h.deviceWindow("meter", id, req.Msg)
 	if err != nil {
 		return nil, err
 	}
@@ -118,17 +118,10 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 	if err != nil {
 		return nil, err
 	}
-	if !ans.known {
-		return nil, notFound("meter %s has never reported", id)
-	}
 	res := &analyticsv1.GetMeterPerformanceResponse{
-		MeterId: id,
-		Period:  w.Period(),
-		Energy: &analyticsv1.Energy{
-			AcConsumed:      kwh(ans.total.ac),
-			DcDelivered:     kwh(ans.total.dc),
-			EfficiencyRatio: ratio(ans.total.dc, ans.total.ac),
-		},
+		MeterId:         id,
+		Period:          w.Period(),
+		Energy:          energy(ans.total),
 		WindowStart:     timestamppb.New(w.Start),
 		WindowEnd:       timestamppb.New(w.End),
 		MeterReadings:   int32(ans.total.meterReadings),
@@ -136,14 +129,9 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 		AvgVoltage:      mean(ans.total.voltageSum, ans.total.meterReadings),
 		UnattributedAc:  telemetry.KWh(ans.unattributed),
 	}
-	vs := make([]*vehicleShare, 0, len(ans.vehicles))
-	for _, v := range ans.vehicles {
-		vs = append(vs, v)
-	}
-	slices.SortFunc(vs, func(a, b *vehicleShare) int {
+	for _, v := range slices.SortedFunc(maps.Values(ans.vehicles), func(a, b *vehicleShare) int {
 		return cmp.Or(cmp.Compare(b.dc, a.dc), strings.Compare(a.vehicleID, b.vehicleID))
-	})
-	for _, v := range vs {
+	}) {
 		res.Vehicles = append(res.Vehicles, &analyticsv1.VehicleShare{
 			VehicleId: v.vehicleID, DcDelivered: telemetry.KWh(v.dc), AcConsumed: telemetry.KWh(v.ac),
 			EfficiencyRatio: ratio(v.dc, v.ac), Readings: int32(v.readings),
@@ -154,24 +142,8 @@ func (h *handler) GetMeterPerformance(ctx context.Context, req *connect.Request[
 
 // GetMeterSeries answers GET /v1/analytics/meters/{meterId}/series.
 func (h *handler) GetMeterSeries(ctx context.Context, req *connect.Request[analyticsv1.GetMeterSeriesRequest]) (*connect.Response[analyticsv1.GetSeriesResponse], error) {
-	id := req.Msg.GetMeterId()
-	if err := checkID("meter", id); err != nil {
-		return nil, err
-	}
-	w, err := h.parseWindow(req.Msg.GetWindow(), req.Msg.GetEnd())
-	if err != nil {
-		return nil, err
-	}
-	step, err := window.ParseStep(req.Msg.GetStep())
-	if err != nil {
-		return nil, invalid("%v", err)
-	}
-	ans, err := h.s.meterWindow(ctx, id, w)
-	if err != nil {
-		return nil, err
-	}
-	if !ans.known {
-		return nil, notFound("meter %s has never reported", id)
-	}
-	return connect.NewResponse(series(id, w, step, ans.hours, true)), nil
+	return h.deviceSeries(ctx, "meter", req.Msg.GetMeterId(), req.Msg, func(ctx context.Context, id string, w window.Window) (map[time.Time]*hourTotals, error) {
+		ans, err := h.s.meterWindow(ctx, id, w)
+		return ans.hours, err
+	})
 }

@@ -2,16 +2,21 @@ package analytics
 
 import (
 	"slices"
+	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
-// piece is the part of the window during which a vehicle was mapped to one meter.
+// piece is the part of the window during which a vehicle was mapped to one meter, and what
+// it drew from the meter then.
 type piece struct {
-	meterID string
-	r       window.Range
+	meterID       string
+	r             window.Range
+	ac, dc        int64 // mWh
+	shared        bool
+	meterReadings int
 }
 
 // pieces clips the mapping's intervals to the window, in time order, and reports whether some
@@ -19,31 +24,30 @@ type piece struct {
 func pieces(m registry.Mapping, w window.Window) (ps []piece, uncovered bool) {
 	cursor := w.Start
 	for _, iv := range m.Intervals {
-		from, to := iv.From, w.End
-		if iv.To != nil {
-			to = *iv.To
-		}
-		if from.Before(w.Start) {
-			from = w.Start
-		}
-		if to.After(w.End) {
-			to = w.End
-		}
-		if !from.Before(to) {
+		r := w.Clip(window.Range{From: iv.From, To: until(iv, w.End)})
+		if r.Empty() {
 			continue
 		}
-		if from.After(cursor) {
+		if r.From.After(cursor) {
 			uncovered = true
 		}
-		if to.After(cursor) {
-			cursor = to
+		if r.To.After(cursor) {
+			cursor = r.To
 		}
-		ps = append(ps, piece{meterID: iv.MeterID, r: window.Range{From: from, To: to}})
+		ps = append(ps, piece{meterID: iv.MeterID, r: r})
 	}
 	if cursor.Before(w.End) {
 		uncovered = true
 	}
 	return ps, uncovered
+}
+
+// until is when iv ends, or open while it goes on.
+func until(iv registry.Interval, open time.Time) time.Time {
+	if iv.To == nil {
+		return open
+	}
+	return *iv.To
 }
 
 // shardPlan is what to ask one shard for a vehicle's window.

@@ -26,15 +26,15 @@ func TestPiecesClipIntervalsToTheWindowAndFindUnmappedParts(t *testing.T) {
 		uncovered bool
 	}{
 		{"mapped throughout", []registry.Interval{iv("m1", at(0, 0), nil)},
-			[]piece{{"m1", window.Range{From: at(2, 30), To: at(8, 15)}}}, false},
+			[]piece{{meterID: "m1", r: window.Range{From: at(2, 30), To: at(8, 15)}}}, false},
 		{"re-mapped mid-window", []registry.Interval{iv("m1", at(0, 0), ptr(at(5, 10))), iv("m2", at(5, 10), nil)},
-			[]piece{{"m1", window.Range{From: at(2, 30), To: at(5, 10)}}, {"m2", window.Range{From: at(5, 10), To: at(8, 15)}}}, false},
+			[]piece{{meterID: "m1", r: window.Range{From: at(2, 30), To: at(5, 10)}}, {meterID: "m2", r: window.Range{From: at(5, 10), To: at(8, 15)}}}, false},
 		{"first mapped mid-window", []registry.Interval{iv("m1", at(4, 0), nil)},
-			[]piece{{"m1", window.Range{From: at(4, 0), To: at(8, 15)}}}, true},
+			[]piece{{meterID: "m1", r: window.Range{From: at(4, 0), To: at(8, 15)}}}, true},
 		{"unmapped mid-window", []registry.Interval{iv("m1", at(0, 0), ptr(at(6, 0)))},
-			[]piece{{"m1", window.Range{From: at(2, 30), To: at(6, 0)}}}, true},
+			[]piece{{meterID: "m1", r: window.Range{From: at(2, 30), To: at(6, 0)}}}, true},
 		{"intervals outside the window are left out", []registry.Interval{iv("m0", at(0, 0), ptr(at(1, 0))), iv("m1", at(1, 0), nil)},
-			[]piece{{"m1", window.Range{From: at(2, 30), To: at(8, 15)}}}, false},
+			[]piece{{meterID: "m1", r: window.Range{From: at(2, 30), To: at(8, 15)}}}, false},
 		{"never mapped in the window", nil, nil, true},
 	}
 	for _, tc := range tests {
@@ -72,9 +72,9 @@ func TestPlanAsksEachShardThatHeldAPieceForTheHoursItHeldIt(t *testing.T) {
 	s := &Service{cfg: Config{ShardMap: placement.Fixed{Map: grown}}, readers: make([]*read.Shard, 3)}
 	w := window.Window{Start: at(0, 30), End: at(6, 15)}
 	ps := []piece{
-		{moved, window.Range{From: at(0, 30), To: at(2, 10)}},
-		{stayed, window.Range{From: at(2, 10), To: at(2, 40)}},
-		{moved, window.Range{From: at(2, 40), To: at(6, 15)}},
+		{meterID: moved, r: window.Range{From: at(0, 30), To: at(2, 10)}},
+		{meterID: stayed, r: window.Range{From: at(2, 10), To: at(2, 40)}},
+		{meterID: moved, r: window.Range{From: at(2, 40), To: at(6, 15)}},
 	}
 	plans, err := s.planVehicle("EV-1", w, ps, false)
 	if err != nil {

@@ -6,6 +6,7 @@
 package analytics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -77,26 +78,14 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxRequestBytes == 0 {
-		c.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if c.DefaultThreshold == 0 {
-		c.DefaultThreshold = DefaultThreshold
-	}
-	if c.Memory.MaxBytes == 0 {
-		c.Memory.MaxBytes = read.DefaultMaxBytes
-	}
-	if c.MaxLateness == 0 {
-		c.MaxLateness = telemetry.DefaultLimits().MaxLateness
-	}
+	c.RequestTimeout = cmp.Or(c.RequestTimeout, DefaultRequestTimeout)
+	c.MaxRequestBytes = cmp.Or(c.MaxRequestBytes, DefaultMaxRequestBytes)
+	c.DefaultThreshold = cmp.Or(c.DefaultThreshold, DefaultThreshold)
+	c.Memory.MaxBytes = cmp.Or(c.Memory.MaxBytes, read.DefaultMaxBytes)
+	c.MaxLateness = cmp.Or(c.MaxLateness, telemetry.DefaultLimits().MaxLateness)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
@@ -145,8 +134,6 @@ type reader interface {
 	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) ([]read.VehicleHour, error)
 	Meter(ctx context.Context, meterID string, w window.Window) (read.MeterRows, error)
 	Alerts(ctx context.Context, hours window.Range, split []time.Time) (read.AlertSums, error)
-	VehicleStatus(ctx context.Context, vehicleID string) (read.VehicleStatus, bool, error)
-	MeterStatus(ctx context.Context, meterID string) (read.MeterStatus, bool, error)
 	SilentVehicles(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.VehicleStatus, error)
 	SilentMeters(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.MeterStatus, error)
 	VehicleStatuses(ctx context.Context, ids []string) ([]read.VehicleStatus, error)

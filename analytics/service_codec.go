@@ -1,6 +1,8 @@
 package analytics
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -17,39 +19,21 @@ func (c jsonCodec) Name() string { return c.name }
 
 func (c jsonCodec) Marshal(v any) ([]byte, error) { return c.MarshalAppend(nil, v) }
 
-// MarshalAppend lets connect-go encode into its pooled buffers.
+// MarshalAppend lets connect-go encode into its pooled buffers. protojson varies the spaces
+// it puts after some ',' and ':' from build to build, on purpose: answers are compacted, so
+// that they are the same from every build.
 func (jsonCodec) MarshalAppend(dst []byte, v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("encoding %T as JSON: not a proto message", v)
 	}
-	out, err := protojson.MarshalOptions{EmitUnpopulated: true}.MarshalAppend(dst, m)
+	out, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return nil, err
 	}
-	return append(out[:len(dst)], compactJSON(out[len(dst):])...), nil
-}
-
-// compactJSON removes, in place, the spaces protojson puts after some ',' and ':' (it varies
-// them from build to build on purpose), so that answers are compact and the same from every
-// build. Only whitespace outside strings goes.
-func compactJSON(b []byte) []byte {
-	n, inString, escaped := 0, false, false
-	for _, c := range b {
-		switch {
-		case escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case !inString && (c == ' ' || c == '\n' || c == '\t' || c == '\r'):
-			continue
-		}
-		b[n] = c
-		n++
-	}
-	return b[:n]
+	buf := bytes.NewBuffer(dst)
+	err = json.Compact(buf, out)
+	return buf.Bytes(), err
 }
 
 func (jsonCodec) Unmarshal(data []byte, v any) error {

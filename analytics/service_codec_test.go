@@ -9,23 +9,6 @@ import (
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 )
 
-func TestCompactJSONRemovesWhitespaceOutsideStringsOnly(t *testing.T) {
-	for _, tc := range []struct{ name, in, want string }{
-		{"spaces after commas and colons go", `{"a": 1, "b": [1, 2]}`, `{"a":1,"b":[1,2]}`},
-		{"spaces inside strings stay", `{"m": "a, b: c"}`, `{"m":"a, b: c"}`},
-		{"an escaped quote does not end the string", `{"m": "say \"x, y\"", "n": 1}`, `{"m":"say \"x, y\"","n":1}`},
-		{"an escaped backslash before a quote ends the string", `{"m": "a\\", "n": 2}`, `{"m":"a\\","n":2}`},
-		{"newlines and tabs go", "{\n\t\"a\": 1\r\n}", `{"a":1}`},
-		{"compact input is unchanged", `{"a":1}`, `{"a":1}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := string(compactJSON([]byte(tc.in))); got != tc.want {
-				t.Errorf("compactJSON(%s) = %s, want %s", tc.in, got, tc.want)
-			}
-		})
-	}
-}
-
 func TestTheJSONCodecAppendsCompactAnswersAfterWhatTheBufferHeld(t *testing.T) {
 	msg := &analyticsv1.MappingResponse{VehicleId: "EV 1", MeterId: "m-1", Message: "a, b: c"}
 	got, err := jsonCodec{name: "json"}.MarshalAppend([]byte("prefix "), msg)

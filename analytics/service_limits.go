@@ -28,23 +28,20 @@ const maxErrorBytes = 512
 // the handler (ResourceExhausted).
 func limitBodies(maxBytes int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if !strings.HasPrefix(r.URL.Path, "/v1/") {
+		switch {
+		case r.Body == nil || r.Body == http.NoBody:
+		case !strings.HasPrefix(r.URL.Path, "/v1/"):
 			r.Body = http.MaxBytesReader(w, r.Body, maxBytes)
-			next.ServeHTTP(w, r)
-			return
+		default:
+			body, status, msg := readRESTBody(w, r, maxBytes)
+			if status != 0 {
+				writeRESTError(w, status, msg)
+				return
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+			r.Header.Del("Content-Encoding")
+			r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		}
-		body, status, msg := readRESTBody(w, r, maxBytes)
-		if status != 0 {
-			writeRESTError(w, status, msg)
-			return
-		}
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		r.Header.Del("Content-Encoding")
-		r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 		next.ServeHTTP(w, r)
 	})
 }

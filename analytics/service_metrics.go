@@ -2,7 +2,6 @@ package analytics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,11 +47,7 @@ func (m *metrics) interceptor() connect.UnaryInterceptorFunc {
 			res, err := next(ctx, req)
 			code := "ok"
 			if err != nil {
-				code = connect.CodeOf(err).String()
-				var ce *connect.Error
-				if !errors.As(err, &ce) {
-					code = connect.CodeUnknown.String()
-				}
+				code = connect.CodeOf(err).String() // Unknown for an error without a code
 			}
 			m.requests.WithLabelValues(req.Spec().Procedure, code).Observe(time.Since(start).Seconds())
 			return res, err

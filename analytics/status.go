@@ -18,127 +18,107 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
+	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
-func vehicleStatusMsg(st read.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
-	return &analyticsv1.VehicleStatus{
-		VehicleId: st.VehicleID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: kwh(st.DC),
-		BatteryTemp: proto.Float64(st.Temp), MeterId: st.MeterID,
-		LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
-	}
+// status is a device's current row.
+type status interface{ Cursor() read.Cursor }
+
+// statusKind is how one kind of device's status is read and answered.
+type statusKind[T status, M any] struct {
+	name   string
+	byID   func(r reader, ctx context.Context, ids []string) ([]T, error)
+	silent func(r reader, ctx context.Context, cutoff time.Time, after read.Cursor, n int) ([]T, error)
+	msg    func(st T, shard int) *M
 }
 
-func meterStatusMsg(st read.MeterStatus, shard int) *analyticsv1.MeterStatus {
-	return &analyticsv1.MeterStatus{
-		MeterId: st.MeterID, LastKwhConsumedAc: kwh(st.AC), Voltage: proto.Float64(st.Voltage),
-		LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
-	}
-}
-
-// GetVehicleStatus answers GET /v1/status/vehicles/{vehicleId}: the newest row over the
-// shards of the vehicle's placement history (its own id's and those of the meters it was
-// mapped to), named with the shard that holds it.
-func (h *handler) GetVehicleStatus(ctx context.Context, req *connect.Request[analyticsv1.GetVehicleStatusRequest]) (*connect.Response[analyticsv1.VehicleStatus], error) {
-	id := req.Msg.GetVehicleId()
-	if err := checkID("vehicle", id); err != nil {
-		return nil, err
-	}
-	m, _ := h.s.reg.Cached(id)
-	end := h.s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
-	var shards []int
-	add := func(key string, from, to time.Time) error {
-		os, err := h.s.owners(key, from, to)
-		for _, o := range os {
-			if !slices.Contains(shards, o.Shard) {
-				shards = append(shards, o.Shard)
+var (
+	vehicleStatus = statusKind[read.VehicleStatus, analyticsv1.VehicleStatus]{
+		name: "vehicle", byID: reader.VehicleStatuses, silent: reader.SilentVehicles,
+		msg: func(st read.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
+			return &analyticsv1.VehicleStatus{
+				VehicleId: st.VehicleID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: kwh(st.DC),
+				BatteryTemp: proto.Float64(st.Temp), MeterId: st.MeterID,
+				LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
 			}
-		}
-		return err
+		},
 	}
-	err := add(id, time.Time{}, end)
-	for _, iv := range m.Intervals {
-		err = errors.Join(err, add(iv.MeterID, iv.From, cmp.Or(ptrTime(iv.To), end)))
+	meterStatus = statusKind[read.MeterStatus, analyticsv1.MeterStatus]{
+		name: "meter", byID: reader.MeterStatuses, silent: reader.SilentMeters,
+		msg: func(st read.MeterStatus, shard int) *analyticsv1.MeterStatus {
+			return &analyticsv1.MeterStatus{
+				MeterId: st.MeterID, LastKwhConsumedAc: kwh(st.AC), Voltage: proto.Float64(st.Voltage),
+				LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
+			}
+		},
 	}
-	if err != nil {
-		return nil, err
-	}
-	st, shard, ok, err := newestStatus(ctx, h.s, shards, func(ctx context.Context, r reader) (read.VehicleStatus, bool, error) {
-		return r.VehicleStatus(ctx, id)
-	})
-	switch {
-	case err != nil:
-		return nil, h.s.shardError("reading status of vehicle "+id, err)
-	case !ok:
-		return nil, notFound("vehicle %s has not reported", id)
-	}
-	return connect.NewResponse(vehicleStatusMsg(st, shard)), nil
+)
+
+// GetVehicleStatus answers GET /v1/status/vehicles/{vehicleId}.
+func (h *handler) GetVehicleStatus(ctx context.Context, req *connect.Request[analyticsv1.GetVehicleStatusRequest]) (*connect.Response[analyticsv1.VehicleStatus], error) {
+	m, _ := h.s.reg.Cached(req.Msg.GetVehicleId())
+	return getStatus(ctx, h.s, vehicleStatus, req.Msg.GetVehicleId(), m.Intervals)
 }
 
 // GetMeterStatus answers GET /v1/status/meters/{meterId}.
 func (h *handler) GetMeterStatus(ctx context.Context, req *connect.Request[analyticsv1.GetMeterStatusRequest]) (*connect.Response[analyticsv1.MeterStatus], error) {
-	id := req.Msg.GetMeterId()
-	if err := checkID("meter", id); err != nil {
+	return getStatus(ctx, h.s, meterStatus, req.Msg.GetMeterId(), nil)
+}
+
+// getStatus answers a device's newest row, named with the shard that holds it.
+func getStatus[T status, M any](ctx context.Context, s *Service, k statusKind[T, M], id string, intervals []registry.Interval) (*connect.Response[M], error) {
+	if err := checkID(k.name, id); err != nil {
 		return nil, err
 	}
-	st, shard, ok, err := h.s.meterStatus(ctx, id)
+	st, shard, ok, err := newestStatus(ctx, s, k, id, intervals)
 	switch {
 	case err != nil:
 		return nil, err
 	case !ok:
-		return nil, notFound("meter %s has not reported", id)
+		return nil, notFound("%s %s has not reported", k.name, id)
 	}
-	return connect.NewResponse(meterStatusMsg(st, shard)), nil
+	return connect.NewResponse(k.msg(st, shard)), nil
 }
 
-// meterStatus is the meter's newest row over the shards that held it, and its shard.
-func (s *Service) meterStatus(ctx context.Context, id string) (read.MeterStatus, int, bool, error) {
-	os, err := s.owners(id, time.Time{}, s.cfg.Now().Add(time.Hour))
+// newestStatus is a device's newest row over the shards of its placement history: its own
+// id's and, for a vehicle, those of the meters of its mapping intervals. found is false when
+// no shard has one, and err then tells of the shards that did not answer.
+func newestStatus[T status, M any](ctx context.Context, s *Service, k statusKind[T, M], id string, intervals []registry.Interval) (best T, shard int, found bool, err error) {
+	end := s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
+	owners, err := s.owners(id, time.Time{}, end)
+	for _, iv := range intervals {
+		os, ierr := s.owners(iv.MeterID, iv.From, until(iv, end))
+		owners, err = append(owners, os...), errors.Join(err, ierr)
+	}
 	if err != nil {
-		return read.MeterStatus{}, 0, false, err
+		return best, 0, false, err
 	}
-	shards := make([]int, len(os))
-	for i, o := range os {
-		shards[i] = o.Shard
-	}
-	st, shard, ok, err := newestStatus(ctx, s, shards, func(ctx context.Context, r reader) (read.MeterStatus, bool, error) {
-		return r.MeterStatus(ctx, id)
-	})
-	if err != nil {
-		return st, shard, ok, s.shardError("reading status of meter "+id, err)
-	}
-	return st, shard, ok, nil
-}
-
-// newestStatus asks each shard for a device's row and keeps the newest; found is false when
-// none has one, and err tells of the shards that did not answer then.
-func newestStatus[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, shards []int, get func(context.Context, reader) (T, bool, error)) (best T, shard int, found bool, err error) {
+	var asked []int
 	var errs []error
-	for _, i := range shards {
-		st, ok, err := get(ctx, s.reader(i))
+	for _, o := range owners {
+		if slices.Contains(asked, o.Shard) {
+			continue
+		}
+		asked = append(asked, o.Shard)
+		rows, err := k.byID(s.reader(o.Shard), ctx, []string{id})
 		if err != nil {
 			errs = append(errs, err)
-		} else if ok && (!found || st.Cursor().At.After(best.Cursor().At)) {
-			best, shard, found = st, i, true
+			continue
+		}
+		for _, st := range rows {
+			if !found || st.Cursor().At.After(best.Cursor().At) {
+				best, shard, found = st, o.Shard, true
+			}
 		}
 	}
-	if !found {
-		err = errors.Join(errs...)
+	if !found && len(errs) > 0 {
+		return best, 0, false, s.shardError("reading status of "+k.name+" "+id, errors.Join(errs...))
 	}
-	return best, shard, found, err
-}
-
-func ptrTime(t *time.Time) time.Time {
-	if t == nil {
-		return time.Time{}
-	}
-	return *t
+	return best, shard, found, nil
 }
 
 func (h *handler) silentParams(msg *analyticsv1.ListSilentRequest) (cutoff time.Time, cur read.Cursor, size int, err error) {
-	spec := msg.GetSilentFor()
-	if spec == "" {
-		spec = "10m"
-	}
+	spec := cmp.Or(msg.GetSilentFor(), "10m")
 	d, err := window.ParseDuration(spec)
 	if err != nil || d <= 0 || d > window.MaxLength {
 		return cutoff, cur, 0, invalid("silentFor %s must be a positive duration up to %dd, such as 10m", window.Quote(spec), int(window.MaxLength/(24*time.Hour)))
@@ -165,71 +145,52 @@ func cursorToken(c read.Cursor) string {
 // ListSilentVehicles answers GET /v1/status/vehicles?silentFor=10m: vehicles whose newest
 // reading, on any shard, is older than silentFor; longest silent first.
 func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[analyticsv1.ListSilentRequest]) (*connect.Response[analyticsv1.ListSilentVehiclesResponse], error) {
-	cutoff, cur, size, err := h.silentParams(req.Msg)
+	page, next, missing, err := listSilent(ctx, h, vehicleStatus, req.Msg)
 	if err != nil {
 		return nil, err
 	}
-	fetch := func(ctx context.Context, r reader, after read.Cursor, n int) ([]read.VehicleStatus, error) {
-		return r.SilentVehicles(ctx, cutoff, after, n)
-	}
-	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, func(ctx context.Context, r reader, ids []string) ([]read.VehicleStatus, error) {
-		return r.VehicleStatuses(ctx, ids)
-	})
-	res := &analyticsv1.ListSilentVehiclesResponse{NextPageToken: next, MissingShards: missing}
-	for _, r := range page {
-		res.Vehicles = append(res.Vehicles, vehicleStatusMsg(r.row, r.shard))
-	}
-	return connect.NewResponse(res), nil
+	return connect.NewResponse(&analyticsv1.ListSilentVehiclesResponse{Vehicles: page, NextPageToken: next, MissingShards: missing}), nil
 }
 
 // ListSilentMeters answers GET /v1/status/meters?silentFor=10m.
 func (h *handler) ListSilentMeters(ctx context.Context, req *connect.Request[analyticsv1.ListSilentRequest]) (*connect.Response[analyticsv1.ListSilentMetersResponse], error) {
-	cutoff, cur, size, err := h.silentParams(req.Msg)
+	page, next, missing, err := listSilent(ctx, h, meterStatus, req.Msg)
 	if err != nil {
 		return nil, err
 	}
-	fetch := func(ctx context.Context, r reader, after read.Cursor, n int) ([]read.MeterStatus, error) {
-		return r.SilentMeters(ctx, cutoff, after, n)
-	}
-	page, next, missing := silentPage(ctx, h.s, cur, size, fetch, func(ctx context.Context, r reader, ids []string) ([]read.MeterStatus, error) {
-		return r.MeterStatuses(ctx, ids)
-	})
-	res := &analyticsv1.ListSilentMetersResponse{NextPageToken: next, MissingShards: missing}
-	for _, r := range page {
-		res.Meters = append(res.Meters, meterStatusMsg(r.row, r.shard))
-	}
-	return connect.NewResponse(res), nil
+	return connect.NewResponse(&analyticsv1.ListSilentMetersResponse{Meters: page, NextPageToken: next, MissingShards: missing}), nil
 }
 
 // silent is a status row and its shard.
-type silent[T interface{ Cursor() read.Cursor }] struct {
+type silent[T status] struct {
 	row   T
 	shard int
 }
 
-// silentPage lists a page of status rows after cur over every shard, in (last heard, id)
-// order. Rows are fetched in rounds: each shard's next rows, merged and cut where the first
-// full batch ends (beyond it another shard may hold earlier rows), without the rows that are
-// not their device's newest on any shard (a device placed on another shard since keeps an
-// older row on the shard it left), until the page is full or the shards are done.
-func silentPage[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, cur read.Cursor, size int,
-	fetch func(ctx context.Context, r reader, after read.Cursor, n int) ([]T, error),
-	byID func(ctx context.Context, r reader, ids []string) ([]T, error),
-) (page []silent[T], next string, missing []int32) {
+// listSilent lists a page of devices silent for the time asked, in (last heard, id) order,
+// over every shard. Rows are fetched in rounds: each shard's next rows, merged and cut where
+// the first full batch ends (beyond it another shard may hold earlier rows), without the rows
+// that are not their device's newest on any shard (a device placed on another shard since
+// keeps an older row on the shard it left), until the page is full or the shards are done.
+func listSilent[T status, M any](ctx context.Context, h *handler, k statusKind[T, M], msg *analyticsv1.ListSilentRequest) (page []*M, next string, missing []int32, err error) {
+	cutoff, cur, size, err := h.silentParams(msg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	s := h.s
 	for range 100 {
 		var mu sync.Mutex
 		var rows []silent[T]
 		var cut *read.Cursor
 		missing = mergeMissing(missing, s.fanOut(ctx, func(ctx context.Context, shard int) error {
-			got, err := fetch(ctx, s.reader(shard), cur, size+1)
+			got, err := k.silent(s.reader(shard), ctx, cutoff, cur, size+1)
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range got {
 				rows = append(rows, silent[T]{r, shard})
 			}
 			if last := len(got) - 1; last == size && (cut == nil || got[last].Cursor().Compare(*cut) < 0) {
-				c := got[last].Cursor()
-				cut = &c
+				cut = new(got[last].Cursor())
 			}
 			return err
 		}))
@@ -237,29 +198,29 @@ func silentPage[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Ser
 		if cut != nil {
 			rows = rows[:slices.IndexFunc(rows, func(r silent[T]) bool { return r.row.Cursor().Compare(*cut) == 0 })+1]
 		}
-		newest, more := newestByID(ctx, s, rows, byID)
+		newest, more := newestByID(ctx, s, k, rows)
 		missing = mergeMissing(missing, more)
 		for _, r := range rows {
 			if len(page) == size {
-				return page, cursorToken(cur), missing
+				return page, cursorToken(cur), missing, nil
 			}
 			cur = r.row.Cursor()
 			if !newest[cur.ID].After(cur.At) {
-				page = append(page, r)
+				page = append(page, k.msg(r.row, r.shard))
 			}
 		}
 		if cut == nil {
-			return page, "", missing
+			return page, "", missing, nil
 		}
 	}
 	if len(page) > 0 {
 		next = cursorToken(cur)
 	}
-	return page, next, missing
+	return page, next, missing, nil
 }
 
 // newestByID reads, for the devices of rows, the newest row any shard holds.
-func newestByID[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Service, rows []silent[T], byID func(ctx context.Context, r reader, ids []string) ([]T, error)) (map[string]time.Time, []int32) {
+func newestByID[T status, M any](ctx context.Context, s *Service, k statusKind[T, M], rows []silent[T]) (map[string]time.Time, []int32) {
 	newest := map[string]time.Time{}
 	if len(rows) == 0 || s.shards.Len() == 1 {
 		return newest, nil
@@ -270,7 +231,7 @@ func newestByID[T interface{ Cursor() read.Cursor }](ctx context.Context, s *Ser
 	}
 	var mu sync.Mutex
 	missing := s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		got, err := byID(ctx, s.reader(shard), ids)
+		got, err := k.byID(s.reader(shard), ctx, ids)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, st := range got {

@@ -3,6 +3,7 @@ package analytics
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -20,15 +21,6 @@ type hourTotals struct {
 	readings, meterReadings int
 }
 
-// meterUse is a vehicle's use of one meter during one piece of the window.
-type meterUse struct {
-	meterID       string
-	r             window.Range
-	ac, dc        int64 // mWh
-	shared        bool
-	meterReadings int
-}
-
 type segKey struct {
 	meter string
 	hour  time.Time
@@ -38,7 +30,7 @@ type segKey struct {
 type vehicleAnswer struct {
 	total  hourTotals
 	shared bool
-	meters []meterUse
+	meters []piece
 	hours  map[time.Time]*hourTotals
 }
 
@@ -57,7 +49,11 @@ func (s *Service) mapping(ctx context.Context, vehicleID string) (registry.Mappi
 
 // vehicleWindow answers a vehicle's window: DC of all its readings on every shard that holds
 // some, and for every (meter, hour) it was mapped in, its share of the meter's AC.
-func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registry.Mapping, w window.Window) (vehicleAnswer, error) {
+func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.Window) (vehicleAnswer, error) {
+	m, err := s.mapping(ctx, vehicleID)
+	if err != nil {
+		return vehicleAnswer{}, err
+	}
 	ps, uncovered := pieces(m, w)
 	plans, err := s.planVehicle(vehicleID, w, ps, uncovered)
 	if err != nil {
@@ -67,10 +63,7 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 	if err != nil {
 		return vehicleAnswer{}, err
 	}
-	ans := vehicleAnswer{hours: map[time.Time]*hourTotals{}, meters: make([]meterUse, len(ps))}
-	for i, p := range ps {
-		ans.meters[i] = meterUse{meterID: p.meterID, r: p.r}
-	}
+	ans := vehicleAnswer{hours: map[time.Time]*hourTotals{}, meters: ps}
 	// The parts of each (meter, hour) add up over the shards before the AC is shared; a
 	// (meter, hour) belongs to the first piece of that meter that touches the hour.
 	segs := map[segKey]*read.VehicleHour{}
@@ -95,9 +88,7 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, m registr
 		}
 	}
 	ans.total = sumHours(ans.hours)
-	for _, a := range ans.meters {
-		ans.shared = ans.shared || a.shared
-	}
+	ans.shared = slices.ContainsFunc(ans.meters, func(p piece) bool { return p.shared })
 	return ans, nil
 }
 
@@ -117,7 +108,7 @@ func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Wi
 }
 
 // pieceOf returns the first piece of meter that touches hour, or nil.
-func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time) *meterUse {
+func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time) *piece {
 	for i := range ans.meters {
 		a := &ans.meters[i]
 		if span := w.HourSpan(a.r); a.meterID == meter && !hour.Before(span.From) && hour.Before(span.To) {
@@ -130,7 +121,7 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time)
 // attribute adds the vehicle's share of one (meter, hour)'s AC to its piece a and hour t: its
 // DC share, or, when no DC was attributed to the meter then, an equal part among the vehicles
 // mapped to it.
-func (s *Service) attribute(a *meterUse, t *hourTotals, w window.Window, sg *read.VehicleHour) {
+func (s *Service) attribute(a *piece, t *hourTotals, w window.Window, sg *read.VehicleHour) {
 	share, shared := int64(0), sg.Others
 	switch {
 	case sg.MeterDC > 0:
@@ -153,7 +144,7 @@ func (s *Service) attribute(a *meterUse, t *hourTotals, w window.Window, sg *rea
 // averaged into answers) then come out the same from the same hours.
 func sumHours(hours map[time.Time]*hourTotals) hourTotals {
 	var sum hourTotals
-	for _, h := range sortedHours(hours) {
+	for _, h := range slices.SortedFunc(maps.Keys(hours), time.Time.Compare) {
 		sum.add(hours[h])
 	}
 	return sum
@@ -176,13 +167,4 @@ func entry[K comparable, V any](m map[K]*V, k K) *V {
 		m[k] = v
 	}
 	return v
-}
-
-func sortedHours(hours map[time.Time]*hourTotals) []time.Time {
-	hs := make([]time.Time, 0, len(hours))
-	for h := range hours {
-		hs = append(hs, h)
-	}
-	slices.SortFunc(hs, time.Time.Compare)
-	return hs
 }

@@ -63,37 +63,29 @@ func loadHours(ctx context.Context, db shards.DBTX, hours []time.Time, d devices
 	meters := map[time.Time][]MeterRow{}
 	vehicles := map[time.Time][]VehicleRow{}
 	err := snapshot(ctx, db, func(tx pgx.Tx) error {
-		if err := scanRows(ctx, tx, versionsSQL, []any{hours}, func(r pgx.Rows) error {
-			var h time.Time
-			var v int64
-			err := r.Scan(&h, &v)
-			versions[h.UTC()] = v
-			return err
+		var h, last time.Time
+		var version int64
+		if err := scanRows(ctx, tx, versionsSQL, []any{hours}, []any{&h, &version}, func() {
+			versions[h.UTC()] = version
 		}); err != nil {
 			return err
 		}
+		var m MeterRow
 		sql, args := pick(d, metersSQL, metersOfSQL, hours)
 		if !d.all() {
 			args = args[:2] // the meters only
 		}
-		if err := scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
-			var h, last time.Time
-			var m MeterRow
-			err := r.Scan(&h, &m.Meter, &m.AC, &m.VoltageSum, &m.Readings, &last)
+		if err := scanRows(ctx, tx, sql, args, []any{&h, &m.Meter, &m.AC, &m.VoltageSum, &m.Readings, &last}, func() {
 			m.Last = micros(last)
 			meters[h.UTC()] = append(meters[h.UTC()], m)
-			return err
 		}); err != nil {
 			return err
 		}
+		var v VehicleRow
 		sql, args = pick(d, vehiclesSQL, vehiclesOfSQL, hours)
-		return scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
-			var h, last time.Time
-			var v VehicleRow
-			err := r.Scan(&h, &v.Vehicle, &v.Meter, &v.DC, &v.TempSum, &v.Readings, &last)
+		return scanRows(ctx, tx, sql, args, []any{&h, &v.Vehicle, &v.Meter, &v.DC, &v.TempSum, &v.Readings, &last}, func() {
 			v.Last = micros(last)
 			vehicles[h.UTC()] = append(vehicles[h.UTC()], v)
-			return err
 		})
 	})
 	if err != nil {
@@ -120,23 +112,18 @@ func loadChanges(ctx context.Context, db shards.DBTX, held *Hour) (*Hour, error)
 			return err
 		}
 		args := []any{held.At, held.Version}
-		if err := scanRows(ctx, tx, changedMetersSQL, args, func(r pgx.Rows) error {
-			var last time.Time
-			var m MeterRow
-			err := r.Scan(&m.Meter, &m.AC, &m.VoltageSum, &m.Readings, &last)
+		var last time.Time
+		var m MeterRow
+		if err := scanRows(ctx, tx, changedMetersSQL, args, []any{&m.Meter, &m.AC, &m.VoltageSum, &m.Readings, &last}, func() {
 			m.Last = micros(last)
 			meters = append(meters, m)
-			return err
 		}); err != nil {
 			return err
 		}
-		return scanRows(ctx, tx, changedVehiclesSQL, args, func(r pgx.Rows) error {
-			var last time.Time
-			var v VehicleRow
-			err := r.Scan(&v.Vehicle, &v.Meter, &v.DC, &v.TempSum, &v.Readings, &last)
+		var v VehicleRow
+		return scanRows(ctx, tx, changedVehiclesSQL, args, []any{&v.Vehicle, &v.Meter, &v.DC, &v.TempSum, &v.Readings, &last}, func() {
 			v.Last = micros(last)
 			vehicles = append(vehicles, v)
-			return err
 		})
 	})
 	if err != nil {
@@ -165,24 +152,19 @@ func loadRaw(ctx context.Context, db shards.DBTX, at time.Time, d devices) (*Raw
 		if !d.all() {
 			args = args[:3]
 		}
-		if err := scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
-			var m rawMeter
-			var ts time.Time
-			err := r.Scan(&m.meter, &ts, &m.ac, &m.voltage)
+		var ts time.Time
+		var m rawMeter
+		if err := scanRows(ctx, tx, sql, args, []any{&m.meter, &ts, &m.ac, &m.voltage}, func() {
 			m.ts = ts.UnixMicro()
 			meters = append(meters, m)
-			return err
 		}); err != nil {
 			return err
 		}
+		var v rawVehicle
 		sql, args = pick(d, rawVehiclesSQL, rawVehiclesOfSQL, from, to)
-		return scanRows(ctx, tx, sql, args, func(r pgx.Rows) error {
-			var v rawVehicle
-			var ts time.Time
-			err := r.Scan(&v.vehicle, &v.meter, &ts, &v.dc, &v.temp)
+		return scanRows(ctx, tx, sql, args, []any{&v.vehicle, &v.meter, &ts, &v.dc, &v.temp}, func() {
 			v.ts = ts.UnixMicro()
 			vehicles = append(vehicles, v)
-			return err
 		})
 	})
 	if err != nil {
@@ -194,31 +176,27 @@ func loadRaw(ctx context.Context, db shards.DBTX, at time.Time, d devices) (*Raw
 // loadVersions reads the versions of the hours from `from` on.
 func loadVersions(ctx context.Context, db shards.DBTX, from time.Time) (map[time.Time]int64, error) {
 	out := map[time.Time]int64{}
-	err := scanRows(ctx, db, `SELECT hour, version FROM rollup_hours WHERE hour >= $1`, []any{from}, func(r pgx.Rows) error {
-		var h time.Time
-		var v int64
-		err := r.Scan(&h, &v)
+	var h time.Time
+	var v int64
+	if err := scanRows(ctx, db, `SELECT hour, version FROM rollup_hours WHERE hour >= $1`, []any{from}, []any{&h, &v}, func() {
 		out[h.UTC()] = v
-		return err
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, fmt.Errorf("reading the hours' versions: %w", err)
 	}
 	return out, nil
 }
 
-func scanRows(ctx context.Context, db shards.DBTX, sql string, args []any, scan func(pgx.Rows) error) error {
+// scanRows runs a statement and calls fn after scanning each of its rows into dest.
+func scanRows(ctx context.Context, db shards.DBTX, sql string, args, dest []any, fn func()) error {
 	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := scan(rows); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	_, err = pgx.ForEachRow(rows, dest, func() error {
+		fn()
+		return nil
+	})
+	return err
 }
 
 // micros is a row's latest reading in Unix microseconds; 0 for unknown (stored as NULL).

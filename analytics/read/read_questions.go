@@ -159,16 +159,17 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 	}
 	last := s.alerts
 	s.mu.Unlock()
+	// A dashboard asks the same hours again and again, and whole hours seldom change: the last
+	// sums serve while every hour is at the version they were made of.
+	if len(missing) == 0 && last != nil && last.key.equal(key) {
+		s.count("alerts", fromMemory)
+		return last.sums, nil
+	}
+	for _, h := range held {
+		add(h)
+	}
 	if len(missing) == 0 {
 		s.count("alerts", fromMemory)
-		// A dashboard asks the same hours again and again, and whole hours seldom change:
-		// the last sums serve while every hour is at the version they were made of.
-		if last != nil && last.key.equal(key) {
-			return last.sums, nil
-		}
-		for _, h := range held {
-			add(h)
-		}
 		res := sums.result()
 		res.Made = made.Add(1)
 		s.mu.Lock()
@@ -176,16 +177,12 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 		s.mu.Unlock()
 		return res, nil
 	}
-	for _, h := range held {
-		add(h)
-	}
 	s.count("alerts", fromPostgres)
 	// A few hours at a time, so a long window never holds more than those rows outside memory.
 	for len(missing) > 0 {
 		n := min(len(missing), loadChunk)
 		var loaded map[time.Time]*Hour
-		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
-			var err error
+		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
 			loaded, err = loadHours(ctx, db, missing[:n], devices{})
 			return err
 		})

@@ -37,16 +37,10 @@ type Raw struct {
 
 func newRaw(at time.Time, version int64, meters []rawMeter, vehicles []rawVehicle) *Raw {
 	slices.SortFunc(meters, func(a, b rawMeter) int {
-		if c := strings.Compare(a.meter, b.meter); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ts, b.ts)
+		return cmp.Or(strings.Compare(a.meter, b.meter), cmp.Compare(a.ts, b.ts))
 	})
 	slices.SortFunc(vehicles, func(a, b rawVehicle) int {
-		if c := strings.Compare(a.vehicle, b.vehicle); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ts, b.ts)
+		return cmp.Or(strings.Compare(a.vehicle, b.vehicle), cmp.Compare(a.ts, b.ts))
 	})
 	r := &Raw{At: at, Version: version, meters: meters, vehicles: vehicles}
 	for i, v := range vehicles {

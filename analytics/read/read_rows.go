@@ -11,6 +11,7 @@
 package read
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"time"
@@ -55,10 +56,7 @@ type Hour struct {
 func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
 	slices.SortFunc(meters, func(a, b MeterRow) int { return strings.Compare(a.Meter, b.Meter) })
 	slices.SortFunc(vehicles, func(a, b VehicleRow) int {
-		if c := strings.Compare(a.Vehicle, b.Vehicle); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Meter, b.Meter)
+		return cmp.Or(strings.Compare(a.Vehicle, b.Vehicle), strings.Compare(a.Meter, b.Meter))
 	})
 	h := &Hour{At: at, Version: version, Meters: meters, Vehicles: vehicles}
 	for i, v := range vehicles {
@@ -67,10 +65,7 @@ func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleR
 		}
 	}
 	slices.SortFunc(h.byMeter, func(a, b int32) int {
-		if c := strings.Compare(vehicles[a].Meter, vehicles[b].Meter); c != 0 {
-			return c
-		}
-		return strings.Compare(vehicles[a].Vehicle, vehicles[b].Vehicle)
+		return cmp.Or(strings.Compare(vehicles[a].Meter, vehicles[b].Meter), strings.Compare(vehicles[a].Vehicle, vehicles[b].Vehicle))
 	})
 	return h
 }
@@ -106,8 +101,7 @@ func (h *Hour) meter(id string) (MeterRow, bool) {
 
 // vehicle returns vehicle's rows, one per meter it was attributed to.
 func (h *Hour) vehicle(id string) []VehicleRow {
-	cmp := func(r VehicleRow, id string) int { return strings.Compare(r.Vehicle, id) }
-	i, _ := slices.BinarySearchFunc(h.Vehicles, id, cmp)
+	i, _ := slices.BinarySearchFunc(h.Vehicles, id, func(r VehicleRow, id string) int { return strings.Compare(r.Vehicle, id) })
 	j := i
 	for j < len(h.Vehicles) && h.Vehicles[j].Vehicle == id {
 		j++

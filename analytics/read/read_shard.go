@@ -204,8 +204,7 @@ func (s *Shard) poll(ctx context.Context) {
 	}
 	s.mu.RUnlock()
 	var versions map[time.Time]int64
-	err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
-		var err error
+	ok := s.try(ctx, "reading the hours' versions", func(ctx context.Context, db shards.DBTX) (err error) {
 		versions, err = loadVersions(ctx, db, from)
 		return err
 	})
@@ -214,9 +213,8 @@ func (s *Shard) poll(ctx context.Context) {
 	}
 	// A shard that does not answer its poll answers no question from memory: what it holds
 	// may lack readings acknowledged since, which wait for the shard in the stream.
-	s.down.Store(err != nil)
-	if err != nil {
-		s.cfg.Logger.Warn("reading the hours' versions", "err", err)
+	s.down.Store(!ok)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -264,14 +262,10 @@ func (s *Shard) load(ctx context.Context) bool {
 	// batches since, whatever their number).
 	for at, held := range changed {
 		var h *Hour
-		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
+		if !s.try(ctx, "reading an hour's changed rows into memory", func(ctx context.Context, db shards.DBTX) (err error) {
 			h, err = loadChanges(ctx, db, held)
 			return err
-		})
-		if err != nil {
-			if ctx.Err() == nil {
-				s.cfg.Logger.Warn("reading an hour's changed rows into memory", "hour", at, "err", err)
-			}
+		}) {
 			return false
 		}
 		s.install(map[time.Time]*Hour{at: h}, nil)
@@ -279,37 +273,43 @@ func (s *Shard) load(ctx context.Context) bool {
 	// A few hours a statement, each put in memory as it arrives: a statement stays well within
 	// the query timeout however many hours are stale, and what was read is kept if a later
 	// one fails.
-	for len(hours) > 0 || len(raws) > 0 {
-		n, m := min(len(hours), loadChunk), min(len(raws), 1)
+	for len(hours) > 0 {
+		n := min(len(hours), loadChunk)
 		var loaded map[time.Time]*Hour
-		var r *Raw
-		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
-			if n > 0 {
-				loaded, err = loadHours(ctx, db, hours[:n], devices{})
-			} else {
-				r, err = loadRaw(ctx, db, raws[0], devices{})
-			}
+		if !s.try(ctx, "reading changed hours into memory", func(ctx context.Context, db shards.DBTX) (err error) {
+			loaded, err = loadHours(ctx, db, hours[:n], devices{})
 			return err
-		})
-		if err != nil {
-			if ctx.Err() == nil {
-				s.cfg.Logger.Warn("reading changed hours into memory", "err", err)
-			}
+		}) {
 			return false
 		}
-		if n > 0 {
-			s.install(loaded, nil)
-			hours = hours[n:]
-		} else {
-			s.install(nil, []*Raw{r})
-			raws = raws[m:]
+		s.install(loaded, nil)
+		hours = hours[n:]
+	}
+	for _, at := range raws {
+		var r *Raw
+		if !s.try(ctx, "reading an hour's raw readings into memory", func(ctx context.Context, db shards.DBTX) (err error) {
+			r, err = loadRaw(ctx, db, at, devices{})
+			return err
+		}) {
+			return false
 		}
+		s.install(nil, r)
 	}
 	return true
 }
 
+// try runs fn on the shard and reports whether it succeeded; a failure is logged, unless ctx
+// ended.
+func (s *Shard) try(ctx context.Context, what string, fn func(ctx context.Context, db shards.DBTX) error) bool {
+	err := s.cfg.Do(ctx, fn)
+	if err != nil && ctx.Err() == nil {
+		s.cfg.Logger.Warn(what, "err", err)
+	}
+	return err == nil
+}
+
 // install puts hours read in memory, then drops the least recently used ones over the bounds.
-func (s *Shard) install(hours map[time.Time]*Hour, raws []*Raw) {
+func (s *Shard) install(hours map[time.Time]*Hour, r *Raw) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for at, h := range hours {
@@ -319,13 +319,13 @@ func (s *Shard) install(hours map[time.Time]*Hour, raws []*Raw) {
 			delete(s.stale, at)
 		}
 	}
-	for _, r := range raws {
+	if r != nil {
 		delete(s.wantRaw, r.At)
 		if s.stale[r.At] > r.Version { // changed while being read
 			s.quiet[r.At] = s.cfg.Now().Add(settle)
-			continue
+		} else {
+			s.raw[r.At] = r
 		}
-		s.raw[r.At] = r
 	}
 	for at, t := range s.quiet {
 		if s.cfg.Now().After(t) {

@@ -80,24 +80,6 @@ func query[T any](ctx context.Context, s *Shard, scan pgx.RowToFunc[T], sql stri
 	return out, err
 }
 
-// VehicleStatus reads a vehicle's current row; ok is false when the shard has none.
-func (s *Shard) VehicleStatus(ctx context.Context, vehicleID string) (st VehicleStatus, ok bool, err error) {
-	rows, err := query(ctx, s, scanVehicleStatus, vehicleStatusSQL+` WHERE vehicle_id = $1`, vehicleID)
-	if len(rows) == 1 {
-		st, ok = rows[0], true
-	}
-	return st, ok, err
-}
-
-// MeterStatus reads a meter's current row; ok is false when the shard has none.
-func (s *Shard) MeterStatus(ctx context.Context, meterID string) (st MeterStatus, ok bool, err error) {
-	rows, err := query(ctx, s, scanMeterStatus, meterStatusSQL+` WHERE meter_id = $1`, meterID)
-	if len(rows) == 1 {
-		st, ok = rows[0], true
-	}
-	return st, ok, err
-}
-
 // SilentVehicles reads up to limit vehicles last heard before cutoff, after cur, oldest first.
 func (s *Shard) SilentVehicles(ctx context.Context, cutoff time.Time, cur Cursor, limit int) ([]VehicleStatus, error) {
 	return query(ctx, s, scanVehicleStatus, vehicleStatusSQL+` WHERE last_updated_at < $1 AND (last_updated_at, vehicle_id) > ($2, $3)

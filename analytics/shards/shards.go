@@ -4,9 +4,13 @@
 package shards
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,18 +43,10 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
-	}
-	if c.MinConns == 0 {
-		c.MinConns = DefaultMinConns
-	}
-	if c.QueryTimeout == 0 {
-		c.QueryTimeout = DefaultQueryTimeout
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.MinConns = cmp.Or(c.MinConns, DefaultMinConns)
+	c.QueryTimeout = cmp.Or(c.QueryTimeout, DefaultQueryTimeout)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
 	return c
 }
 
@@ -174,4 +170,10 @@ func isUnavailable(err error) bool {
 	}
 	// A connection that broke mid-query surfaces as a plain network error.
 	return pgconn.SafeToRetry(err) || errors.Is(err, pgx.ErrTxClosed) || isNetErr(err)
+}
+
+func isNetErr(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

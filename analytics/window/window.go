@@ -4,6 +4,7 @@
 package window
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,9 +13,8 @@ import (
 
 // Limits of a window's length.
 const (
-	MinLength     = time.Minute
-	MaxLength     = 400 * 24 * time.Hour
-	DefaultLength = 24 * time.Hour
+	MinLength = time.Minute
+	MaxLength = 400 * 24 * time.Hour
 )
 
 // Window is the half-open interval [Start, End), in UTC, at microsecond precision (Postgres').
@@ -61,10 +61,7 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // Parse builds a window from the query's length ("" = 24h) and end (RFC 3339, "" = now).
 func Parse(length, end string, now time.Time) (Window, error) {
-	spec := length
-	if spec == "" {
-		spec = "24h"
-	}
+	spec := cmp.Or(length, "24h")
 	d, err := ParseDuration(spec)
 	if err != nil {
 		return Window{}, fmt.Errorf("window: %w", err)
@@ -133,9 +130,8 @@ func (w Window) Split() (whole Range, edges []Range) {
 	return Range{From: ca, To: fb}, edges
 }
 
-// Segment returns the part of hour h inside the window.
-func (w Window) Segment(h time.Time) Range {
-	r := Range{From: h, To: h.Add(time.Hour)}
+// Clip returns the part of r inside the window (Empty when they do not meet).
+func (w Window) Clip(r Range) Range {
 	if r.From.Before(w.Start) {
 		r.From = w.Start
 	}
@@ -145,17 +141,14 @@ func (w Window) Segment(h time.Time) Range {
 	return r
 }
 
+// Segment returns the part of hour h inside the window.
+func (w Window) Segment(h time.Time) Range { return w.Clip(Range{From: h, To: h.Add(time.Hour)}) }
+
 // HourSpan returns the hours [FloorHour(r.From), CeilHour(r.To)) that r touches, clipped to
 // the window's hours.
 func (w Window) HourSpan(r Range) Range {
-	from, to := FloorHour(r.From), CeilHour(r.To)
-	if ws := FloorHour(w.Start); from.Before(ws) {
-		from = ws
-	}
-	if we := CeilHour(w.End); to.After(we) {
-		to = we
-	}
-	return Range{From: from, To: to}
+	hours := Window{Start: FloorHour(w.Start), End: CeilHour(w.End)}
+	return hours.Clip(Range{From: FloorHour(r.From), To: CeilHour(r.To)})
 }
 
 // ParseStep reads a series step: a whole number of hours, default 1h.

@@ -5,12 +5,13 @@
 package mappingio
 
 import (
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,14 +46,12 @@ func FromProto(m *analyticsv1.Mapping) Mapping {
 	for _, iv := range m.GetIntervals() {
 		x := Interval{MeterID: iv.GetMeterId(), From: iv.GetFrom().AsTime()}
 		if iv.To != nil {
-			to := iv.GetTo().AsTime()
-			x.To = &to
+			x.To = new(iv.GetTo().AsTime())
 		}
 		out.Intervals = append(out.Intervals, x)
 	}
 	if m.UpdatedAt != nil {
-		at := m.GetUpdatedAt().AsTime()
-		out.UpdatedAt = &at
+		out.UpdatedAt = new(m.GetUpdatedAt().AsTime())
 	}
 	return out
 }
@@ -128,11 +127,8 @@ func Read(r io.Reader, format string) ([]Row, error) {
 			history = append(history, row)
 		}
 	}
-	sort.SliceStable(history, func(i, j int) bool {
-		if a, b := history[i], history[j]; !a.From.Equal(b.From) {
-			return a.From.Before(b.From)
-		}
-		return history[i].VehicleID < history[j].VehicleID
+	slices.SortStableFunc(history, func(a, b Row) int {
+		return cmp.Or(a.From.Compare(b.From), strings.Compare(a.VehicleID, b.VehicleID))
 	})
 	return append(history, now...), nil
 }
@@ -164,8 +160,7 @@ func utc(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := t.UTC()
-	return &u
+	return new(t.UTC())
 }
 
 // check validates one JSON mapping: ids, and intervals with a start, sorted, disjoint, at
