@@ -69,45 +69,56 @@ func (s *Shard) parts(ctx context.Context, kind string, w window.Window, d devic
 }
 
 // fromMemory gathers the window's parts from memory; ok is false when it lacks one, which
-// it then asks Run to read in (within the horizon).
+// it then asks Run to read in (within the horizon). Questions share the read lock: the write
+// lock is taken only to ask for what is missing.
 func (s *Shard) fromMemory(whole window.Range, edges []window.Range, end time.Time, d devices) (parts []*Hour, ok bool) {
 	now := s.cfg.Now()
 	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))
 	settled := now.Add(-settle)
+	var wantHours, wantRaw []time.Time
 	ok = true
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	use := func(at time.Time) { s.used[at] = now.UnixNano() }
+	s.mu.RLock()
 	for _, at := range hoursOf(whole) {
 		h, held := s.hours[at]
 		if !held {
 			ok = false
 			if !at.Before(horizon) {
-				s.wantHours[at] = true
+				wantHours = append(wantHours, at)
 			}
 			continue
 		}
-		use(at)
+		h.used.Store(now.UnixNano())
 		parts = append(parts, h)
 	}
 	for _, e := range edges {
 		at := window.FloorHour(e.From)
 		if r, held := s.raw[at]; held {
-			use(at)
+			r.used.Store(now.UnixNano())
 			parts = append(parts, r.edge(e.From, e.To, d.vehicle, d.meters))
 			continue
 		}
 		// The hour being written: its rows serve a part from its start when they all end
 		// before the window does.
 		if h, held := s.hours[at]; held && e.From.Equal(at) && h.endsBefore(d.vehicle, d.meters, end) {
-			use(at)
+			h.used.Store(now.UnixNano())
 			parts = append(parts, h)
 			continue
 		}
 		ok = false
 		if !at.Before(horizon) && at.Add(time.Hour).Before(settled) && !now.Before(s.quiet[at]) {
+			wantRaw = append(wantRaw, at)
+		}
+	}
+	s.mu.RUnlock()
+	if len(wantHours) > 0 || len(wantRaw) > 0 {
+		s.mu.Lock()
+		for _, at := range wantHours {
+			s.wantHours[at] = true
+		}
+		for _, at := range wantRaw {
 			s.wantRaw[at] = true
 		}
+		s.mu.Unlock()
 	}
 	if !ok {
 		s.signal()
@@ -147,10 +158,10 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 	var missing []time.Time
 	var held []*Hour
 	key := alertKey{r: r, split: split}
-	s.mu.Lock()
+	s.mu.RLock()
 	for _, at := range hoursOf(r) {
 		if h, ok := s.hours[at]; ok && !s.down.Load() {
-			s.used[at] = now.UnixNano()
+			h.used.Store(now.UnixNano())
 			held = append(held, h)
 			key.versions = append(key.versions, h.Version)
 		} else {
@@ -158,7 +169,7 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 		}
 	}
 	last := s.alerts
-	s.mu.Unlock()
+	s.mu.RUnlock()
 	// A dashboard asks the same hours again and again, and whole hours seldom change: the last
 	// sums serve while every hour is at the version they were made of.
 	if len(missing) == 0 && last != nil && last.key.equal(key) {

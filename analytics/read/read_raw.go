@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -33,6 +34,7 @@ type Raw struct {
 	meters   []rawMeter
 	vehicles []rawVehicle
 	byMeter  []int32
+	used     atomic.Int64 // as Hour.used
 }
 
 func newRaw(at time.Time, version int64, meters []rawMeter, vehicles []rawVehicle) *Raw {

@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/window"
@@ -50,6 +51,9 @@ type Hour struct {
 	Vehicles []VehicleRow
 	// byMeter indexes Vehicles by (meter, vehicle), for the DC attributed to a meter.
 	byMeter []int32
+	// used is the Unix nanoseconds of the last question that used the hour held, for evicting
+	// the least recently used; questions set it under the shard's read lock.
+	used atomic.Int64
 }
 
 // newHour sorts and indexes rows read in any order.
@@ -82,7 +86,9 @@ func (h *Hour) with(v int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
 	}
 	ms := slices.DeleteFunc(slices.Clone(h.Meters), func(r MeterRow) bool { return newM[r.Meter] })
 	vs := slices.DeleteFunc(slices.Clone(h.Vehicles), func(r VehicleRow) bool { return newV[[2]string{r.Vehicle, r.Meter}] })
-	return newHour(h.At, v, append(ms, meters...), append(vs, vehicles...))
+	nh := newHour(h.At, v, append(ms, meters...), append(vs, vehicles...))
+	nh.used.Store(h.used.Load())
+	return nh
 }
 
 // bytes estimates the memory h takes.

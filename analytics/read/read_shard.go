@@ -96,7 +96,6 @@ type Shard struct {
 	mu    sync.RWMutex
 	hours map[time.Time]*Hour
 	raw   map[time.Time]*Raw
-	used  map[time.Time]int64 // Unix nanoseconds of the last question that used an hour
 	// stale hours have a version newer than the one held (0: to be checked); wantHours and
 	// wantRaw are to be read in.
 	stale     map[time.Time]int64
@@ -113,7 +112,7 @@ type Shard struct {
 func New(cfg Config) *Shard {
 	return &Shard{
 		cfg: cfg.withDefaults(), wake: make(chan struct{}, 1),
-		hours: map[time.Time]*Hour{}, raw: map[time.Time]*Raw{}, used: map[time.Time]int64{},
+		hours: map[time.Time]*Hour{}, raw: map[time.Time]*Raw{},
 		stale: map[time.Time]int64{}, wantHours: map[time.Time]bool{}, wantRaw: map[time.Time]bool{},
 		quiet: map[time.Time]time.Time{},
 	}
@@ -346,14 +345,13 @@ func (s *Shard) install(hours map[time.Time]*Hour, r *Raw) {
 		size += r.bytes()
 		rawAt = append(rawAt, at)
 	}
-	byUse := func(a, b time.Time) int { return cmp.Compare(s.used[a], s.used[b]) }
-	slices.SortFunc(rawAt, byUse)
+	slices.SortFunc(rawAt, func(a, b time.Time) int { return cmp.Compare(s.raw[a].used.Load(), s.raw[b].used.Load()) })
 	for len(rawAt) > s.cfg.MaxRawHours || size > s.cfg.MaxBytes && len(rawAt) > 0 {
 		size -= s.raw[rawAt[0]].bytes()
 		delete(s.raw, rawAt[0])
 		rawAt = rawAt[1:]
 	}
-	slices.SortFunc(old, byUse)
+	slices.SortFunc(old, func(a, b time.Time) int { return cmp.Compare(s.hours[a].used.Load(), s.hours[b].used.Load()) })
 	for ; size > s.cfg.MaxBytes && len(old) > 0; old = old[1:] {
 		size -= s.hours[old[0]].bytes()
 		delete(s.hours, old[0])
