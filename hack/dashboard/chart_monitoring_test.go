@@ -214,7 +214,7 @@ func TestMonitoringRendersWhatThePrometheusOperatorAndGrafanaRead(t *testing.T) 
 		}
 	}
 	wantAlerts := []string{
-		"FleetingestComponentNotReady", "FleetingestConsumerLagGrowing", "FleetingestDeadLetterParkingFails",
+		"FleetingestComponentNotReady", "FleetingestConsumerLagGrowing", "FleetingestConsumerMissing", "FleetingestDeadLetterParkingFails",
 		"FleetingestDeadLetters", "FleetingestGatewayRefusing", "FleetingestMetricsDown", "FleetingestWriteErrors",
 	}
 	slices.Sort(alerts)
