@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -53,7 +52,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	workDir = dir
-	if binary, err = build(dir); err != nil {
+	if binary, err = envtest.BuildFleetingest(filepath.Join(dir, "bin")); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster tests:", err)
 		return 1
 	}
@@ -75,21 +74,6 @@ func runMain(m *testing.M) int {
 	defer stop()
 	postgres = pg
 	return m.Run()
-}
-
-// build builds the fleetingest command into dir/bin, readable and executable by anyone.
-func build(dir string) (string, error) {
-	binDir := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", err
-	}
-	out := filepath.Join(binDir, "fleetingest")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/fleetingest")
-	cmd.Dir = envtest.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/fleetingest: %w\n%s", err, b)
-	}
-	return out, os.Chmod(out, 0o755)
 }
 
 // serviceAccountKubeconfig is a kubeconfig holding a token the API server issued for the

@@ -28,6 +28,7 @@ import (
 	"github.com/fleetingest/fleetingest/internal/devstack"
 	"github.com/fleetingest/fleetingest/internal/localnats"
 	"github.com/fleetingest/fleetingest/internal/localpg"
+	"github.com/fleetingest/fleetingest/test/envtest"
 	"github.com/fleetingest/fleetingest/test/pgtest"
 )
 
@@ -64,25 +65,6 @@ func serveNATS(dir, port string) {
 	os.Exit(2)
 }
 
-// repoRoot is the folder of go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test's folder")
-		}
-		dir = parent
-	}
-}
-
 var (
 	buildOnce sync.Once
 	binPath   string
@@ -98,12 +80,7 @@ func binary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "fleetingest")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/fleetingest")
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
+		binPath, buildErr = envtest.BuildFleetingest(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

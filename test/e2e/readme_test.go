@@ -7,11 +7,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fleetingest/fleetingest/test/envtest"
 )
 
 // TestTheReadmesTryItBlocksRunAsWritten runs the shell blocks of the README's "Try it"
@@ -74,7 +75,7 @@ func TestTheReadmesTryItBlocksRunAsWritten(t *testing.T) {
 // readmeBlocks returns the ```sh blocks of the README section with the given heading.
 func readmeBlocks(t *testing.T, heading string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot(), "README.md"))
+	data, err := os.ReadFile(filepath.Join(envtest.RepoRoot(), "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,10 +131,4 @@ func devExports(out string) []string {
 		}
 	}
 	return env
-}
-
-// repoRoot is the repository's root folder.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }

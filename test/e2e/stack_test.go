@@ -7,12 +7,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fleetingest/fleetingest/internal/devstack"
+	"github.com/fleetingest/fleetingest/test/envtest"
 )
 
 // startStack starts a dev stack in a temp folder on free ports; it stops when the test ends.
@@ -203,18 +202,12 @@ var (
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		root := repoRoot()
 		dir, err := os.MkdirTemp("", "fleetingest-e2e-")
 		if err != nil {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "fleetingest")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/fleetingest")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
+		binPath, buildErr = envtest.BuildFleetingest(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -27,6 +27,22 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+// BuildFleetingest builds the fleetingest command into dir (made if missing) and returns its
+// path, readable and executable by anyone: tests run it as child processes, some as another
+// user than the one building it.
+func BuildFleetingest(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "fleetingest")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/fleetingest")
+	cmd.Dir = RepoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/fleetingest: %w\n%s", err, b)
+	}
+	return out, os.Chmod(out, 0o755)
+}
+
 // Tool returns the path of a pinned tool from the environment variable env (HELM,
 // CONTROLLER_GEN, KUBEBUILDER_ASSETS), or an error that says how to run the tests so it is
 // set. Tests fail on that error rather than skip.
