@@ -86,6 +86,22 @@ func (o deadletterOptions) filter() (deadletter.Filter, error) {
 }
 
 // connect opens JetStream on the fleet's NATS: --nats-url, or the dev stack's of --data-dir.
+// run checks the filter, connects to NATS within the command's timeout and runs fn.
+func (o deadletterOptions) run(ctx context.Context, fn func(context.Context, jetstream.JetStream, ingester.Topology, deadletter.Filter) error) error {
+	f, err := o.filter()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	js, closeNATS, err := o.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+	return fn(ctx, js, o.topology(), f)
+}
+
 func (o deadletterOptions) connect(ctx context.Context) (jetstream.JetStream, func(), error) {
 	if err := o.topology().Validate(); err != nil {
 		return nil, nil, err
@@ -129,20 +145,16 @@ func waitConnected(ctx context.Context, connected func() bool) error {
 }
 
 func listDeadLetters(ctx context.Context, o deadletterOptions, stdout, stderr io.Writer) error {
-	f, err := o.filter()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	js, closeNATS, err := o.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeNATS()
-	topo := o.topology()
+	return o.run(ctx, func(ctx context.Context, js jetstream.JetStream, topo ingester.Topology, f deadletter.Filter) error {
+		return listParked(ctx, js, topo, f, o.json, stdout, stderr)
+	})
+}
+
+// listParked writes the parked readings f selects to stdout, as a table or JSON lines.
+func listParked(ctx context.Context, js jetstream.JetStream, topo ingester.Topology, f deadletter.Filter, asJSON bool, stdout, stderr io.Writer) error {
+	var err error
 	n := 0
-	if o.json {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		err = deadletter.Walk(ctx, js, topo, f, func(p deadletter.Parked) error {
 			n++
@@ -180,18 +192,13 @@ func parkedRow(p deadletter.Parked) string {
 }
 
 func replayDeadLetters(ctx context.Context, o deadletterOptions, stdout, stderr io.Writer) error {
-	f, err := o.filter()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	js, closeNATS, err := o.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeNATS()
-	topo := o.topology()
+	return o.run(ctx, func(ctx context.Context, js jetstream.JetStream, topo ingester.Topology, f deadletter.Filter) error {
+		return replayParked(ctx, js, topo, f, stdout, stderr)
+	})
+}
+
+// replayParked replays the parked readings f selects and prints how many on stdout.
+func replayParked(ctx context.Context, js jetstream.JetStream, topo ingester.Topology, f deadletter.Filter, stdout, stderr io.Writer) error {
 	r, err := deadletter.Replay(ctx, js, topo, f)
 	for i := range r.Skipped {
 		fmt.Fprintf(stderr, "left sequence %d in %s: not a parked reading: %v\n", r.Skipped[i].Seq, topo.DeadLetterStream(), r.Skipped[i].Err)
