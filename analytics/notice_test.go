@@ -388,3 +388,45 @@ func TestAnAlertAnswerIsMadeAgainWhenAnHourOrAMappingInItChanges(t *testing.T) {
 		return evU(a) != nil && evU(a).AcConsumed == 0.3
 	})
 }
+
+func TestALateReadingInAHeldRawHourIsAnsweredWithinASecond(t *testing.T) {
+	n := newNoticeStack(t)
+	r := n.serve(t, time.Hour) // only notices bring writes
+	settled := n.now.Truncate(time.Hour).Add(-time.Hour)
+	end := settled.Add(30 * time.Minute) // the window's last edge is in the settled hour
+	req := &analyticsv1.GetVehiclePerformanceRequest{VehicleId: noticeVehicle, Window: "1h", End: end.Format(time.RFC3339)}
+	readings := func() int {
+		res, err := r.client.GetVehiclePerformance(t.Context(), connect.NewRequest(req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(res.Msg.VehicleReadings)
+	}
+	write := func(at time.Duration) {
+		ts := settled.Add(at).UnixMicro()
+		n.commit(t, []*telemetrypb.MeterReading{{MeterId: noticeMeter, TimestampMicros: ts, MwhConsumedAc: 500_000, Voltage: 230}},
+			[]*telemetrypb.VehicleReading{{VehicleId: noticeVehicle, MeterId: noticeMeter, TimestampMicros: ts, Soc: 50, MwhDeliveredDc: 400_000, BatteryTemp: 25}})
+	}
+	write(10 * time.Minute)
+	write(45 * time.Minute) // after the window's end: the hour's rollups do not serve its edge
+	// Ask until the hour's raw readings are held: a question then sends nothing.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		before := r.statements.Load()
+		if readings() == 1 && r.statements.Load() == before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the settled hour's raw readings were not held after 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	write(20 * time.Minute) // late, within the window
+	deadline = time.Now().Add(time.Second)
+	for got := readings(); got != 2; got = readings() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a late reading in a held raw hour: %d readings after 1 s, want 2", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
