@@ -172,6 +172,15 @@ func quantile(q, histogram, by string) string {
 	return fmt.Sprintf("histogram_quantile(%s, sum by (le%s) (rate(%s_bucket{%s}[$__rate_interval])))", q, by, histogram, fleetSel)
 }
 
+// p50p99 is a histogram's median and 99th percentile, summed by (le+by), each legend
+// "p50"/"p99" followed by legend.
+func p50p99(histogram, by, legend string) []query {
+	return []query{
+		{expr: quantile("0.5", histogram, by), legend: "p50" + legend},
+		{expr: quantile("0.99", histogram, by), legend: "p99" + legend},
+	}
+}
+
 func rangeIncrease(metric string) string {
 	return fmt.Sprintf("sum(increase(%s{%s}[$__range]))", metric, fleetSel)
 }

@@ -23,10 +23,7 @@ func gatewayRow() row {
 			title:       "Accept latency",
 			description: "Time from publishing a stream message to JetStream's acknowledgement (PubAck): what a 202 waits for, after a linger of a millisecond or two.",
 			unit:        "s",
-			queries: []query{
-				{expr: quantile("0.5", "fleetingest_gateway_publish_duration_seconds", ""), legend: "p50"},
-				{expr: quantile("0.99", "fleetingest_gateway_publish_duration_seconds", ""), legend: "p99"},
-			},
+			queries:     p50p99("fleetingest_gateway_publish_duration_seconds", "", ""),
 		},
 		{
 			title:       "Answers by status code",
@@ -47,10 +44,7 @@ func gatewayRow() row {
 			title:       "Readings per stream message",
 			description: "How many readings the gateway coalesced into one stream message (one fsync).",
 			unit:        "short",
-			queries: []query{
-				{expr: quantile("0.5", "fleetingest_gateway_readings_per_message", ""), legend: "p50"},
-				{expr: quantile("0.99", "fleetingest_gateway_readings_per_message", ""), legend: "p99"},
-			},
+			queries:     p50p99("fleetingest_gateway_readings_per_message", "", ""),
 		},
 		{
 			title:       "Publish failures and queues",
@@ -90,10 +84,7 @@ func ingesterRow() row {
 			title:       "Commit latency",
 			description: "Time to write and commit one batch, by shard.",
 			unit:        "s",
-			queries: []query{
-				{expr: quantile("0.5", "fleetingest_ingester_commit_seconds", ", shard"), legend: "p50 shard {{shard}}"},
-				{expr: quantile("0.99", "fleetingest_ingester_commit_seconds", ", shard"), legend: "p99 shard {{shard}}"},
-			},
+			queries:     p50p99("fleetingest_ingester_commit_seconds", ", shard", " shard {{shard}}"),
 		},
 		{
 			title:       "Rows written",
@@ -138,10 +129,7 @@ func analyticsRow() row {
 			title:       "Request latency",
 			description: "Duration of analytics calls (Connect, gRPC and REST alike), by procedure.",
 			unit:        "s",
-			queries: []query{
-				{expr: quantile("0.5", "fleetingest_analytics_request_duration_seconds", ", procedure"), legend: "p50 {{procedure}}"},
-				{expr: quantile("0.99", "fleetingest_analytics_request_duration_seconds", ", procedure"), legend: "p99 {{procedure}}"},
-			},
+			queries:     p50p99("fleetingest_analytics_request_duration_seconds", ", procedure", " {{procedure}}"),
 		},
 		{
 			title:       "Requests by code",
