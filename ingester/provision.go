@@ -93,26 +93,24 @@ func ConsumerConfig(o StreamOptions) jetstream.ConsumerConfig {
 // BucketConfig is the desired mapping bucket. Placement never reads KV history (each value
 // carries the vehicle's intervals), so one revision per key is kept.
 func BucketConfig(t Topology, o StreamOptions) jetstream.KeyValueConfig {
-	o = o.WithDefaults()
-	return jetstream.KeyValueConfig{
-		Bucket:      t.MappingBucket(),
-		Description: fmt.Sprintf("fleetingest vehicle→meter mappings of %s/%s", t.Namespace, t.Fleet),
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	}
+	return kvConfig(t.MappingBucket(), "vehicle→meter mappings", t, o)
 }
 
 // RevocationBucketConfig is the desired bucket of revoked device-token ids: one key per
 // token id, whose value holds the token's expiry (internal/auth); gateways watch it.
 func RevocationBucketConfig(t Topology, o StreamOptions) jetstream.KeyValueConfig {
-	o = o.WithDefaults()
+	return kvConfig(t.RevocationBucket(), "revoked device tokens", t, o)
+}
+
+// kvConfig is a fleet's KV bucket on file storage keeping one revision per key (no reader
+// needs a key's history), with the fleet's replicas.
+func kvConfig(bucket, what string, t Topology, o StreamOptions) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
-		Bucket:      t.RevocationBucket(),
-		Description: fmt.Sprintf("fleetingest revoked device tokens of %s/%s", t.Namespace, t.Fleet),
+		Bucket:      bucket,
+		Description: fmt.Sprintf("fleetingest %s of %s/%s", what, t.Namespace, t.Fleet),
 		History:     1,
 		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
+		Replicas:    o.WithDefaults().Replicas,
 	}
 }
 

@@ -26,14 +26,7 @@ func (t Topology) ShardMapBucket() string {
 // ShardMapBucketConfig is the desired shard-map bucket: the value holds every version, so one
 // revision is kept.
 func ShardMapBucketConfig(t Topology, o StreamOptions) jetstream.KeyValueConfig {
-	o = o.WithDefaults()
-	return jetstream.KeyValueConfig{
-		Bucket:      t.ShardMapBucket(),
-		Description: fmt.Sprintf("fleetingest shard map of %s/%s", t.Namespace, t.Fleet),
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	}
+	return kvConfig(t.ShardMapBucket(), "shard map", t, o)
 }
 
 // ensureShardMap creates or repairs the shard-map bucket and writes the first map, for
