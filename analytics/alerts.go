@@ -137,7 +137,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
 	}
 
-	sites, valerts := h.s.alertLists(parts, hours, split, threshold, len(missing) == 0)
+	sites, valerts := h.s.alertLists(parts, threshold, len(missing) == 0)
 	if len(missing) > 0 {
 		// Sums a missing shard held part of would be partial: those sites and vehicles are
 		// left out, as the missing shard's own are.
@@ -167,10 +167,9 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 }
 
 // alertAnswer is the last alert lists made of sums every shard made from memory, and what
-// they were made of.
+// they were made of. A Made number stands for one shard's sums of one window and split at
+// its hours' versions, so the window needs no key of its own.
 type alertAnswer struct {
-	hours     window.Range
-	split     []time.Time
 	threshold float64
 	made      []uint64 // read.AlertSums.Made by shard
 	mappings  uint64   // registry.Registry.Applied
@@ -179,16 +178,15 @@ type alertAnswer struct {
 }
 
 func (a *alertAnswer) same(o *alertAnswer) bool {
-	return a.hours == o.hours && slices.EqualFunc(a.split, o.split, time.Time.Equal) && a.threshold == o.threshold &&
-		slices.Equal(a.made, o.made) && a.mappings == o.mappings
+	return a.threshold == o.threshold && slices.Equal(a.made, o.made) && a.mappings == o.mappings
 }
 
 // alertLists merges the shards' sums into the lists below threshold (whole: every shard
 // answered). A dashboard asks the same window again and again: while every shard returns the
 // sums it made from memory before and the mappings have not moved, the lists made then are
 // the answer (never changed once made; pages are slices of them).
-func (s *Service) alertLists(parts []read.AlertSums, hours window.Range, split []time.Time, threshold float64, whole bool) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
-	key := &alertAnswer{hours: hours, split: split, threshold: threshold, mappings: s.reg.Applied()}
+func (s *Service) alertLists(parts []read.AlertSums, threshold float64, whole bool) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
+	key := &alertAnswer{threshold: threshold, mappings: s.reg.Applied()}
 	for _, p := range parts {
 		key.made = append(key.made, p.Made)
 	}

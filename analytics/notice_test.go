@@ -367,6 +367,14 @@ func TestAnAlertAnswerIsMadeAgainWhenAnHourOrAMappingInItChanges(t *testing.T) {
 	if sent := r.statements.Load() - before; sent != 0 {
 		t.Fatalf("asked again, the answer sent %d statements", sent)
 	}
+	// Another window is another answer: the hour before holds nothing.
+	earlier, err := r.client.ListAlerts(t.Context(), connect.NewRequest(&analyticsv1.ListAlertsRequest{Window: "1h", End: hour.Format(time.RFC3339)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(earlier.Msg.Vehicles) != 0 || len(earlier.Msg.Sites) != 0 {
+		t.Fatalf("the hour before the readings: %v", earlier.Msg)
+	}
 
 	// A late reading in the hour: the sums are made again.
 	n.commit(t, nil, []*telemetrypb.VehicleReading{{VehicleId: noticeVehicle, MeterId: noticeMeter, TimestampMicros: at(20 * time.Minute), Soc: 60, MwhDeliveredDc: 400_000, BatteryTemp: 25}})

@@ -26,8 +26,9 @@ type AlertSums struct {
 	Unshared      []MeterHour
 	// Split are the rows of the hours asked as split: each shard holds a part of them.
 	Split []*Hour
-	// Made identifies sums made from memory (0 for sums read from Postgres): a shard returns
-	// the same Made while the hours asked stay at the versions the sums were made of.
+	// Made identifies sums made from memory (0 for sums read from Postgres), unique across
+	// shards and windows: a shard returns the same Made for the same window and split while
+	// its hours stay at the versions the sums were made of.
 	Made uint64
 }
 
