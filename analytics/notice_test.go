@@ -79,7 +79,9 @@ func newNoticeStack(t *testing.T) *noticeStack {
 	return n
 }
 
-func (n *noticeStack) clock() time.Time { return n.now }
+// clock is the stack's time in a zone other than UTC, as time.Now's is: memory keeps hours
+// however the clock that names them is located.
+func (n *noticeStack) clock() time.Time { return n.now.In(time.FixedZone("UTC+1", 3600)) }
 
 // write commits one vehicle and one meter reading in the last minute and, when notify says
 // so, publishes the commit notice as the ingester does.

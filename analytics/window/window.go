@@ -91,14 +91,15 @@ func (w Window) Period() string {
 	return "last_" + w.Spec
 }
 
-// FloorHour is the start of t's hour (hours counted from the Unix epoch, as date_bin does).
-func FloorHour(t time.Time) time.Time { return t.Truncate(time.Hour) }
+// FloorHour is the start of t's hour (hours counted from the Unix epoch, as date_bin does),
+// in UTC: hours are map keys, and a time.Time key holds its location.
+func FloorHour(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
 
-// CeilHour is t when t starts an hour, else the start of the next hour.
+// CeilHour is t when t starts an hour, else the start of the next hour, in UTC.
 func CeilHour(t time.Time) time.Time {
-	f := t.Truncate(time.Hour)
+	f := FloorHour(t)
 	if f.Equal(t) {
-		return t
+		return f
 	}
 	return f.Add(time.Hour)
 }
