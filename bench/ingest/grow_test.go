@@ -133,10 +133,12 @@ func BenchmarkGrowOnline(b *testing.B) {
 	}
 	window := func(end time.Time) string { return "?window=1m&end=" + end.UTC().Format(time.RFC3339Nano) }
 	spanning, before := window(cutover.Add(30*time.Second)), window(cutover.Add(-30*time.Second))
+	// Five passes over the vehicles, each asked both ways in turn: 1,000 questions a kind, so
+	// that p99 is the tenth slowest rather than the second.
 	var lat [2][]time.Duration
-	for round := range 10 {
-		for k, q := range []string{spanning, before} {
-			for _, v := range moved[round*len(moved)/10 : (round+1)*len(moved)/10] {
+	for range 5 {
+		for _, v := range moved {
+			for k, q := range []string{spanning, before} {
 				t0 := time.Now()
 				code, data, err := do(http.MethodGet, stack.URL()+"/v1/analytics/performance/"+v+q, stack.AdminToken(), nil)
 				if err != nil || code != http.StatusOK {
