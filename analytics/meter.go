@@ -43,15 +43,13 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 	if err != nil {
 		return meterAnswer{}, err
 	}
-	var rows read.MeterRows
-	for _, o := range os {
-		r, err := s.reader(o.Shard).Meter(ctx, meterID, w)
-		if err != nil {
-			return meterAnswer{}, s.shardError("reading meter "+meterID, err)
-		}
-		rows.AC, rows.DC = append(rows.AC, r.AC...), append(rows.DC, r.DC...)
+	hours, err := s.readParts("reading meter "+meterID, len(os), func(i int) ([]*read.Hour, error) {
+		return s.reader(os[i].Shard).Meter(ctx, meterID, w)
+	})
+	if err != nil {
+		return meterAnswer{}, err
 	}
-	if len(rows.AC)+len(rows.DC) == 0 {
+	if !slices.ContainsFunc(hours, func(h *read.Hour) bool { return len(h.Meters)+len(h.Vehicles) > 0 }) {
 		switch _, _, known, err := newestStatus(ctx, s, meterStatus, meterID, nil); {
 		case err != nil:
 			return meterAnswer{}, err
@@ -65,42 +63,30 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		v.vehicleID = id
 		return v
 	}
-	type vehicleHour struct {
-		vehicle string
-		hour    time.Time
-	}
-	dcs := map[vehicleHour]int64{}
-	for _, d := range rows.DC {
-		t := entry(ans.hours, d.Hour)
-		t.dc += d.DC
-		t.tempSum += d.TempSum
-		t.readings += d.Readings
-		v := veh(d.VehicleID)
-		v.dc += d.DC
-		v.readings += d.Readings
-		dcs[vehicleHour{d.VehicleID, d.Hour}] += d.DC
-	}
-	for _, a := range rows.AC {
-		t := entry(ans.hours, a.Hour)
-		t.ac += a.AC
-		t.voltageSum += a.VoltageSum
-		t.meterReadings += a.Readings
-	}
-	for k, dc := range dcs {
-		t := ans.hours[k.hour]
-		veh(k.vehicle).ac += attribution.Share(t.ac, dc, t.dc)
-	}
-	for h, t := range ans.hours {
-		if t.ac == 0 || t.dc > 0 {
+	for _, h := range hours {
+		m, _ := h.Meter(meterID)
+		total, _ := h.MeterDC(meterID, "")
+		t := entry(ans.hours, h.At)
+		t.ac, t.voltageSum, t.meterReadings = m.AC, m.VoltageSum, int(m.Readings)
+		h.Attributed(meterID, func(v read.VehicleRow) {
+			t.dc += v.DC
+			t.tempSum += v.TempSum
+			t.readings += int(v.Readings)
+			sh := veh(v.Vehicle)
+			sh.dc += v.DC
+			sh.readings += int(v.Readings)
+			sh.ac += attribution.Share(m.AC, v.DC, total)
+		})
+		if m.AC == 0 || total > 0 {
 			continue
 		}
-		seg := w.Segment(h)
+		seg := w.Segment(h.At)
 		mapped := s.reg.MappedTo(meterID, seg.From, seg.To)
 		if len(mapped) == 0 {
-			ans.unattributed += t.ac
+			ans.unattributed += m.AC
 		}
 		for _, id := range mapped {
-			veh(id).ac += attribution.Equal(t.ac, len(mapped))
+			veh(id).ac += attribution.Equal(m.AC, len(mapped))
 		}
 	}
 	ans.total = sumHours(ans.hours)

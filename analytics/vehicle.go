@@ -21,11 +21,6 @@ type hourTotals struct {
 	readings, meterReadings int
 }
 
-type segKey struct {
-	meter string
-	hour  time.Time
-}
-
 // vehicleAnswer is a vehicle's window, combined over every shard it had data on.
 type vehicleAnswer struct {
 	total  hourTotals
@@ -59,32 +54,33 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 	if err != nil {
 		return vehicleAnswer{}, err
 	}
-	results, err := s.readVehicle(ctx, vehicleID, w, plans)
+	hours, err := s.readParts("reading vehicle "+vehicleID, len(plans), func(i int) ([]*read.Hour, error) {
+		return s.reader(plans[i].shard).Vehicle(ctx, vehicleID, w, plans[i].meters)
+	})
 	if err != nil {
 		return vehicleAnswer{}, err
 	}
 	ans := vehicleAnswer{hours: map[time.Time]*hourTotals{}, meters: ps}
-	// The parts of each (meter, hour) add up over the shards before the AC is shared; a
-	// (meter, hour) belongs to the first piece of that meter that touches the hour.
-	segs := map[segKey]*read.VehicleHour{}
-	var order []segKey
-	for _, vhs := range results {
-		for _, vh := range vhs {
-			t := entry(ans.hours, vh.Hour)
-			t.dc += vh.DC
-			t.tempSum += vh.TempSum
-			t.readings += vh.Readings
-			k := segKey{vh.MeterID, vh.Hour}
-			if sg, ok := segs[k]; ok {
-				sg.Add(vh)
-			} else if vh.MeterID != "" {
-				segs[k], order = &vh, append(order, k)
+	// Each (meter, hour) belongs to the first piece of that meter that touches the hour.
+	for _, h := range hours {
+		t := entry(ans.hours, h.At)
+		var meters []string
+		dc := map[string]int64{}
+		for _, v := range h.Vehicle(vehicleID) {
+			t.dc += v.DC
+			t.tempSum += v.TempSum
+			t.readings += int(v.Readings)
+			meters, dc[v.Meter] = append(meters, v.Meter), v.DC
+		}
+		for _, p := range ps {
+			if !slices.Contains(meters, p.meterID) {
+				meters = append(meters, p.meterID)
 			}
 		}
-	}
-	for _, k := range order {
-		if a := ans.pieceOf(w, k.meter, k.hour); a != nil {
-			s.attribute(a, ans.hours[k.hour], w, segs[k])
+		for _, m := range meters {
+			if a := ans.pieceOf(w, m, h.At); a != nil {
+				s.attribute(a, t, w, h, m, vehicleID, dc[m])
+			}
 		}
 	}
 	ans.total = sumHours(ans.hours)
@@ -92,19 +88,20 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 	return ans, nil
 }
 
-// readVehicle reads each planned shard's part of the vehicle's window, the shards at once.
-func (s *Service) readVehicle(ctx context.Context, vehicleID string, w window.Window, plans []shardPlan) ([][]read.VehicleHour, error) {
-	results := make([][]read.VehicleHour, len(plans))
-	errs := make([]error, len(plans))
+// readParts asks n shards at once for their parts of a window, and adds the parts up hour by
+// hour (read.Merge).
+func (s *Service) readParts(what string, n int, ask func(i int) ([]*read.Hour, error)) ([]*read.Hour, error) {
+	parts := make([][]*read.Hour, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	for i, p := range plans {
-		wg.Go(func() { results[i], errs[i] = s.reader(p.shard).Vehicle(ctx, vehicleID, w, p.meters) })
+	for i := range n {
+		wg.Go(func() { parts[i], errs[i] = ask(i) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, s.shardError("reading vehicle "+vehicleID, err)
+		return nil, s.shardError(what, err)
 	}
-	return results, nil
+	return read.Merge(slices.Concat(parts...)), nil
 }
 
 // pieceOf returns the first piece of meter that touches hour, or nil.
@@ -121,23 +118,25 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time)
 // attribute adds the vehicle's share of one (meter, hour)'s AC to its piece a and hour t: its
 // DC share, or, when no DC was attributed to the meter then, an equal part among the vehicles
 // mapped to it.
-func (s *Service) attribute(a *piece, t *hourTotals, w window.Window, sg *read.VehicleHour) {
-	share, shared := int64(0), sg.Others
+func (s *Service) attribute(a *piece, t *hourTotals, w window.Window, h *read.Hour, meter, vehicleID string, dc int64) {
+	m, _ := h.Meter(meter)
+	total, shared := h.MeterDC(meter, vehicleID)
+	share := int64(0)
 	switch {
-	case sg.MeterDC > 0:
-		share = attribution.Share(sg.MeterAC, sg.DC, sg.MeterDC)
-	case sg.MeterAC > 0:
-		seg := w.Segment(sg.Hour)
-		n := len(s.reg.MappedTo(sg.MeterID, seg.From, seg.To))
-		share, shared = attribution.Equal(sg.MeterAC, n), shared || n > 1
+	case total > 0:
+		share = attribution.Share(m.AC, dc, total)
+	case m.AC > 0:
+		seg := w.Segment(h.At)
+		n := len(s.reg.MappedTo(meter, seg.From, seg.To))
+		share, shared = attribution.Equal(m.AC, n), shared || n > 1
 	}
 	a.ac += share
-	a.dc += sg.DC
-	a.meterReadings += sg.MeterReadings
+	a.dc += dc
+	a.meterReadings += int(m.Readings)
 	a.shared = a.shared || shared
 	t.ac += share
-	t.meterReadings += sg.MeterReadings
-	t.voltageSum += sg.VoltageSum
+	t.meterReadings += int(m.Readings)
+	t.voltageSum += m.VoltageSum
 }
 
 // sumHours adds the hours up in time order: the battery temperature and voltage sums (floats,

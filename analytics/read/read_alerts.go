@@ -1,10 +1,7 @@
 package read
 
 import (
-	"maps"
-	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/fleetingest/fleetingest/analytics/attribution"
 )
@@ -51,12 +48,11 @@ func newAlertSums() *alertSums {
 func (a *alertSums) add(h *Hour) {
 	for _, m := range h.Meters {
 		a.meterAC[m.Meter] += m.AC
-		var total int64
-		h.attributed(m.Meter, func(v VehicleRow) { total += v.DC })
+		total, _ := h.MeterDC(m.Meter, "")
 		if total == 0 && m.AC > 0 {
 			a.unshared = append(a.unshared, MeterHour{MeterID: m.Meter, Hour: h.At, AC: m.AC})
 		}
-		h.attributed(m.Meter, func(v VehicleRow) { a.pair(v).AC += attribution.Share(m.AC, v.DC, total) })
+		h.Attributed(m.Meter, func(v VehicleRow) { a.pair(v).AC += attribution.Share(m.AC, v.DC, total) })
 	}
 	for _, v := range h.Vehicles {
 		a.pair(v).DC += v.DC
@@ -91,7 +87,7 @@ func (a *alertSums) result() AlertSums {
 // held it.
 func MergeAlertSums(parts []AlertSums) AlertSums {
 	a := newAlertSums()
-	split := map[time.Time][]*Hour{}
+	var split []*Hour
 	for _, p := range parts {
 		for m, ac := range p.MeterAC {
 			a.meterAC[m] += ac
@@ -102,26 +98,10 @@ func MergeAlertSums(parts []AlertSums) AlertSums {
 			pair.DC += vm.DC
 		}
 		a.unshared = append(a.unshared, p.Unshared...)
-		for _, h := range p.Split {
-			split[h.At] = append(split[h.At], h)
-		}
+		split = append(split, p.Split...)
 	}
-	for at, hs := range split {
-		meters, vehicles := map[string]MeterRow{}, map[[2]string]VehicleRow{}
-		for _, h := range hs {
-			for _, m := range h.Meters {
-				sum := meters[m.Meter]
-				sum.Meter, sum.AC, sum.VoltageSum, sum.Readings = m.Meter, sum.AC+m.AC, sum.VoltageSum+m.VoltageSum, sum.Readings+m.Readings
-				meters[m.Meter] = sum
-			}
-			for _, v := range h.Vehicles {
-				k := [2]string{v.Vehicle, v.Meter}
-				sum := vehicles[k]
-				sum.Vehicle, sum.Meter, sum.DC, sum.TempSum, sum.Readings = v.Vehicle, v.Meter, sum.DC+v.DC, sum.TempSum+v.TempSum, sum.Readings+v.Readings
-				vehicles[k] = sum
-			}
-		}
-		a.add(newHour(at, 0, slices.Collect(maps.Values(meters)), slices.Collect(maps.Values(vehicles))))
+	for _, h := range Merge(split) {
+		a.add(h)
 	}
 	return a.result()
 }

@@ -15,23 +15,25 @@ const (
 	fromPostgres = "postgres"
 )
 
-// Vehicle reads what this shard adds to the vehicle's window w: for each hour, its DC by
-// meter and, in the hours of each meter span, the meter's AC and the vehicle's share of it.
-func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) ([]VehicleHour, error) {
+// Vehicle reads the parts of the vehicle's window w this shard holds (whole hours, then the
+// edges): the vehicle's rows and, in the hours of each meter span, the meter's rows with the
+// DC of every vehicle attributed to it.
+func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) ([]*Hour, error) {
 	parts, err := s.parts(ctx, "vehicle", w, devices{vehicle: vehicleID, meters: MeterIDs(spans)})
-	if err != nil {
-		return nil, err
+	for i, h := range parts {
+		parts[i] = h.of(vehicleID, slices.DeleteFunc(MeterIDs(spans), func(m string) bool { return !inSpan(spans, m, h.At) }))
 	}
-	return vehicleHours(parts, vehicleID, spans), nil
+	return parts, err
 }
 
-// Meter reads a meter's AC and the DC of every vehicle attributed to it in window w.
-func (s *Shard) Meter(ctx context.Context, meterID string, w window.Window) (MeterRows, error) {
+// Meter reads the parts of window w this shard holds of a meter: its rows and the DC of every
+// vehicle attributed to it.
+func (s *Shard) Meter(ctx context.Context, meterID string, w window.Window) ([]*Hour, error) {
 	parts, err := s.parts(ctx, "meter", w, devices{meters: []string{meterID}})
-	if err != nil {
-		return MeterRows{}, err
+	for i, h := range parts {
+		parts[i] = h.of("", []string{meterID})
 	}
-	return meterRows(parts, meterID), nil
+	return parts, err
 }
 
 // parts returns the window's whole hours and its edges summed from raw readings, for the

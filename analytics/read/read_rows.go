@@ -12,6 +12,7 @@ package read
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -96,8 +97,8 @@ func (h *Hour) bytes() int64 {
 	return int64(len(h.Meters))*56 + int64(len(h.Vehicles))*72 + int64(len(h.byMeter))*4 + 128
 }
 
-// meter returns meter's row.
-func (h *Hour) meter(id string) (MeterRow, bool) {
+// Meter returns meter's row.
+func (h *Hour) Meter(id string) (MeterRow, bool) {
 	i, ok := slices.BinarySearchFunc(h.Meters, id, func(r MeterRow, id string) int { return strings.Compare(r.Meter, id) })
 	if !ok {
 		return MeterRow{}, false
@@ -105,8 +106,8 @@ func (h *Hour) meter(id string) (MeterRow, bool) {
 	return h.Meters[i], true
 }
 
-// vehicle returns vehicle's rows, one per meter it was attributed to.
-func (h *Hour) vehicle(id string) []VehicleRow {
+// Vehicle returns vehicle's rows, one per meter it was attributed to.
+func (h *Hour) Vehicle(id string) []VehicleRow {
 	i, _ := slices.BinarySearchFunc(h.Vehicles, id, func(r VehicleRow, id string) int { return strings.Compare(r.Vehicle, id) })
 	j := i
 	for j < len(h.Vehicles) && h.Vehicles[j].Vehicle == id {
@@ -115,12 +116,22 @@ func (h *Hour) vehicle(id string) []VehicleRow {
 	return h.Vehicles[i:j]
 }
 
-// attributed calls fn with every row of DC attributed to meter.
-func (h *Hour) attributed(meter string, fn func(VehicleRow)) {
+// Attributed calls fn with every row of DC attributed to meter.
+func (h *Hour) Attributed(meter string, fn func(VehicleRow)) {
 	i, _ := slices.BinarySearchFunc(h.byMeter, meter, func(k int32, m string) int { return strings.Compare(h.Vehicles[k].Meter, m) })
 	for ; i < len(h.byMeter) && h.Vehicles[h.byMeter[i]].Meter == meter; i++ {
 		fn(h.Vehicles[h.byMeter[i]])
 	}
+}
+
+// MeterDC is the DC attributed to meter in the hour (the total attribution.Share divides its
+// AC by), and whether a vehicle other than vehicle drew some of it.
+func (h *Hour) MeterDC(meter, vehicle string) (total int64, others bool) {
+	h.Attributed(meter, func(v VehicleRow) {
+		total += v.DC
+		others = others || v.Vehicle != vehicle
+	})
+	return total, others
 }
 
 // endsBefore reports whether every row a question about vehicle and meters uses has its
@@ -128,17 +139,17 @@ func (h *Hour) attributed(meter string, fn func(VehicleRow)) {
 func (h *Hour) endsBefore(vehicle string, meters []string, end time.Time) bool {
 	e := end.UnixMicro()
 	ok := func(last int64) bool { return last != 0 && last < e }
-	for _, v := range h.vehicle(vehicle) {
+	for _, v := range h.Vehicle(vehicle) {
 		if !ok(v.Last) {
 			return false
 		}
 	}
 	for _, m := range meters {
-		if r, found := h.meter(m); found && !ok(r.Last) {
+		if r, found := h.Meter(m); found && !ok(r.Last) {
 			return false
 		}
 		all := true
-		h.attributed(m, func(v VehicleRow) { all = all && ok(v.Last) })
+		h.Attributed(m, func(v VehicleRow) { all = all && ok(v.Last) })
 		if !all {
 			return false
 		}
@@ -173,106 +184,60 @@ func inSpan(spans []MeterSpan, m string, h time.Time) bool {
 	return false
 }
 
-// HourDC is a vehicle's DC in one hour (the window's part of it), attributed to MeterID.
-type HourDC struct {
-	MeterID, VehicleID string
-	Hour               time.Time
-	DC                 int64
-	TempSum            float64
-	Readings           int
-}
-
-// MeterHour is a meter's AC in one hour (the window's part of it).
+// MeterHour is a meter's AC in one hour.
 type MeterHour struct {
-	MeterID    string
-	Hour       time.Time
-	AC         int64
-	VoltageSum float64
-	Readings   int
+	MeterID string
+	Hour    time.Time
+	AC      int64
 }
 
-// VehicleHour is what one hour of a shard (the window's part of it) holds of a vehicle's
-// answer for one meter: the vehicle's DC attributed to the meter ("" for none), and, in the
-// hours of the meter's spans, the meter's AC and readings and the DC of every vehicle
-// attributed to it. An hour split at a shard map's cutover has a part on each shard: the
-// parts add up before the AC is shared (attribution.Share).
-type VehicleHour struct {
-	Hour          time.Time
-	MeterID       string
-	DC            int64
-	TempSum       float64
-	Readings      int
-	MeterAC       int64
-	MeterDC       int64
-	MeterReadings int
-	VoltageSum    float64
-	// Others tells that another vehicle's DC was attributed to the meter in the hour.
-	Others bool
-}
-
-// Add adds another part of the same (meter, hour).
-func (vh *VehicleHour) Add(o VehicleHour) {
-	vh.DC += o.DC
-	vh.TempSum += o.TempSum
-	vh.Readings += o.Readings
-	vh.MeterAC += o.MeterAC
-	vh.MeterDC += o.MeterDC
-	vh.MeterReadings += o.MeterReadings
-	vh.VoltageSum += o.VoltageSum
-	vh.Others = vh.Others || o.Others
-}
-
-// vehicleHours extracts a vehicle's hours from the parts of its window (whole hours and
-// edges).
-func vehicleHours(parts []*Hour, vehicleID string, spans []MeterSpan) []VehicleHour {
-	var out []VehicleHour
-	for _, h := range parts {
-		first := len(out)
-		own := h.vehicle(vehicleID)
-		for _, v := range own {
-			out = append(out, VehicleHour{Hour: h.At, MeterID: v.Meter, DC: v.DC, TempSum: v.TempSum, Readings: int(v.Readings)})
+// of returns the rows of h a question needs: the vehicle's ("" for none), and the meters'
+// with the DC of every vehicle attributed to them.
+func (h *Hour) of(vehicle string, meters []string) *Hour {
+	var ms []MeterRow
+	vs := slices.Clone(h.Vehicle(vehicle))
+	for _, m := range meters {
+		if r, ok := h.Meter(m); ok {
+			ms = append(ms, r)
 		}
-		for _, m := range MeterIDs(spans) {
-			if inSpan(spans, m, h.At) && !slices.ContainsFunc(own, func(v VehicleRow) bool { return v.Meter == m }) {
-				out = append(out, VehicleHour{Hour: h.At, MeterID: m})
+		h.Attributed(m, func(v VehicleRow) {
+			if v.Vehicle != vehicle { // the vehicle's own are in
+				vs = append(vs, v)
 			}
-		}
-		for i := first; i < len(out); i++ {
-			if vh := &out[i]; vh.MeterID != "" && inSpan(spans, vh.MeterID, h.At) {
-				vh.attribute(h, vehicleID)
-			}
-		}
-	}
-	return out
-}
-
-// attribute sets the meter's AC, readings and DC in the hour.
-func (vh *VehicleHour) attribute(h *Hour, vehicleID string) {
-	m, _ := h.meter(vh.MeterID)
-	h.attributed(vh.MeterID, func(v VehicleRow) {
-		vh.MeterDC += v.DC
-		vh.Others = vh.Others || v.Vehicle != vehicleID
-	})
-	vh.MeterAC, vh.MeterReadings, vh.VoltageSum = m.AC, int(m.Readings), m.VoltageSum
-}
-
-// MeterRows is what the meter's shard holds of its window.
-type MeterRows struct {
-	AC []MeterHour
-	// DC per vehicle and hour attributed to the meter.
-	DC []HourDC
-}
-
-// meterRows extracts a meter's rows from the parts of its window.
-func meterRows(parts []*Hour, meterID string) MeterRows {
-	var out MeterRows
-	for _, h := range parts {
-		if r, ok := h.meter(meterID); ok {
-			out.AC = append(out.AC, MeterHour{MeterID: meterID, Hour: h.At, AC: r.AC, VoltageSum: r.VoltageSum, Readings: int(r.Readings)})
-		}
-		h.attributed(meterID, func(v VehicleRow) {
-			out.DC = append(out.DC, HourDC{MeterID: meterID, VehicleID: v.Vehicle, Hour: h.At, DC: v.DC, TempSum: v.TempSum, Readings: int(v.Readings)})
 		})
+	}
+	return newHour(h.At, h.Version, ms, vs)
+}
+
+// Merge adds up the parts of the same hour row by row (an hour split at a shard map's
+// cutover has a part on each shard, a vehicle's hour one on each shard it was placed on), so
+// that the hour answers as if one shard held it. The hours come out in time order.
+func Merge(parts []*Hour) []*Hour {
+	byHour := map[time.Time][]*Hour{}
+	for _, p := range parts {
+		byHour[p.At] = append(byHour[p.At], p)
+	}
+	out := make([]*Hour, 0, len(byHour))
+	for _, at := range slices.SortedFunc(maps.Keys(byHour), time.Time.Compare) {
+		if hs := byHour[at]; len(hs) == 1 {
+			out = append(out, hs[0])
+			continue
+		}
+		meters, vehicles := map[string]MeterRow{}, map[[2]string]VehicleRow{}
+		for _, h := range byHour[at] {
+			for _, m := range h.Meters {
+				sum := meters[m.Meter]
+				sum.Meter, sum.AC, sum.VoltageSum, sum.Readings = m.Meter, sum.AC+m.AC, sum.VoltageSum+m.VoltageSum, sum.Readings+m.Readings
+				meters[m.Meter] = sum
+			}
+			for _, v := range h.Vehicles {
+				k := [2]string{v.Vehicle, v.Meter}
+				sum := vehicles[k]
+				sum.Vehicle, sum.Meter, sum.DC, sum.TempSum, sum.Readings = v.Vehicle, v.Meter, sum.DC+v.DC, sum.TempSum+v.TempSum, sum.Readings+v.Readings
+				vehicles[k] = sum
+			}
+		}
+		out = append(out, newHour(at, 0, slices.Collect(maps.Values(meters)), slices.Collect(maps.Values(vehicles))))
 	}
 	return out
 }
