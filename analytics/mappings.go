@@ -55,8 +55,8 @@ type mappingWrite interface {
 	GetTo() *timestamppb.Timestamp
 }
 
-// writeMapping maps the vehicle from now on, or writes the interval that from (and to) name; an
-// update needs a vehicle that has been mapped before.
+// writeMapping maps the vehicle from now on, or writes the interval that from (and to) name
+// (mappings_backfill.go); an update needs a vehicle that has been mapped before.
 func (h *handler) writeMapping(ctx context.Context, req mappingWrite, update bool) (*connect.Response[analyticsv1.MappingResponse], error) {
 	id, meterID := req.GetVehicleId(), req.GetMeterId()
 	if err := checkID("vehicle", id); err != nil {
@@ -70,14 +70,23 @@ func (h *handler) writeMapping(ctx context.Context, req mappingWrite, update boo
 			return nil, registryError(id, err)
 		}
 	}
-	if req.GetFrom() != nil || req.GetTo() != nil {
-		return h.writeInterval(ctx, id, meterID, req.GetFrom(), req.GetTo())
+	if req.GetFrom() == nil && req.GetTo() == nil {
+		m, err := h.s.reg.Set(ctx, id, meterID)
+		if err != nil {
+			return nil, registryError(id, err)
+		}
+		h.s.cfg.Logger.Info("vehicle mapped", "vehicle", id, "meter", meterID)
+		return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
 	}
-	m, err := h.s.reg.Set(ctx, id, meterID)
+	iv, err := backfillInterval(meterID, req.GetFrom(), req.GetTo(), h.s.cfg.Now(), h.s.cfg.MaxLateness)
 	if err != nil {
-		return nil, registryError(id, err)
+		return nil, err
 	}
-	h.s.cfg.Logger.Info("vehicle mapped", "vehicle", id, "meter", meterID)
+	m, err := h.s.reg.Insert(ctx, id, iv, func(ctx context.Context) error { return h.s.checkNoUnmappedReadings(ctx, id, iv) })
+	if err != nil {
+		return nil, h.s.intervalError(id, err)
+	}
+	h.s.cfg.Logger.Info("vehicle mapping interval written", "vehicle", id, "interval", iv.String())
 	return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
 }
 

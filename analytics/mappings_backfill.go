@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetingest/fleetingest/analytics/shards"
-	analyticsv1 "github.com/fleetingest/fleetingest/api/analytics/v1"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
@@ -104,22 +103,6 @@ func (s *Service) checkNoUnmappedReadings(ctx context.Context, vehicleID string,
 		}
 	}
 	return nil
-}
-
-// writeInterval answers a mapping write that names from (and to).
-func (h *handler) writeInterval(ctx context.Context, vehicleID, meterID string, from, to *timestamppb.Timestamp) (*connect.Response[analyticsv1.MappingResponse], error) {
-	iv, err := backfillInterval(meterID, from, to, h.s.cfg.Now(), h.s.cfg.MaxLateness)
-	if err != nil {
-		return nil, err
-	}
-	m, err := h.s.reg.Insert(ctx, vehicleID, iv, func(ctx context.Context) error {
-		return h.s.checkNoUnmappedReadings(ctx, vehicleID, iv)
-	})
-	if err != nil {
-		return nil, h.s.intervalError(vehicleID, err)
-	}
-	h.s.cfg.Logger.Info("vehicle mapping interval written", "vehicle", vehicleID, "interval", iv.String())
-	return connect.NewResponse(mappingResponse(m, MappingSaved)), nil
 }
 
 // intervalError turns a refused or failed interval write into the RPC error: ALREADY_EXISTS
