@@ -134,10 +134,8 @@ type reader interface {
 	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) ([]*read.Hour, error)
 	Meter(ctx context.Context, meterID string, w window.Window) ([]*read.Hour, error)
 	Alerts(ctx context.Context, hours window.Range, split []time.Time) (read.AlertSums, error)
-	SilentVehicles(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.VehicleStatus, error)
-	SilentMeters(ctx context.Context, cutoff time.Time, after read.Cursor, limit int) ([]read.MeterStatus, error)
-	VehicleStatuses(ctx context.Context, ids []string) ([]read.VehicleStatus, error)
-	MeterStatuses(ctx context.Context, ids []string) ([]read.MeterStatus, error)
+	Silent(ctx context.Context, k read.Kind, cutoff time.Time, after read.Cursor, limit int) ([]read.Status, error)
+	Statuses(ctx context.Context, k read.Kind, ids []string) ([]read.Status, error)
 }
 
 // reader returns shard i's reader.

@@ -21,33 +21,29 @@ import (
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
-// status is a device's current row.
-type status interface{ Cursor() read.Cursor }
-
 // statusKind is how one kind of device's status is read and answered.
-type statusKind[T status, M any] struct {
-	name   string
-	byID   func(r reader, ctx context.Context, ids []string) ([]T, error)
-	silent func(r reader, ctx context.Context, cutoff time.Time, after read.Cursor, n int) ([]T, error)
-	msg    func(st T, shard int) *M
+type statusKind[M any] struct {
+	name string
+	kind read.Kind
+	msg  func(st read.Status, shard int) *M
 }
 
 var (
-	vehicleStatus = statusKind[read.VehicleStatus, analyticsv1.VehicleStatus]{
-		name: "vehicle", byID: reader.VehicleStatuses, silent: reader.SilentVehicles,
-		msg: func(st read.VehicleStatus, shard int) *analyticsv1.VehicleStatus {
+	vehicleStatus = statusKind[analyticsv1.VehicleStatus]{
+		name: "vehicle", kind: read.Vehicles,
+		msg: func(st read.Status, shard int) *analyticsv1.VehicleStatus {
 			return &analyticsv1.VehicleStatus{
-				VehicleId: st.VehicleID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: kwh(st.DC),
+				VehicleId: st.ID, Soc: proto.Float64(st.SOC), LastKwhDeliveredDc: kwh(st.Energy),
 				BatteryTemp: proto.Float64(st.Temp), MeterId: st.MeterID,
 				LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
 			}
 		},
 	}
-	meterStatus = statusKind[read.MeterStatus, analyticsv1.MeterStatus]{
-		name: "meter", byID: reader.MeterStatuses, silent: reader.SilentMeters,
-		msg: func(st read.MeterStatus, shard int) *analyticsv1.MeterStatus {
+	meterStatus = statusKind[analyticsv1.MeterStatus]{
+		name: "meter", kind: read.Meters,
+		msg: func(st read.Status, shard int) *analyticsv1.MeterStatus {
 			return &analyticsv1.MeterStatus{
-				MeterId: st.MeterID, LastKwhConsumedAc: kwh(st.AC), Voltage: proto.Float64(st.Voltage),
+				MeterId: st.ID, LastKwhConsumedAc: kwh(st.Energy), Voltage: proto.Float64(st.Voltage),
 				LastUpdatedAt: timestamppb.New(st.LastUpdatedAt), Shard: int32(shard),
 			}
 		},
@@ -66,7 +62,7 @@ func (h *handler) GetMeterStatus(ctx context.Context, req *connect.Request[analy
 }
 
 // getStatus answers a device's newest row, named with the shard that holds it.
-func getStatus[T status, M any](ctx context.Context, s *Service, k statusKind[T, M], id string, intervals []registry.Interval) (*connect.Response[M], error) {
+func getStatus[M any](ctx context.Context, s *Service, k statusKind[M], id string, intervals []registry.Interval) (*connect.Response[M], error) {
 	if err := checkID(k.name, id); err != nil {
 		return nil, err
 	}
@@ -83,7 +79,7 @@ func getStatus[T status, M any](ctx context.Context, s *Service, k statusKind[T,
 // newestStatus is a device's newest row over the shards of its placement history: its own
 // id's and, for a vehicle, those of the meters of its mapping intervals. found is false when
 // no shard has one, and err then tells of the shards that did not answer.
-func newestStatus[T status, M any](ctx context.Context, s *Service, k statusKind[T, M], id string, intervals []registry.Interval) (best T, shard int, found bool, err error) {
+func newestStatus[M any](ctx context.Context, s *Service, k statusKind[M], id string, intervals []registry.Interval) (best read.Status, shard int, found bool, err error) {
 	end := s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
 	owners, err := s.owners(id, time.Time{}, end)
 	for _, iv := range intervals {
@@ -100,7 +96,7 @@ func newestStatus[T status, M any](ctx context.Context, s *Service, k statusKind
 			continue
 		}
 		asked = append(asked, o.Shard)
-		rows, err := k.byID(s.reader(o.Shard), ctx, []string{id})
+		rows, err := s.reader(o.Shard).Statuses(ctx, k.kind, []string{id})
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -162,8 +158,8 @@ func (h *handler) ListSilentMeters(ctx context.Context, req *connect.Request[ana
 }
 
 // silent is a status row and its shard.
-type silent[T status] struct {
-	row   T
+type silent struct {
+	row   read.Status
 	shard int
 }
 
@@ -172,7 +168,7 @@ type silent[T status] struct {
 // the first full batch ends (beyond it another shard may hold earlier rows), without the rows
 // that are not their device's newest on any shard (a device placed on another shard since
 // keeps an older row on the shard it left), until the page is full or the shards are done.
-func listSilent[T status, M any](ctx context.Context, h *handler, k statusKind[T, M], msg *analyticsv1.ListSilentRequest) (page []*M, next string, missing []int32, err error) {
+func listSilent[M any](ctx context.Context, h *handler, k statusKind[M], msg *analyticsv1.ListSilentRequest) (page []*M, next string, missing []int32, err error) {
 	cutoff, cur, size, err := h.silentParams(msg)
 	if err != nil {
 		return nil, "", nil, err
@@ -180,23 +176,23 @@ func listSilent[T status, M any](ctx context.Context, h *handler, k statusKind[T
 	s := h.s
 	for range 100 {
 		var mu sync.Mutex
-		var rows []silent[T]
+		var rows []silent
 		var cut *read.Cursor
 		missing = mergeMissing(missing, s.fanOut(ctx, func(ctx context.Context, shard int) error {
-			got, err := k.silent(s.reader(shard), ctx, cutoff, cur, size+1)
+			got, err := s.reader(shard).Silent(ctx, k.kind, cutoff, cur, size+1)
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range got {
-				rows = append(rows, silent[T]{r, shard})
+				rows = append(rows, silent{r, shard})
 			}
 			if last := len(got) - 1; last == size && (cut == nil || got[last].Cursor().Compare(*cut) < 0) {
 				cut = new(got[last].Cursor())
 			}
 			return err
 		}))
-		slices.SortFunc(rows, func(a, b silent[T]) int { return a.row.Cursor().Compare(b.row.Cursor()) })
+		slices.SortFunc(rows, func(a, b silent) int { return a.row.Cursor().Compare(b.row.Cursor()) })
 		if cut != nil {
-			rows = rows[:slices.IndexFunc(rows, func(r silent[T]) bool { return r.row.Cursor().Compare(*cut) == 0 })+1]
+			rows = rows[:slices.IndexFunc(rows, func(r silent) bool { return r.row.Cursor().Compare(*cut) == 0 })+1]
 		}
 		newest, more := newestByID(ctx, s, k, rows)
 		missing = mergeMissing(missing, more)
@@ -220,7 +216,7 @@ func listSilent[T status, M any](ctx context.Context, h *handler, k statusKind[T
 }
 
 // newestByID reads, for the devices of rows, the newest row any shard holds.
-func newestByID[T status, M any](ctx context.Context, s *Service, k statusKind[T, M], rows []silent[T]) (map[string]time.Time, []int32) {
+func newestByID[M any](ctx context.Context, s *Service, k statusKind[M], rows []silent) (map[string]time.Time, []int32) {
 	newest := map[string]time.Time{}
 	if len(rows) == 0 || s.shards.Len() == 1 {
 		return newest, nil
@@ -231,7 +227,7 @@ func newestByID[T status, M any](ctx context.Context, s *Service, k statusKind[T
 	}
 	var mu sync.Mutex
 	missing := s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		got, err := k.byID(s.reader(shard), ctx, ids)
+		got, err := s.reader(shard).Statuses(ctx, k.kind, ids)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, st := range got {

@@ -1,6 +1,7 @@
 package read
 
 import (
+	"cmp"
 	"context"
 	"strings"
 	"time"
@@ -10,21 +11,15 @@ import (
 	"github.com/fleetingest/fleetingest/analytics/shards"
 )
 
-// VehicleStatus is a row of current_vehicle_status.
-type VehicleStatus struct {
-	VehicleID     string
-	SOC, Temp     float64
-	DC            int64 // mWh
-	MeterID       string
-	LastUpdatedAt time.Time
-}
-
-// MeterStatus is a row of current_meter_status.
-type MeterStatus struct {
-	MeterID       string
-	AC            int64 // mWh
-	Voltage       float64
-	LastUpdatedAt time.Time
+// Status is a device's current row: of current_vehicle_status or current_meter_status.
+type Status struct {
+	ID string
+	// Energy is a vehicle's last DC or a meter's last AC, mWh.
+	Energy int64
+	// SOC, Temp and MeterID are a vehicle's, Voltage a meter's.
+	SOC, Temp, Voltage float64
+	MeterID            string
+	LastUpdatedAt      time.Time
 }
 
 // Cursor is a position in (last_updated_at, id) order.
@@ -35,69 +30,57 @@ type Cursor struct {
 
 // Compare orders cursors.
 func (c Cursor) Compare(o Cursor) int {
-	if n := c.At.Compare(o.At); n != 0 {
-		return n
-	}
-	return strings.Compare(c.ID, o.ID)
+	return cmp.Or(c.At.Compare(o.At), strings.Compare(c.ID, o.ID))
 }
 
 // Cursor is the row's position.
-func (s VehicleStatus) Cursor() Cursor { return Cursor{At: s.LastUpdatedAt, ID: s.VehicleID} }
+func (s Status) Cursor() Cursor { return Cursor{At: s.LastUpdatedAt, ID: s.ID} }
 
-// Cursor is the row's position.
-func (s MeterStatus) Cursor() Cursor { return Cursor{At: s.LastUpdatedAt, ID: s.MeterID} }
+// Kind is a kind of device whose status is read: Vehicles or Meters.
+type Kind struct {
+	table, id, columns string
+	fields             func(s *Status) []any
+}
 
-const (
-	vehicleStatusSQL = `SELECT vehicle_id, soc, last_mwh_delivered_dc, battery_temp, meter_id, last_updated_at FROM current_vehicle_status`
-	meterStatusSQL   = `SELECT meter_id, last_mwh_consumed_ac, voltage, last_updated_at FROM current_meter_status`
+// The kinds of device.
+var (
+	Vehicles = Kind{
+		table: "current_vehicle_status", id: "vehicle_id", columns: "soc, last_mwh_delivered_dc, battery_temp, meter_id",
+		fields: func(s *Status) []any { return []any{&s.SOC, &s.Energy, &s.Temp, &s.MeterID} },
+	}
+	Meters = Kind{
+		table: "current_meter_status", id: "meter_id", columns: "last_mwh_consumed_ac, voltage",
+		fields: func(s *Status) []any { return []any{&s.Energy, &s.Voltage} },
+	}
 )
 
-func scanVehicleStatus(r pgx.CollectableRow) (VehicleStatus, error) {
-	var s VehicleStatus
-	err := r.Scan(&s.VehicleID, &s.SOC, &s.DC, &s.Temp, &s.MeterID, &s.LastUpdatedAt)
-	s.LastUpdatedAt = s.LastUpdatedAt.UTC()
-	return s, err
-}
-
-func scanMeterStatus(r pgx.CollectableRow) (MeterStatus, error) {
-	var s MeterStatus
-	err := r.Scan(&s.MeterID, &s.AC, &s.Voltage, &s.LastUpdatedAt)
-	s.LastUpdatedAt = s.LastUpdatedAt.UTC()
-	return s, err
-}
-
-// query collects the rows of one statement on the shard. Status is read from Postgres always:
+// statuses reads the rows of kind k that where selects. Status is read from Postgres always:
 // it changes with every reading.
-func query[T any](ctx context.Context, s *Shard, scan pgx.RowToFunc[T], sql string, args ...any) ([]T, error) {
-	var out []T
+func (s *Shard) statuses(ctx context.Context, k Kind, where string, args pgx.NamedArgs) ([]Status, error) {
+	sql := "SELECT " + k.id + ", " + k.columns + ", last_updated_at FROM " + k.table + " WHERE " + where
+	var out []Status
 	err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
-		rows, err := db.Query(ctx, sql, args...)
-		if err == nil {
-			out, err = pgx.CollectRows(rows, scan)
-		}
-		return err
+		out = out[:0]
+		var st Status
+		dest := append(append([]any{&st.ID}, k.fields(&st)...), &st.LastUpdatedAt)
+		return scanRows(ctx, db, sql, args, dest, func() {
+			st.LastUpdatedAt = st.LastUpdatedAt.UTC()
+			out = append(out, st)
+		})
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// SilentVehicles reads up to limit vehicles last heard before cutoff, after cur, oldest first.
-func (s *Shard) SilentVehicles(ctx context.Context, cutoff time.Time, cur Cursor, limit int) ([]VehicleStatus, error) {
-	return query(ctx, s, scanVehicleStatus, vehicleStatusSQL+` WHERE last_updated_at < $1 AND (last_updated_at, vehicle_id) > ($2, $3)
- ORDER BY last_updated_at, vehicle_id LIMIT $4`, cutoff, cur.At, cur.ID, limit)
+// Silent reads up to limit devices of kind k last heard before cutoff, after cur, oldest first.
+func (s *Shard) Silent(ctx context.Context, k Kind, cutoff time.Time, cur Cursor, limit int) ([]Status, error) {
+	return s.statuses(ctx, k, `last_updated_at < @cutoff AND (last_updated_at, `+k.id+`) > (@at, @id)
+ ORDER BY last_updated_at, `+k.id+` LIMIT @limit`, pgx.NamedArgs{"cutoff": cutoff, "at": cur.At, "id": cur.ID, "limit": limit})
 }
 
-// SilentMeters reads up to limit meters last heard before cutoff, after cur, oldest first.
-func (s *Shard) SilentMeters(ctx context.Context, cutoff time.Time, cur Cursor, limit int) ([]MeterStatus, error) {
-	return query(ctx, s, scanMeterStatus, meterStatusSQL+` WHERE last_updated_at < $1 AND (last_updated_at, meter_id) > ($2, $3)
- ORDER BY last_updated_at, meter_id LIMIT $4`, cutoff, cur.At, cur.ID, limit)
-}
-
-// VehicleStatuses reads the rows this shard holds of the vehicles.
-func (s *Shard) VehicleStatuses(ctx context.Context, ids []string) ([]VehicleStatus, error) {
-	return query(ctx, s, scanVehicleStatus, vehicleStatusSQL+` WHERE vehicle_id = ANY($1)`, ids)
-}
-
-// MeterStatuses reads the rows this shard holds of the meters.
-func (s *Shard) MeterStatuses(ctx context.Context, ids []string) ([]MeterStatus, error) {
-	return query(ctx, s, scanMeterStatus, meterStatusSQL+` WHERE meter_id = ANY($1)`, ids)
+// Statuses reads the rows this shard holds of the devices of kind k.
+func (s *Shard) Statuses(ctx context.Context, k Kind, ids []string) ([]Status, error) {
+	return s.statuses(ctx, k, k.id+` = ANY(@ids)`, pgx.NamedArgs{"ids": ids})
 }
