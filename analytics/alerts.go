@@ -217,7 +217,7 @@ func (s *Service) mergeAlerts(sums read.AlertSums, threshold float64) ([]*analyt
 		}
 	}
 	siteDC, siteVehicles := map[string]int64{}, map[string][]string{}
-	for _, vm := range sums.VehicleMeters {
+	for _, vm := range sums.Pairs {
 		use(vm.VehicleID, vm.MeterID, vm.AC, vm.DC)
 		if vm.MeterID != "" {
 			siteDC[vm.MeterID] += vm.DC
@@ -232,7 +232,7 @@ func (s *Service) mergeAlerts(sums read.AlertSums, threshold float64) ([]*analyt
 	}
 	var sites []*analyticsv1.SiteAlert
 	for m, ac := range sums.MeterAC {
-		if dc := siteDC[m]; efficiency(dc, ac) < threshold {
+		if dc := siteDC[m]; ac > 0 && efficiency(dc, ac) < threshold {
 			slices.Sort(siteVehicles[m])
 			sites = append(sites, &analyticsv1.SiteAlert{
 				MeterId: m, AcConsumed: telemetry.KWh(ac), DcDelivered: telemetry.KWh(dc), EfficiencyRatio: efficiency(dc, ac), VehicleIds: siteVehicles[m],

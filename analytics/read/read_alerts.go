@@ -14,13 +14,14 @@ type VehicleMeter struct {
 }
 
 // AlertSums are what one shard holds of the alert question over whole hours, before the
-// threshold: every meter's AC (meters with AC > 0), every (vehicle, meter)'s DC and share of
-// the meter's AC, and the meter hours with AC but no DC attributed (to be split among the
-// vehicles mapped to the meter then).
+// threshold: every meter's AC, every (vehicle, meter)'s DC and share of the meter's AC, and
+// the meter hours with AC but no DC attributed (to be split among the vehicles mapped to the
+// meter then). Never changed once made.
 type AlertSums struct {
-	MeterAC       map[string]int64
-	VehicleMeters []VehicleMeter
-	Unshared      []MeterHour
+	MeterAC map[string]int64
+	// Pairs are by [vehicle, meter].
+	Pairs    map[[2]string]*VehicleMeter
+	Unshared []MeterHour
 	// Split are the rows of the hours asked as split: each shard holds a part of them.
 	Split []*Hour
 	// Made identifies sums made from memory (0 for sums read from Postgres), unique across
@@ -32,25 +33,17 @@ type AlertSums struct {
 // made numbers the sums made from memory, for AlertSums.Made.
 var made atomic.Uint64
 
-// alertSums adds hours up.
-type alertSums struct {
-	meterAC  map[string]int64
-	pairs    map[[2]string]*VehicleMeter
-	unshared []MeterHour
-	split    []*Hour
-}
-
-func newAlertSums() *alertSums {
-	return &alertSums{meterAC: map[string]int64{}, pairs: map[[2]string]*VehicleMeter{}}
+func newAlertSums() *AlertSums {
+	return &AlertSums{MeterAC: map[string]int64{}, Pairs: map[[2]string]*VehicleMeter{}}
 }
 
 // add adds one whole hour: each meter's AC, each (vehicle, meter)'s DC and share.
-func (a *alertSums) add(h *Hour) {
+func (a *AlertSums) add(h *Hour) {
 	for _, m := range h.Meters {
-		a.meterAC[m.Meter] += m.AC
+		a.MeterAC[m.Meter] += m.AC
 		total, _ := h.MeterDC(m.Meter, "")
 		if total == 0 && m.AC > 0 {
-			a.unshared = append(a.unshared, MeterHour{MeterID: m.Meter, Hour: h.At, AC: m.AC})
+			a.Unshared = append(a.Unshared, MeterHour{MeterID: m.Meter, Hour: h.At, AC: m.AC})
 		}
 		h.Attributed(m.Meter, func(v VehicleRow) { a.pair(v).AC += attribution.Share(m.AC, v.DC, total) })
 	}
@@ -59,27 +52,14 @@ func (a *alertSums) add(h *Hour) {
 	}
 }
 
-func (a *alertSums) pair(v VehicleRow) *VehicleMeter {
+func (a *AlertSums) pair(v VehicleRow) *VehicleMeter {
 	k := [2]string{v.Vehicle, v.Meter}
-	p := a.pairs[k]
+	p := a.Pairs[k]
 	if p == nil {
 		p = &VehicleMeter{VehicleID: v.Vehicle, MeterID: v.Meter}
-		a.pairs[k] = p
+		a.Pairs[k] = p
 	}
 	return p
-}
-
-func (a *alertSums) result() AlertSums {
-	out := AlertSums{MeterAC: map[string]int64{}, Unshared: a.unshared, Split: a.split}
-	for m, ac := range a.meterAC {
-		if ac > 0 {
-			out.MeterAC[m] = ac
-		}
-	}
-	for _, p := range a.pairs {
-		out.VehicleMeters = append(out.VehicleMeters, *p)
-	}
-	return out
 }
 
 // MergeAlertSums adds up the shards' sums. The parts of a split hour are added up row by row
@@ -90,18 +70,18 @@ func MergeAlertSums(parts []AlertSums) AlertSums {
 	var split []*Hour
 	for _, p := range parts {
 		for m, ac := range p.MeterAC {
-			a.meterAC[m] += ac
+			a.MeterAC[m] += ac
 		}
-		for _, vm := range p.VehicleMeters {
+		for _, vm := range p.Pairs {
 			pair := a.pair(VehicleRow{Vehicle: vm.VehicleID, Meter: vm.MeterID})
 			pair.AC += vm.AC
 			pair.DC += vm.DC
 		}
-		a.unshared = append(a.unshared, p.Unshared...)
+		a.Unshared = append(a.Unshared, p.Unshared...)
 		split = append(split, p.Split...)
 	}
 	for _, h := range Merge(split) {
 		a.add(h)
 	}
-	return a.result()
+	return *a
 }

@@ -152,14 +152,14 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 	sums := newAlertSums()
 	add := func(h *Hour) {
 		if slices.ContainsFunc(split, h.At.Equal) {
-			sums.split = append(sums.split, h)
+			sums.Split = append(sums.Split, h)
 		} else {
 			sums.add(h)
 		}
 	}
 	var missing []time.Time
 	var held []*Hour
-	key := alertKey{r: r, split: split}
+	key := &alertCache{r: r, split: split}
 	s.mu.RLock()
 	for _, at := range hoursOf(r) {
 		if h, ok := s.hours[at]; ok && !s.down.Load() {
@@ -174,7 +174,7 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 	s.mu.RUnlock()
 	// A dashboard asks the same hours again and again, and whole hours seldom change: the last
 	// sums serve while every hour is at the version they were made of.
-	if len(missing) == 0 && last != nil && last.key.equal(key) {
+	if len(missing) == 0 && last != nil && last.madeOf(key) {
 		s.count("alerts", fromMemory)
 		return last.sums, nil
 	}
@@ -183,25 +183,15 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 	}
 	if len(missing) == 0 {
 		s.count("alerts", fromMemory)
-		res := sums.result()
-		res.Made = made.Add(1)
+		key.sums = *sums
+		key.sums.Made = made.Add(1)
 		s.mu.Lock()
-		s.alerts = &alertCache{key: key, sums: res}
+		s.alerts = key
 		s.mu.Unlock()
-		return res, nil
+		return key.sums, nil
 	}
 	s.count("alerts", fromPostgres)
-	// A few hours at a time, so a long window never holds more than those rows outside memory.
-	for len(missing) > 0 {
-		n := min(len(missing), loadChunk)
-		var loaded map[time.Time]*Hour
-		err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
-			loaded, err = loadHours(ctx, db, missing[:n], devices{})
-			return err
-		})
-		if err != nil {
-			return AlertSums{}, err
-		}
+	err := s.readHours(ctx, missing, func(loaded map[time.Time]*Hour) {
 		keep := map[time.Time]*Hour{}
 		for at, h := range loaded {
 			add(h)
@@ -210,24 +200,22 @@ func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (
 			}
 		}
 		s.install(keep, nil)
-		missing = missing[n:]
+	})
+	if err != nil {
+		return AlertSums{}, err
 	}
-	return sums.result(), nil
+	return *sums, nil
 }
 
-// alertKey is what an alert question's sums are made of: its hours at their versions.
-type alertKey struct {
+// alertCache is the last alert sums a shard made from memory, and what they were made of: the
+// hours of r at their versions. Never changed once made.
+type alertCache struct {
 	r        window.Range
 	split    []time.Time
 	versions []int64
+	sums     AlertSums
 }
 
-func (k alertKey) equal(o alertKey) bool {
-	return k.r.From.Equal(o.r.From) && k.r.To.Equal(o.r.To) && slices.EqualFunc(k.split, o.split, time.Time.Equal) && slices.Equal(k.versions, o.versions)
-}
-
-// alertCache is the last alert sums a shard made from memory. Never changed once made.
-type alertCache struct {
-	key  alertKey
-	sums AlertSums
+func (c *alertCache) madeOf(o *alertCache) bool {
+	return c.r.From.Equal(o.r.From) && c.r.To.Equal(o.r.To) && slices.EqualFunc(c.split, o.split, time.Time.Equal) && slices.Equal(c.versions, o.versions)
 }

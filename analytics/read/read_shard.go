@@ -203,10 +203,10 @@ func (s *Shard) poll(ctx context.Context) {
 	}
 	s.mu.RUnlock()
 	var versions map[time.Time]int64
-	ok := s.try(ctx, "reading the hours' versions", func(ctx context.Context, db shards.DBTX) (err error) {
+	ok := s.ok(ctx, "reading the hours' versions", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
 		versions, err = loadVersions(ctx, db, from)
 		return err
-	})
+	}))
 	if ctx.Err() != nil {
 		return
 	}
@@ -261,35 +261,23 @@ func (s *Shard) load(ctx context.Context) bool {
 	// batches since, whatever their number).
 	for at, held := range changed {
 		var h *Hour
-		if !s.try(ctx, "reading an hour's changed rows into memory", func(ctx context.Context, db shards.DBTX) (err error) {
+		if !s.ok(ctx, "reading an hour's changed rows into memory", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
 			h, err = loadChanges(ctx, db, held)
 			return err
-		}) {
+		})) {
 			return false
 		}
 		s.install(map[time.Time]*Hour{at: h}, nil)
 	}
-	// A few hours a statement, each put in memory as it arrives: a statement stays well within
-	// the query timeout however many hours are stale, and what was read is kept if a later
-	// one fails.
-	for len(hours) > 0 {
-		n := min(len(hours), loadChunk)
-		var loaded map[time.Time]*Hour
-		if !s.try(ctx, "reading changed hours into memory", func(ctx context.Context, db shards.DBTX) (err error) {
-			loaded, err = loadHours(ctx, db, hours[:n], devices{})
-			return err
-		}) {
-			return false
-		}
-		s.install(loaded, nil)
-		hours = hours[n:]
+	if !s.ok(ctx, "reading changed hours into memory", s.readHours(ctx, hours, func(loaded map[time.Time]*Hour) { s.install(loaded, nil) })) {
+		return false
 	}
 	for _, at := range raws {
 		var r *Raw
-		if !s.try(ctx, "reading an hour's raw readings into memory", func(ctx context.Context, db shards.DBTX) (err error) {
+		if !s.ok(ctx, "reading an hour's raw readings into memory", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
 			r, err = loadRaw(ctx, db, at, devices{})
 			return err
-		}) {
+		})) {
 			return false
 		}
 		s.install(nil, r)
@@ -297,14 +285,32 @@ func (s *Shard) load(ctx context.Context) bool {
 	return true
 }
 
-// try runs fn on the shard and reports whether it succeeded; a failure is logged, unless ctx
-// ended.
-func (s *Shard) try(ctx context.Context, what string, fn func(ctx context.Context, db shards.DBTX) error) bool {
-	err := s.cfg.Do(ctx, fn)
+// ok reports whether a read of the shard succeeded; a failure is logged, unless ctx ended.
+func (s *Shard) ok(ctx context.Context, what string, err error) bool {
 	if err != nil && ctx.Err() == nil {
 		s.cfg.Logger.Warn(what, "err", err)
 	}
 	return err == nil
+}
+
+// readHours reads hours whole, a few a statement, and hands each statement's hours to fn as
+// they arrive: a statement stays well within the query timeout however many hours are asked,
+// no more than its rows are held outside memory, and what was read is kept if a later
+// statement fails.
+func (s *Shard) readHours(ctx context.Context, hours []time.Time, fn func(map[time.Time]*Hour)) error {
+	for len(hours) > 0 {
+		n := min(len(hours), loadChunk)
+		var loaded map[time.Time]*Hour
+		if err := s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
+			loaded, err = loadHours(ctx, db, hours[:n], devices{})
+			return err
+		}); err != nil {
+			return err
+		}
+		fn(loaded)
+		hours = hours[n:]
+	}
+	return nil
 }
 
 // install puts hours read in memory, then drops the least recently used ones over the bounds.
