@@ -122,8 +122,7 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		delete(r.byID, e.Key())
 		return
 	}
-	old, ok := r.byID[e.Key()]
-	if ok && old.Revision >= e.Revision() {
+	if old, ok := r.byID[e.Key()]; ok && old.Revision >= e.Revision() {
 		return
 	}
 	m, err := decode(e.Key(), e.Value(), e.Revision())
@@ -131,8 +130,18 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 		r.cfg.Logger.Error("ignoring undecodable mapping", "vehicle", e.Key(), "err", err)
 		return
 	}
+	r.put(m)
+}
+
+// put replaces a vehicle's mapping in the copy unless the copy holds a later revision.
+// r.mu is held.
+func (r *Registry) put(m *Mapping) {
+	old, ok := r.byID[m.VehicleID]
+	if ok && old.Revision >= m.Revision {
+		return
+	}
 	r.index(old, m)
-	r.byID[e.Key()] = m
+	r.byID[m.VehicleID] = m
 }
 
 // index moves a vehicle in byMeter from the meters of its old mapping to those of the new
@@ -356,6 +365,12 @@ func (r *Registry) update(ctx context.Context, vehicleID string, mustExist bool,
 		}
 		if err == nil {
 			next.Revision = rev
+			// The writer's copy has its write at once (its watch brings the same revision later
+			// and is ignored): readings the writer's process routes next use the new mapping.
+			r.mu.Lock()
+			r.put(&next)
+			r.applied.Add(1)
+			r.mu.Unlock()
 			return next, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {

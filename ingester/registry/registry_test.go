@@ -189,6 +189,53 @@ func TestCopyCatchesUpAndFollowsWrites(t *testing.T) {
 	}
 }
 
+// TestTheWriterRoutesByItsOwnWriteAtOnce: a process that writes a mapping (analytics and the
+// gateway share one copy in `fleetingest dev`) places the next reading by it without waiting
+// for its watch; here the watch never runs, so only the write can have put it in the copy.
+func TestTheWriterRoutesByItsOwnWriteAtOnce(t *testing.T) {
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	_, js := natstest.Connect(t, srv.URL())
+	top := ingester.Topology{Namespace: "test", Fleet: "ryw", Shards: 1}
+	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now()}
+	r, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, meter := range []string{"meter-a", "meter-b"} {
+		if _, err := r.Set(ctx, "EV-1", meter); err != nil {
+			t.Fatal(err)
+		}
+		clk.Set(clk.Now().Add(time.Second))
+		if got := r.PlacementKey("EV-1", clk.Now()); got != meter {
+			t.Fatalf("after mapping EV-1 to %s, its reading is placed by %q", meter, got)
+		}
+		if got := r.MappedTo(meter, clk.Now(), clk.Now().Add(time.Second)); !slices.Equal(got, []string{"EV-1"}) {
+			t.Fatalf("mapped to %s: %v", meter, got)
+		}
+	}
+	// Another writer's later revision replaces it; an older one (the watch bringing back the
+	// writer's own) never does.
+	other, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Set(ctx, "EV-1", "meter-c"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = r.Run(ctx) }()
+	deadline := time.Now().Add(time.Second)
+	for r.PlacementKey("EV-1", clk.Now()) != "meter-c" {
+		if time.Now().After(deadline) {
+			t.Fatal("another writer's mapping did not reach the copy within 1s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestAWriterWithASlowClockKeepsIntervalsOrdered(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	clk := &clock{t: t0}
