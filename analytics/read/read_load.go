@@ -110,36 +110,35 @@ func loadChanges(ctx context.Context, db shards.DBTX, held *Hour) (*Hour, error)
 	return held.with(h.Version, h.Meters, h.Vehicles), nil
 }
 
-// loadRaw reads the raw readings of the hour at that d selects, with
-// the hour's version from the same snapshot.
-func loadRaw(ctx context.Context, db shards.DBTX, at time.Time, d devices) (*Raw, error) {
+// loadRaw reads the raw readings of the hour at that d selects, a row a reading with Last its
+// time, with the hour's version from the same snapshot.
+func loadRaw(ctx context.Context, db shards.DBTX, at time.Time, d devices) (*Hour, error) {
 	var version int64
-	var meters []rawMeter
-	var vehicles []rawVehicle
-	from, to := at, at.Add(time.Hour)
+	var meters []MeterRow
+	var vehicles []VehicleRow
 	err := snapshot(ctx, db, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT version FROM rollup_hours WHERE hour = $1), 0)`, at).Scan(&version); err != nil {
 			return err
 		}
-		args := pgx.NamedArgs{"from": from, "to": to, "meters": d.meters, "vehicle": d.vehicle}
+		args := pgx.NamedArgs{"from": at, "to": at.Add(time.Hour), "meters": d.meters, "vehicle": d.vehicle}
 		var ts time.Time
-		var m rawMeter
-		if err := scanRows(ctx, tx, rawMetersSQL+d.where(ofMeters), args, []any{&m.meter, &ts, &m.ac, &m.voltage}, func() {
-			m.ts = ts.UnixMicro()
+		m := MeterRow{Readings: 1}
+		if err := scanRows(ctx, tx, rawMetersSQL+d.where(ofMeters), args, []any{&m.Meter, &ts, &m.AC, &m.VoltageSum}, func() {
+			m.Last = ts.UnixMicro()
 			meters = append(meters, m)
 		}); err != nil {
 			return err
 		}
-		var v rawVehicle
-		return scanRows(ctx, tx, rawVehiclesSQL+d.where(ofRawVehicles), args, []any{&v.vehicle, &v.meter, &ts, &v.dc, &v.temp}, func() {
-			v.ts = ts.UnixMicro()
+		v := VehicleRow{Readings: 1}
+		return scanRows(ctx, tx, rawVehiclesSQL+d.where(ofRawVehicles), args, []any{&v.Vehicle, &v.Meter, &ts, &v.DC, &v.TempSum}, func() {
+			v.Last = ts.UnixMicro()
 			vehicles = append(vehicles, v)
 		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the raw readings of %s: %w", at.Format(time.RFC3339), err)
 	}
-	return newRaw(at, version, meters, vehicles), nil
+	return newHour(at, version, meters, vehicles), nil
 }
 
 // loadVersions reads the versions of the hours from `from` on.

@@ -5,9 +5,9 @@
 // way the same code turns rows into the answer's parts, so memory and Postgres answer alike.
 //
 // An hour's data is its rollup rows (meter_hourly, vehicle_hourly): whole hours of a window
-// come from them. The partial first and last hours of a window come from raw history summed
-// over the window's part of the hour, or, for the hour being written when every row involved
-// ends before the window does, from its rollup rows.
+// come from them. The partial first and last hours of a window come from raw history (an Hour
+// with a row per reading) summed over the window's part of the hour, or, for the hour being
+// written when every row involved ends before the window does, from its rollup rows.
 package read
 
 import (
@@ -57,11 +57,14 @@ type Hour struct {
 	used atomic.Int64
 }
 
-// newHour sorts and indexes rows read in any order.
+// newHour sorts and indexes rows read in any order; rows of the same device (raw readings)
+// by Last, so that they add up in time order.
 func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
-	slices.SortFunc(meters, func(a, b MeterRow) int { return strings.Compare(a.Meter, b.Meter) })
+	slices.SortFunc(meters, func(a, b MeterRow) int {
+		return cmp.Or(strings.Compare(a.Meter, b.Meter), cmp.Compare(a.Last, b.Last))
+	})
 	slices.SortFunc(vehicles, func(a, b VehicleRow) int {
-		return cmp.Or(strings.Compare(a.Vehicle, b.Vehicle), strings.Compare(a.Meter, b.Meter))
+		return cmp.Or(strings.Compare(a.Vehicle, b.Vehicle), strings.Compare(a.Meter, b.Meter), cmp.Compare(a.Last, b.Last))
 	})
 	h := &Hour{At: at, Version: version, Meters: meters, Vehicles: vehicles}
 	for i, v := range vehicles {
@@ -69,7 +72,7 @@ func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleR
 			h.byMeter = append(h.byMeter, int32(i))
 		}
 	}
-	slices.SortFunc(h.byMeter, func(a, b int32) int {
+	slices.SortStableFunc(h.byMeter, func(a, b int32) int {
 		return cmp.Or(strings.Compare(vehicles[a].Meter, vehicles[b].Meter), strings.Compare(vehicles[a].Vehicle, vehicles[b].Vehicle))
 	})
 	return h
@@ -99,11 +102,20 @@ func (h *Hour) bytes() int64 {
 
 // Meter returns meter's row.
 func (h *Hour) Meter(id string) (MeterRow, bool) {
-	i, ok := slices.BinarySearchFunc(h.Meters, id, func(r MeterRow, id string) int { return strings.Compare(r.Meter, id) })
-	if !ok {
-		return MeterRow{}, false
+	if rows := h.meterRows(id); len(rows) > 0 {
+		return rows[0], true
 	}
-	return h.Meters[i], true
+	return MeterRow{}, false
+}
+
+// meterRows returns meter's rows: one, or a row per reading in raw history.
+func (h *Hour) meterRows(id string) []MeterRow {
+	i, _ := slices.BinarySearchFunc(h.Meters, id, func(r MeterRow, id string) int { return strings.Compare(r.Meter, id) })
+	j := i
+	for j < len(h.Meters) && h.Meters[j].Meter == id {
+		j++
+	}
+	return h.Meters[i:j]
 }
 
 // Vehicle returns vehicle's rows, one per meter it was attributed to.
@@ -194,19 +206,50 @@ type MeterHour struct {
 // of returns the rows of h a question needs: the vehicle's ("" for none), and the meters'
 // with the DC of every vehicle attributed to them.
 func (h *Hour) of(vehicle string, meters []string) *Hour {
-	var ms []MeterRow
-	vs := slices.Clone(h.Vehicle(vehicle))
+	ms, vs := h.rows(vehicle, meters)
+	return newHour(h.At, h.Version, ms, vs)
+}
+
+// edge sums the raw readings of h in [from, to) that a question about vehicle and meters
+// uses (as of) into the rows of that part of the hour.
+func (h *Hour) edge(from, to time.Time, vehicle string, meters []string) *Hour {
+	f, t := from.UnixMicro(), to.UnixMicro()
+	out := func(ts int64) bool { return ts < f || ts >= t }
+	ms, vs := h.rows(vehicle, meters)
+	ms = slices.DeleteFunc(ms, func(m MeterRow) bool { return out(m.Last) })
+	vs = slices.DeleteFunc(vs, func(v VehicleRow) bool { return out(v.Last) })
+	return sum(window.FloorHour(from), h.Version, ms, vs)
+}
+
+// rows copies the rows of h that of and edge select.
+func (h *Hour) rows(vehicle string, meters []string) (ms []MeterRow, vs []VehicleRow) {
+	vs = slices.Clone(h.Vehicle(vehicle))
 	for _, m := range meters {
-		if r, ok := h.Meter(m); ok {
-			ms = append(ms, r)
-		}
+		ms = append(ms, h.meterRows(m)...)
 		h.Attributed(m, func(v VehicleRow) {
 			if v.Vehicle != vehicle { // the vehicle's own are in
 				vs = append(vs, v)
 			}
 		})
 	}
-	return newHour(h.At, h.Version, ms, vs)
+	return ms, vs
+}
+
+// sum adds rows up by meter and by (vehicle, meter) into an hour, in the order given.
+func sum(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
+	ms, vs := map[string]MeterRow{}, map[[2]string]VehicleRow{}
+	for _, m := range meters {
+		s := ms[m.Meter]
+		s.Meter, s.AC, s.VoltageSum, s.Readings, s.Last = m.Meter, s.AC+m.AC, s.VoltageSum+m.VoltageSum, s.Readings+m.Readings, max(s.Last, m.Last)
+		ms[m.Meter] = s
+	}
+	for _, v := range vehicles {
+		k := [2]string{v.Vehicle, v.Meter}
+		s := vs[k]
+		s.Vehicle, s.Meter, s.DC, s.TempSum, s.Readings, s.Last = v.Vehicle, v.Meter, s.DC+v.DC, s.TempSum+v.TempSum, s.Readings+v.Readings, max(s.Last, v.Last)
+		vs[k] = s
+	}
+	return newHour(at, version, slices.Collect(maps.Values(ms)), slices.Collect(maps.Values(vs)))
 }
 
 // Merge adds up the parts of the same hour row by row (an hour split at a shard map's
@@ -223,21 +266,12 @@ func Merge(parts []*Hour) []*Hour {
 			out = append(out, hs[0])
 			continue
 		}
-		meters, vehicles := map[string]MeterRow{}, map[[2]string]VehicleRow{}
+		var meters []MeterRow
+		var vehicles []VehicleRow
 		for _, h := range byHour[at] {
-			for _, m := range h.Meters {
-				sum := meters[m.Meter]
-				sum.Meter, sum.AC, sum.VoltageSum, sum.Readings = m.Meter, sum.AC+m.AC, sum.VoltageSum+m.VoltageSum, sum.Readings+m.Readings
-				meters[m.Meter] = sum
-			}
-			for _, v := range h.Vehicles {
-				k := [2]string{v.Vehicle, v.Meter}
-				sum := vehicles[k]
-				sum.Vehicle, sum.Meter, sum.DC, sum.TempSum, sum.Readings = v.Vehicle, v.Meter, sum.DC+v.DC, sum.TempSum+v.TempSum, sum.Readings+v.Readings
-				vehicles[k] = sum
-			}
+			meters, vehicles = append(meters, h.Meters...), append(vehicles, h.Vehicles...)
 		}
-		out = append(out, newHour(at, 0, slices.Collect(maps.Values(meters)), slices.Collect(maps.Values(vehicles))))
+		out = append(out, sum(at, 0, meters, vehicles))
 	}
 	return out
 }

@@ -95,7 +95,7 @@ type Shard struct {
 
 	mu    sync.RWMutex
 	hours map[time.Time]*Hour
-	raw   map[time.Time]*Raw
+	raw   map[time.Time]*Hour // raw readings, a row each
 	// stale hours have a version newer than the one held (0: to be checked); wantHours and
 	// wantRaw are to be read in.
 	stale     map[time.Time]int64
@@ -112,7 +112,7 @@ type Shard struct {
 func New(cfg Config) *Shard {
 	return &Shard{
 		cfg: cfg.withDefaults(), wake: make(chan struct{}, 1),
-		hours: map[time.Time]*Hour{}, raw: map[time.Time]*Raw{},
+		hours: map[time.Time]*Hour{}, raw: map[time.Time]*Hour{},
 		stale: map[time.Time]int64{}, wantHours: map[time.Time]bool{}, wantRaw: map[time.Time]bool{},
 		quiet: map[time.Time]time.Time{},
 	}
@@ -273,7 +273,7 @@ func (s *Shard) load(ctx context.Context) bool {
 		return false
 	}
 	for _, at := range raws {
-		var r *Raw
+		var r *Hour
 		if !s.ok(ctx, "reading an hour's raw readings into memory", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
 			r, err = loadRaw(ctx, db, at, devices{})
 			return err
@@ -314,7 +314,7 @@ func (s *Shard) readHours(ctx context.Context, hours []time.Time, fn func(map[ti
 }
 
 // install puts hours read in memory, then drops the least recently used ones over the bounds.
-func (s *Shard) install(hours map[time.Time]*Hour, r *Raw) {
+func (s *Shard) install(hours map[time.Time]*Hour, r *Hour) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for at, h := range hours {
