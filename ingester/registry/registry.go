@@ -55,6 +55,9 @@ type Registry struct {
 	byID map[string]*Mapping
 	// byMeter holds, for each meter, the vehicles with an interval on it.
 	byMeter  map[string]map[string]struct{}
+	// writing holds the vehicles this process is writing the mapping of, for PlacementKey to
+	// wait for.
+	writing  map[string]*write
 	caughtUp atomic.Bool
 	ready    chan struct{}
 	// applied counts the changes applied, so that an answer made from the mappings can tell
@@ -68,7 +71,7 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string, cfg Config
 	if err != nil {
 		return nil, fmt.Errorf("opening mapping bucket %s: %w", bucket, err)
 	}
-	return &Registry{kv: kv, cfg: cfg.withDefaults(), byID: map[string]*Mapping{}, byMeter: map[string]map[string]struct{}{}, ready: make(chan struct{})}, nil
+	return &Registry{kv: kv, cfg: cfg.withDefaults(), byID: map[string]*Mapping{}, byMeter: map[string]map[string]struct{}{}, writing: map[string]*write{}, ready: make(chan struct{})}, nil
 }
 
 // Run watches the bucket and keeps the in-memory copy current until ctx ends. The copy is
@@ -204,11 +207,55 @@ func (r *Registry) WaitReady(ctx context.Context) error {
 }
 
 // PlacementKey returns the key a vehicle reading at t is placed by, from the in-memory copy.
+// While this process writes the vehicle's mapping it waits for the write (at most
+// writeWait): a reading stamped after the write's time is placed by the new mapping.
 func (r *Registry) PlacementKey(vehicleID string, t time.Time) string {
 	r.mu.RLock()
-	m := r.byID[vehicleID]
+	m, w := r.byID[vehicleID], r.writing[vehicleID]
 	r.mu.RUnlock()
+	if w != nil {
+		timer := time.NewTimer(writeWait)
+		select {
+		case <-w.done:
+		case <-timer.C:
+		}
+		timer.Stop()
+		r.mu.RLock()
+		m = r.byID[vehicleID]
+		r.mu.RUnlock()
+	}
 	return PlacementKey(m, vehicleID, t)
+}
+
+// writeWait bounds how long a placement waits for a mapping write of this process.
+const writeWait = time.Second
+
+// write is a vehicle's mapping being written by this process: n writers, done closed when
+// the last one ends.
+type write struct {
+	n    int
+	done chan struct{}
+}
+
+// begin marks vehicleID as being written, before the write reads its clock, until the
+// returned function runs (after the copy took the write, or it failed).
+func (r *Registry) begin(vehicleID string) (end func()) {
+	r.mu.Lock()
+	w := r.writing[vehicleID]
+	if w == nil {
+		w = &write{done: make(chan struct{})}
+		r.writing[vehicleID] = w
+	}
+	w.n++
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		if w.n--; w.n == 0 {
+			delete(r.writing, vehicleID)
+			close(w.done)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // Cached returns the in-memory copy of a vehicle's mapping.
@@ -336,6 +383,7 @@ func (r *Registry) update(ctx context.Context, vehicleID string, mustExist bool,
 	if !placement.ValidDeviceID(vehicleID) {
 		return Mapping{}, fmt.Errorf("vehicle id %q: %w", vehicleID, ErrInvalidID)
 	}
+	defer r.begin(vehicleID)()
 	for attempt := 0; ; attempt++ {
 		cur, err := r.Get(ctx, vehicleID)
 		exists := err == nil
@@ -366,7 +414,7 @@ func (r *Registry) update(ctx context.Context, vehicleID string, mustExist bool,
 		if err == nil {
 			next.Revision = rev
 			// The writer's copy has its write at once (its watch brings the same revision later
-			// and is ignored): readings the writer's process routes next use the new mapping.
+			// and is ignored): readings the writer's process places next use the new mapping.
 			r.mu.Lock()
 			r.put(&next)
 			r.applied.Add(1)

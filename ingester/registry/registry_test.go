@@ -3,6 +3,7 @@ package registry_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -233,6 +234,53 @@ func TestTheWriterRoutesByItsOwnWriteAtOnce(t *testing.T) {
 			t.Fatal("another writer's mapping did not reach the copy within 1s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestNoReadingStampedAfterAWriteIsPlacedByTheMappingBefore places readings stamped with the
+// real clock while the same process re-maps the vehicle again and again: whatever the write's
+// round trip to the bucket, each placement equals the one the final intervals give its time.
+func TestNoReadingStampedAfterAWriteIsPlacedByTheMappingBefore(t *testing.T) {
+	r, ctx := newRegistryWith(t, registry.Config{})
+	if _, err := r.Set(ctx, "EV-1", "meter-0"); err != nil {
+		t.Fatal(err)
+	}
+	type placed struct {
+		at  time.Time
+		key string
+	}
+	var got []placed
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			at := time.Now()
+			got = append(got, placed{at, r.PlacementKey("EV-1", at)})
+		}
+	}()
+	var m registry.Mapping
+	for i := 1; i <= 20; i++ {
+		var err error
+		if m, err = r.Set(ctx, "EV-1", fmt.Sprintf("meter-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	<-done
+	for _, p := range got {
+		if want := registry.PlacementKey(&m, "EV-1", p.at); p.key != want {
+			t.Fatalf("a reading at %s placed by %s, the intervals say %s", p.at.Format(time.RFC3339Nano), p.key, want)
+		}
+	}
+	if len(got) < 20 {
+		t.Fatalf("%d placements made during 20 writes", len(got))
 	}
 }
 
