@@ -54,7 +54,7 @@ type Registry struct {
 	mu   sync.RWMutex
 	byID map[string]*Mapping
 	// byMeter holds, for each meter, the vehicles with an interval on it.
-	byMeter  map[string]map[string]struct{}
+	byMeter map[string]map[string]struct{}
 	// writing holds the vehicles this process is writing the mapping of, for PlacementKey to
 	// wait for.
 	writing  map[string]*write
@@ -250,7 +250,8 @@ func (r *Registry) begin(vehicleID string) (end func()) {
 	r.mu.Unlock()
 	return func() {
 		r.mu.Lock()
-		if w.n--; w.n == 0 {
+		w.n--
+		if w.n == 0 {
 			delete(r.writing, vehicleID)
 			close(w.done)
 		}
