@@ -92,30 +92,29 @@ func (h *handler) writeMapping(ctx context.Context, req mappingWrite, update boo
 
 // GetMapping answers GET /v1/analytics/mappings/{vehicleId} from the bucket.
 func (h *handler) GetMapping(ctx context.Context, req *connect.Request[analyticsv1.GetMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
-	id := req.Msg.GetVehicleId()
-	if err := checkID("vehicle", id); err != nil {
-		return nil, err
-	}
-	m, err := h.s.reg.Get(ctx, id)
-	if err != nil {
-		return nil, registryError(id, err)
-	}
-	return connect.NewResponse(mappingResponse(m, "")), nil
+	return vehicleMapping(ctx, req.Msg.GetVehicleId(), "", h.s.reg.Get)
 }
 
 // DeleteMapping answers DELETE /v1/analytics/mappings/{vehicleId}: ends the current interval
 // now and keeps the history.
 func (h *handler) DeleteMapping(ctx context.Context, req *connect.Request[analyticsv1.DeleteMappingRequest]) (*connect.Response[analyticsv1.MappingResponse], error) {
-	id := req.Msg.GetVehicleId()
+	res, err := vehicleMapping(ctx, req.Msg.GetVehicleId(), "Vehicle-meter mapping ended; its history is kept", h.s.reg.Unset)
+	if err == nil {
+		h.s.cfg.Logger.Info("vehicle unmapped", "vehicle", req.Msg.GetVehicleId())
+	}
+	return res, err
+}
+
+// vehicleMapping checks the vehicle id, then answers with the mapping op returns for it.
+func vehicleMapping(ctx context.Context, id, message string, op func(context.Context, string) (registry.Mapping, error)) (*connect.Response[analyticsv1.MappingResponse], error) {
 	if err := checkID("vehicle", id); err != nil {
 		return nil, err
 	}
-	m, err := h.s.reg.Unset(ctx, id)
+	m, err := op(ctx, id)
 	if err != nil {
 		return nil, registryError(id, err)
 	}
-	h.s.cfg.Logger.Info("vehicle unmapped", "vehicle", id)
-	return connect.NewResponse(mappingResponse(m, "Vehicle-meter mapping ended; its history is kept")), nil
+	return connect.NewResponse(mappingResponse(m, message)), nil
 }
 
 // ListMappings answers GET /v1/analytics/mappings from the in-memory copy, in vehicle-id

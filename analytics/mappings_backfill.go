@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/jackc/pgx/v5/pgtype"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetingest/fleetingest/analytics/shards"
@@ -71,19 +70,15 @@ func (e *hiddenReadingsError) Error() string {
 	return fmt.Sprintf("vehicle %s has %s from %s on, within %s, stored without a mapping: a mapping there would hide %s from every answer (write mappings before the readings they place)", e.vehicleID, readings, stamp(e.first), e.iv, them)
 }
 
-// unmappedReadingsSQL counts a vehicle's readings in [$2, $3) stored without a mapping (they
-// live on the shard of the vehicle's own id) and gives the first one's time.
+// unmappedReadingsSQL counts a vehicle's readings in [$2, $3) ($3 NULL: open) stored without
+// a mapping (they live on the shard of the vehicle's own id) and gives the first one's time.
 const unmappedReadingsSQL = `SELECT count(*)::int4, min(ts)
 FROM vehicle_telemetry_history
-WHERE vehicle_id = $1 AND ts >= $2 AND ts < $3 AND coalesce(meter_id, '') = ''`
+WHERE vehicle_id = $1 AND ts >= $2 AND ts < coalesce($3::timestamptz, 'infinity') AND coalesce(meter_id, '') = ''`
 
 // checkNoUnmappedReadings fails with a *hiddenReadingsError when the vehicle has readings in
 // iv stored without a mapping, and with the shard's *shards.Error when it cannot tell.
 func (s *Service) checkNoUnmappedReadings(ctx context.Context, vehicleID string, iv registry.Interval) error {
-	end := pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
-	if iv.To != nil {
-		end = pgtype.Timestamptz{Time: *iv.To, Valid: true}
-	}
 	// Readings are stored up to minutes ahead of the clock.
 	os, err := s.owners(vehicleID, iv.From, until(iv, s.cfg.Now().Add(time.Hour)))
 	if err != nil {
@@ -91,15 +86,15 @@ func (s *Service) checkNoUnmappedReadings(ctx context.Context, vehicleID string,
 	}
 	for _, o := range os {
 		var n int
-		var first pgtype.Timestamptz
+		var first *time.Time // NULL without readings
 		err := s.shards.Do(ctx, o.Shard, func(ctx context.Context, db shards.DBTX) error {
-			return db.QueryRow(ctx, unmappedReadingsSQL, vehicleID, iv.From, end).Scan(&n, &first)
+			return db.QueryRow(ctx, unmappedReadingsSQL, vehicleID, iv.From, iv.To).Scan(&n, &first)
 		})
 		if err != nil {
 			return err
 		}
 		if n > 0 {
-			return &hiddenReadingsError{vehicleID: vehicleID, iv: iv, n: n, first: first.Time}
+			return &hiddenReadingsError{vehicleID: vehicleID, iv: iv, n: n, first: *first}
 		}
 	}
 	return nil

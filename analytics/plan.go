@@ -56,9 +56,8 @@ type shardPlan struct {
 	meters []read.MeterSpan
 }
 
-// planVehicle asks the shards that held each piece's meter for the piece's hours they held
-// it in, and those that held the vehicle's own id when part of the window had no mapping; a
-// shard is asked once.
+// planVehicle asks, once each, the shards that held each piece's meter for the hours they
+// held it in, and those that held the vehicle's id when part of the window had no mapping.
 func (s *Service) planVehicle(vehicleID string, w window.Window, ps []piece, uncovered bool) ([]shardPlan, error) {
 	var plans []shardPlan
 	add := func(shard int) *shardPlan {

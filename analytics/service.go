@@ -48,8 +48,7 @@ type Config struct {
 	// MaxRequestBytes bounds a request's body (after decompression) and every message (REST
 	// 413, else ResourceExhausted). Default DefaultMaxRequestBytes.
 	MaxRequestBytes int64
-	// RequestTimeout bounds every RPC (each shard query is bounded by Shards.QueryTimeout
-	// too). Default 10s.
+	// RequestTimeout bounds every RPC (each shard query also Shards.QueryTimeout). Default 10s.
 	RequestTimeout time.Duration
 	// DefaultThreshold is the alert threshold when a request gives none. Default 0.85.
 	DefaultThreshold float64
@@ -84,11 +83,9 @@ func (c Config) withDefaults() Config {
 	c.Memory.MaxBytes = cmp.Or(c.Memory.MaxBytes, read.DefaultMaxBytes)
 	c.MaxLateness = cmp.Or(c.MaxLateness, telemetry.DefaultLimits().MaxLateness)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.Registerer = cmp.Or[prometheus.Registerer](c.Registerer, prometheus.NewRegistry())
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
 	}
 	return c
 }

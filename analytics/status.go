@@ -164,10 +164,9 @@ type silent struct {
 }
 
 // listSilent lists a page of devices silent for the time asked, in (last heard, id) order,
-// over every shard. Rows are fetched in rounds: each shard's next rows, merged and cut where
-// the first full batch ends (beyond it another shard may hold earlier rows), without the rows
-// that are not their device's newest on any shard (a device placed on another shard since
-// keeps an older row on the shard it left), until the page is full or the shards are done.
+// over every shard, in rounds until the page is full: each shard's next rows, merged and cut
+// where the first full batch ends (another shard may hold rows beyond it), less the rows not
+// their device's newest on any shard (a device placed on another shard since left one).
 func listSilent[M any](ctx context.Context, h *handler, k statusKind[M], msg *analyticsv1.ListSilentRequest) (page []*M, next string, missing []int32, err error) {
 	cutoff, cur, size, err := h.silentParams(msg)
 	if err != nil {

@@ -115,9 +115,8 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time)
 	return nil
 }
 
-// attribute adds the vehicle's share of one (meter, hour)'s AC to its piece a and hour t: its
-// DC share, or, when no DC was attributed to the meter then, an equal part among the vehicles
-// mapped to it.
+// attribute adds the vehicle's share of one (meter, hour)'s AC to its piece a and hour t: by
+// DC, or, with no DC attributed to the meter then, equally among the vehicles mapped to it.
 func (s *Service) attribute(a *piece, t *hourTotals, w window.Window, h *read.Hour, meter, vehicleID string, dc int64) {
 	m, _ := h.Meter(meter)
 	total, shared := h.MeterDC(meter, vehicleID)

@@ -62,9 +62,8 @@ func (a *AlertSums) pair(v VehicleRow) *VehicleMeter {
 	return p
 }
 
-// MergeAlertSums adds up the shards' sums. The parts of a split hour are added up row by row
-// first, then shared as any whole hour, so an hour split at a cutover answers as if one shard
-// held it.
+// MergeAlertSums adds up the shards' sums; the parts of a split hour first row by row (Merge),
+// then shared as any whole hour.
 func MergeAlertSums(parts []AlertSums) AlertSums {
 	a := newAlertSums()
 	var split []*Hour

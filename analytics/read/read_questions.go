@@ -19,19 +19,20 @@ const (
 // edges): the vehicle's rows and, in the hours of each meter span, the meter's rows with the
 // DC of every vehicle attributed to it.
 func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) ([]*Hour, error) {
-	parts, err := s.parts(ctx, "vehicle", w, devices{vehicle: vehicleID, meters: MeterIDs(spans)})
-	for i, h := range parts {
-		parts[i] = h.of(vehicleID, slices.DeleteFunc(MeterIDs(spans), func(m string) bool { return !inSpan(spans, m, h.At) }))
-	}
-	return parts, err
+	return s.ask(ctx, "vehicle", vehicleID, w, spans)
 }
 
 // Meter reads the parts of window w this shard holds of a meter: its rows and the DC of every
 // vehicle attributed to it.
 func (s *Shard) Meter(ctx context.Context, meterID string, w window.Window) ([]*Hour, error) {
-	parts, err := s.parts(ctx, "meter", w, devices{meters: []string{meterID}})
+	return s.ask(ctx, "meter", "", w, []MeterSpan{{MeterID: meterID, Hours: w.HourSpan(window.Range{From: w.Start, To: w.End})}})
+}
+
+// ask reads the parts of window w of a vehicle ("" for none) and of the spans' meters.
+func (s *Shard) ask(ctx context.Context, kind, vehicleID string, w window.Window, spans []MeterSpan) ([]*Hour, error) {
+	parts, err := s.parts(ctx, kind, w, devices{vehicle: vehicleID, meters: MeterIDs(spans)})
 	for i, h := range parts {
-		parts[i] = h.of("", []string{meterID})
+		parts[i] = h.of(vehicleID, slices.DeleteFunc(MeterIDs(spans), func(m string) bool { return !inSpan(spans, m, h.At) }))
 	}
 	return parts, err
 }
@@ -58,12 +59,14 @@ func (s *Shard) parts(ctx context.Context, kind string, w window.Window, d devic
 				parts = append(parts, loaded[h])
 			}
 		}
+		raw := devices{vehicle: d.vehicle, meters: d.meters, raw: true}
 		for _, e := range edges {
-			r, err := loadRaw(ctx, db, window.FloorHour(e.From), d)
+			at := window.FloorHour(e.From)
+			r, err := loadHours(ctx, db, []time.Time{at}, raw)
 			if err != nil {
 				return err
 			}
-			parts = append(parts, r.edge(e.From, e.To, d.vehicle, d.meters))
+			parts = append(parts, r[at].edge(e.From, e.To, d.vehicle, d.meters))
 		}
 		return nil
 	})

@@ -1,8 +1,7 @@
 // Package read is the analytics service's read path on one shard: it keeps the shard's
-// recent hours in memory, follows the ingesters' commit notices (and a periodic read of the
-// hours' versions) to keep them current, and answers a question from memory, or, when memory
-// does not hold what it needs, from rows read from Postgres for that question alone. Either
-// way the same code turns rows into the answer's parts, so memory and Postgres answer alike.
+// recent hours in memory, current by the ingesters' commit notices and a periodic poll, and
+// answers from memory, or else from rows read from Postgres for that question alone; the same
+// code turns rows into the answer's parts either way, so both answer alike.
 //
 // An hour's data is its rollup rows (meter_hourly, vehicle_hourly): whole hours of a window
 // come from them. The partial first and last hours of a window come from raw history (an Hour
@@ -41,9 +40,8 @@ type VehicleRow struct {
 	Last           int64
 }
 
-// Hour is the rows of an hour of one shard, or of part of it (an edge of a window), at the
-// hour's version: every row, or only the rows one question needs. It is never changed once
-// built.
+// Hour is the rows of an hour (or a window's edge of it) of one shard at the hour's version:
+// every row, or those one question needs. Never changed once built.
 type Hour struct {
 	At      time.Time
 	Version int64
@@ -110,22 +108,22 @@ func (h *Hour) Meter(id string) (MeterRow, bool) {
 
 // meterRows returns meter's rows: one, or a row per reading in raw history.
 func (h *Hour) meterRows(id string) []MeterRow {
-	i, _ := slices.BinarySearchFunc(h.Meters, id, func(r MeterRow, id string) int { return strings.Compare(r.Meter, id) })
+	return rowsOf(h.Meters, id, func(r MeterRow) string { return r.Meter })
+}
+
+// rowsOf returns the run of rows, sorted by key, whose key is id.
+func rowsOf[R any](rows []R, id string, key func(R) string) []R {
+	i, _ := slices.BinarySearchFunc(rows, id, func(r R, id string) int { return strings.Compare(key(r), id) })
 	j := i
-	for j < len(h.Meters) && h.Meters[j].Meter == id {
+	for j < len(rows) && key(rows[j]) == id {
 		j++
 	}
-	return h.Meters[i:j]
+	return rows[i:j]
 }
 
 // Vehicle returns vehicle's rows, one per meter it was attributed to.
 func (h *Hour) Vehicle(id string) []VehicleRow {
-	i, _ := slices.BinarySearchFunc(h.Vehicles, id, func(r VehicleRow, id string) int { return strings.Compare(r.Vehicle, id) })
-	j := i
-	for j < len(h.Vehicles) && h.Vehicles[j].Vehicle == id {
-		j++
-	}
-	return h.Vehicles[i:j]
+	return rowsOf(h.Vehicles, id, func(r VehicleRow) string { return r.Vehicle })
 }
 
 // Attributed calls fn with every row of DC attributed to meter.
@@ -150,23 +148,10 @@ func (h *Hour) MeterDC(meter, vehicle string) (total int64, others bool) {
 // latest reading known and before end: then the rows sum exactly the readings before end.
 func (h *Hour) endsBefore(vehicle string, meters []string, end time.Time) bool {
 	e := end.UnixMicro()
-	ok := func(last int64) bool { return last != 0 && last < e }
-	for _, v := range h.Vehicle(vehicle) {
-		if !ok(v.Last) {
-			return false
-		}
-	}
-	for _, m := range meters {
-		if r, found := h.Meter(m); found && !ok(r.Last) {
-			return false
-		}
-		all := true
-		h.Attributed(m, func(v VehicleRow) { all = all && ok(v.Last) })
-		if !all {
-			return false
-		}
-	}
-	return true
+	late := func(last int64) bool { return last == 0 || last >= e }
+	ms, vs := h.rows(vehicle, meters)
+	return !slices.ContainsFunc(ms, func(m MeterRow) bool { return late(m.Last) }) &&
+		!slices.ContainsFunc(vs, func(v VehicleRow) bool { return late(v.Last) })
 }
 
 // MeterSpan is a meter the asked vehicle was mapped to, and the hours it was mapped in.

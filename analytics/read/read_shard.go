@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fleetingest/fleetingest/analytics/shards"
@@ -16,30 +18,26 @@ import (
 	"github.com/fleetingest/fleetingest/api/telemetry"
 )
 
-// Config of a shard's reader.
+// Config of a shard's reader. A duration or bound not above zero takes its default.
 type Config struct {
 	// Do runs fn on the shard's database (shards.Set.Do). Required.
 	Do func(ctx context.Context, fn func(ctx context.Context, db shards.DBTX) error) error
-	// Recent is how far back the hours are held from the start and followed, whether asked
-	// for or not: the last day, so that a new replica answers the day's questions from
-	// memory. Default 24h.
+	// Recent is how far back hours are held and followed from the start, asked for or not,
+	// so that a new replica answers the day's questions from memory. Default 24h.
 	Recent time.Duration
-	// Horizon is how far back hours asked for are brought into memory; questions about older
-	// hours are answered from Postgres. Default 8 days (a 7-day window and the hour it moves
-	// into).
+	// Horizon is how far back hours asked for are brought into memory; older ones are read
+	// from Postgres. Default 8 days (a 7-day window and the hour it moves into).
 	Horizon time.Duration
-	// MaxBytes bounds the memory the hours held take; the least recently used hours older
-	// than Recent go first. Default 256 MiB.
+	// MaxBytes bounds the memory the hours take; the least recently used hours older than
+	// Recent go first. Default 256 MiB.
 	MaxBytes int64
-	// MaxRawHours bounds the hours of raw readings held for the edges of windows. Default 4.
+	// MaxRawHours bounds the hours of raw readings held for windows' edges. Default 4.
 	MaxRawHours int
-	// Poll is how often the hours' versions are read, to catch what no notice told (a
-	// notice lost, NATS restarting). Default 2s.
+	// Poll is how often the hours' versions are read, to catch what no notice told. Default 2s.
 	Poll time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
-	// Reads counts the questions by kind and where they were answered ("memory",
-	// "postgres"). Optional.
+	// Reads counts questions by kind and where answered ("memory", "postgres"). Optional.
 	Reads *prometheus.CounterVec
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -54,10 +52,9 @@ const (
 	DefaultPoll        = 2 * time.Second
 )
 
-// minReload is the least time between two reads of changed hours: notices arriving meanwhile
-// are read together. With the ingesters' batch wait it bounds how stale an answer is. settle
-// is how long after its end, or after a late reading changed it, an hour's raw readings may
-// be held: until then they change with nearly every batch.
+// minReload is the least time between two reads of changed hours (with the ingesters' batch
+// wait, how stale an answer may be); settle how long after its end or a late reading an
+// hour's raw readings may be held: until then they change with nearly every batch.
 const (
 	minReload = 200 * time.Millisecond
 	settle    = 2 * time.Minute
@@ -65,25 +62,16 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	c.Recent = cmpOr(c.Recent, DefaultRecent)
-	c.Horizon = max(cmpOr(c.Horizon, DefaultHorizon), c.Recent)
-	c.MaxBytes = cmpOr(c.MaxBytes, DefaultMaxBytes)
-	c.MaxRawHours = max(cmpOr(c.MaxRawHours, DefaultMaxRawHours), 2) // both edges of a window
-	c.Poll = cmpOr(c.Poll, DefaultPoll)
+	c.Recent = cmp.Or(max(c.Recent, 0), DefaultRecent)
+	c.Horizon = max(cmp.Or(max(c.Horizon, 0), DefaultHorizon), c.Recent)
+	c.MaxBytes = cmp.Or(max(c.MaxBytes, 0), DefaultMaxBytes)
+	c.MaxRawHours = max(cmp.Or(max(c.MaxRawHours, 0), DefaultMaxRawHours), 2) // both edges of a window
+	c.Poll = cmp.Or(max(c.Poll, 0), DefaultPoll)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
 	return c
-}
-
-func cmpOr[T int | int64 | time.Duration](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 // Shard answers the questions of one shard, from memory when it holds what they need.
@@ -102,8 +90,7 @@ type Shard struct {
 	wantHours map[time.Time]bool
 	wantRaw   map[time.Time]bool
 	// quiet is when hours whose raw readings changed while held may be read in again: a raw
-	// hour is dropped when it changes rather than read again whole, so late readings that
-	// trickle into an hour cost the questions about it a read of their devices' rows only.
+	// hour that changes is dropped, not read again whole with every late reading.
 	quiet  map[time.Time]time.Time
 	alerts *alertCache
 }
@@ -119,13 +106,11 @@ func New(cfg Config) *Shard {
 }
 
 // Ready reports whether the first read of the recent hours is done: they are in memory, or
-// the shard did not answer (its questions then answer Unavailable on every replica alike, and
-// memory fills when it does).
+// the shard did not answer (its questions then answer Unavailable until it does).
 func (s *Shard) Ready() bool { return s.ready.Load() }
 
-// Notify takes a commit notice: the hours held whose version moved are read again, and a
-// recent hour not held yet is read in; other hours are ignored (an hour after the clock's
-// next is no reading's the gateways accept).
+// Notify takes a commit notice: held hours whose version moved are read again, recent ones
+// not held read in; hours after the clock's next (no reading's the gateways accept) ignored.
 func (s *Shard) Notify(changed []telemetry.HourVersion) {
 	s.mu.Lock()
 	recent := s.recentFrom()
@@ -194,18 +179,16 @@ func (s *Shard) Run(ctx context.Context) error {
 // poll reads the versions of every hour held and of the recent hours, and marks what moved.
 func (s *Shard) poll(ctx context.Context) {
 	s.mu.RLock()
-	from := s.recentFrom()
-	for h := range s.hours {
-		from = minTime(from, h)
-	}
-	for h := range s.raw {
-		from = minTime(from, h)
-	}
+	held := slices.Concat(slices.Collect(maps.Keys(s.hours)), slices.Collect(maps.Keys(s.raw)))
+	from := slices.MinFunc(append(held, s.recentFrom()), time.Time.Compare)
 	s.mu.RUnlock()
-	var versions map[time.Time]int64
-	ok := s.ok(ctx, "reading the hours' versions", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
-		versions, err = loadVersions(ctx, db, from)
-		return err
+	versions := map[time.Time]int64{}
+	ok := s.ok(ctx, "reading the hours' versions", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) error {
+		var h time.Time
+		var v int64
+		return scanRows(ctx, db, `SELECT hour, version FROM rollup_hours WHERE hour >= @from`, pgx.NamedArgs{"from": from}, []any{&h, &v}, func() {
+			versions[h.UTC()] = v
+		})
 	}))
 	if ctx.Err() != nil {
 		return
@@ -273,14 +256,14 @@ func (s *Shard) load(ctx context.Context) bool {
 		return false
 	}
 	for _, at := range raws {
-		var r *Hour
+		var r map[time.Time]*Hour
 		if !s.ok(ctx, "reading an hour's raw readings into memory", s.cfg.Do(ctx, func(ctx context.Context, db shards.DBTX) (err error) {
-			r, err = loadRaw(ctx, db, at, devices{})
+			r, err = loadHours(ctx, db, []time.Time{at}, devices{raw: true})
 			return err
 		})) {
 			return false
 		}
-		s.install(nil, r)
+		s.install(nil, r[at])
 	}
 	return true
 }
@@ -293,10 +276,8 @@ func (s *Shard) ok(ctx context.Context, what string, err error) bool {
 	return err == nil
 }
 
-// readHours reads hours whole, a few a statement, and hands each statement's hours to fn as
-// they arrive: a statement stays well within the query timeout however many hours are asked,
-// no more than its rows are held outside memory, and what was read is kept if a later
-// statement fails.
+// readHours reads hours whole, a few a statement (each well within the query timeout), and
+// hands each statement's hours to fn as they arrive, so what was read is kept if one fails.
 func (s *Shard) readHours(ctx context.Context, hours []time.Time, fn func(map[time.Time]*Hour)) error {
 	for len(hours) > 0 {
 		n := min(len(hours), loadChunk)
@@ -362,11 +343,4 @@ func (s *Shard) install(hours map[time.Time]*Hour, r *Hour) {
 		size -= s.hours[old[0]].bytes()
 		delete(s.hours, old[0])
 	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }

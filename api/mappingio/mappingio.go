@@ -94,15 +94,11 @@ type Row struct {
 }
 
 // Read reads mappings to write, in the order to write them: every interval oldest first,
-// then the mappings that start now.
-//
-// JSON is an array of objects with vehicleId, meterId and intervals (what export writes). An
-// object with intervals gives one row per interval, so an export is replayed with its
-// history; its meterId, if any, must be the meter of its open interval. An object without
-// intervals maps the vehicle to its meterId from now on. CSV is vehicleId,meterId rows, with
-// an optional header, mapped from now on. Rows without a meter (unmapped vehicles) are
-// skipped. An invalid id, or intervals of a vehicle that are not disjoint with at most the
-// last one open, fail the whole read, naming the mapping.
+// then the mappings that start now. A JSON object (as Write writes) gives a row per interval,
+// its meterId, if any, the meter of its open interval; without intervals, its meterId from
+// now on. CSV rows, after an optional header, map from now on. Rows without a meter are
+// skipped. An invalid id, or a vehicle's intervals not disjoint with at most the last one
+// open, fail the whole read, naming the mapping.
 func Read(r io.Reader, format string) ([]Row, error) {
 	var rows []Row
 	var err error
@@ -150,17 +146,14 @@ func readJSON(r io.Reader) ([]Row, error) {
 			continue
 		}
 		for _, iv := range m.Intervals {
-			rows = append(rows, Row{VehicleID: m.VehicleID, MeterID: iv.MeterID, From: iv.From.UTC(), To: utc(iv.To)})
+			row := Row{VehicleID: m.VehicleID, MeterID: iv.MeterID, From: iv.From.UTC()}
+			if iv.To != nil {
+				row.To = new(iv.To.UTC())
+			}
+			rows = append(rows, row)
 		}
 	}
 	return rows, nil
-}
-
-func utc(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	return new(t.UTC())
 }
 
 // check validates one JSON mapping: ids, and intervals with a start, sorted, disjoint, at
