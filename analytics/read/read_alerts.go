@@ -13,10 +13,9 @@ type VehicleMeter struct {
 	AC, DC             int64
 }
 
-// AlertSums are what one shard holds of the alert question over whole hours, before the
-// threshold: every meter's AC, every (vehicle, meter)'s DC and share of the meter's AC, and
-// the meter hours with AC but no DC attributed (to be split among the vehicles mapped to the
-// meter then). Never changed once made.
+// AlertSums are one shard's part of the alert question over whole hours, before the
+// threshold: every meter's AC, every (vehicle, meter)'s DC and share of it, and the meter
+// hours with AC but no DC (split among the vehicles mapped then). Never changed once made.
 type AlertSums struct {
 	MeterAC map[string]int64
 	// Pairs are by [vehicle, meter].

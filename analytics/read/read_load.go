@@ -34,9 +34,8 @@ func (d devices) where(of string) string {
 	return of
 }
 
-// The reads, each of every row or of the rows devices.where selects. A read of several
-// statements runs in one snapshot of the shard (REPEATABLE READ): every hour's rows are
-// those of the version read with them, and an hour without data has version 0 and no rows.
+// The reads, of every row or those devices.where selects, in one snapshot (REPEATABLE READ):
+// an hour's rows are those of its version read with them; an hour without data, version 0.
 const (
 	versionsSQL    = `SELECT hour, version FROM rollup_hours WHERE hour = ANY(@hours)`
 	metersSQL      = `SELECT hour, meter_id, mwh_consumed_ac, voltage_sum, readings, coalesce(last_ts, 'epoch') FROM meter_hourly WHERE hour = ANY(@hours)`

@@ -38,8 +38,7 @@ func (s *Shard) ask(ctx context.Context, kind, vehicleID string, w window.Window
 }
 
 // parts returns the window's whole hours and its edges summed from raw readings, for the
-// devices d: from memory when it holds them all, else read from Postgres for this question
-// (and the hours it lacked brought into memory for the next ones).
+// devices d: from memory when it holds them all, else read from Postgres for this question.
 func (s *Shard) parts(ctx context.Context, kind string, w window.Window, d devices) ([]*Hour, error) {
 	whole, edges := w.Split()
 	if parts, ok := s.fromMemory(whole, edges, w.End, d); ok && !s.down.Load() {
@@ -73,9 +72,8 @@ func (s *Shard) parts(ctx context.Context, kind string, w window.Window, d devic
 	return parts, err
 }
 
-// fromMemory gathers the window's parts from memory; ok is false when it lacks one, which
-// it then asks Run to read in (within the horizon). Questions share the read lock: the write
-// lock is taken only to ask for what is missing.
+// fromMemory gathers the window's parts from memory under the read lock; ok is false when it
+// lacks one, which it then asks Run to read in (within the horizon).
 func (s *Shard) fromMemory(whole window.Range, edges []window.Range, end time.Time, d devices) (parts []*Hour, ok bool) {
 	now := s.cfg.Now()
 	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))
@@ -146,9 +144,8 @@ func hoursOf(r window.Range) []time.Time {
 	return out
 }
 
-// Alerts sums the shard's whole hours of r for the fleet alert question: from memory for
-// the hours it holds, the others read whole from Postgres (and kept when within the horizon).
-// The hours in split (a shard map's cutovers) are returned as rows, for MergeAlertSums.
+// Alerts sums the shard's whole hours of r for the fleet alert question: from memory, or read
+// from Postgres (kept within the horizon); the hours in split (cutovers) returned as rows.
 func (s *Shard) Alerts(ctx context.Context, r window.Range, split []time.Time) (AlertSums, error) {
 	now := s.cfg.Now()
 	horizon := window.FloorHour(now.Add(-s.cfg.Horizon))

@@ -237,9 +237,8 @@ func sum(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) 
 	return newHour(at, version, slices.Collect(maps.Values(ms)), slices.Collect(maps.Values(vs)))
 }
 
-// Merge adds up the parts of the same hour row by row (an hour split at a shard map's
-// cutover has a part on each shard, a vehicle's hour one on each shard it was placed on), so
-// that the hour answers as if one shard held it. The hours come out in time order.
+// Merge adds up the parts of the same hour (of an hour split at a cutover, or on each shard a
+// vehicle was placed on) row by row, as if one shard held it; hours come out in time order.
 func Merge(parts []*Hour) []*Hour {
 	byHour := map[time.Time][]*Hour{}
 	for _, p := range parts {

@@ -148,9 +148,8 @@ func (s *Shard) recentFrom() time.Time {
 	return window.FloorHour(s.cfg.Now().Add(-s.cfg.Recent))
 }
 
-// Run reads the recent hours in, then keeps what memory holds current until ctx ends: it
-// reads the hours that notices and polls find changed, and those questions asked for, at
-// most every minReload. Its pace is the machine's; Now only says which hours are recent.
+// Run reads the recent hours in, then, until ctx ends, at most every minReload those notices
+// and polls find changed and questions ask for. Its pace is the machine's, not Now's.
 func (s *Shard) Run(ctx context.Context) error {
 	poll := time.NewTicker(s.cfg.Poll)
 	defer poll.Stop()
@@ -217,7 +216,7 @@ func (s *Shard) poll(ctx context.Context) {
 // was read.
 func (s *Shard) load(ctx context.Context) bool {
 	s.mu.Lock()
-	var hours, raws []time.Time
+	var hours []time.Time
 	changed := map[time.Time]*Hour{} // held hours to read the changed rows of
 	for h := range s.stale {
 		held, ok := s.hours[h]
@@ -230,16 +229,11 @@ func (s *Shard) load(ctx context.Context) bool {
 			delete(s.stale, h) // dropped from memory since
 		}
 	}
-	for h := range s.wantHours {
-		hours = append(hours, h)
-	}
-	for h := range s.wantRaw {
-		raws = append(raws, h)
-	}
+	hours = append(hours, slices.Collect(maps.Keys(s.wantHours))...)
+	raws := slices.SortedFunc(maps.Keys(s.wantRaw), time.Time.Compare)
 	s.mu.Unlock()
 	slices.SortFunc(hours, time.Time.Compare)
-	slices.SortFunc(raws, time.Time.Compare)
-	hours, raws = slices.Compact(hours), slices.Compact(raws)
+	hours = slices.Compact(hours)
 	// A held hour that changed: only the rows written since the version held (those of the
 	// batches since, whatever their number).
 	for at, held := range changed {
@@ -327,12 +321,10 @@ func (s *Shard) install(hours map[time.Time]*Hour, r *Hour) {
 			old = append(old, at)
 		}
 	}
-	rawAt := make([]time.Time, 0, len(s.raw))
-	for at, r := range s.raw {
+	for _, r := range s.raw {
 		size += r.bytes()
-		rawAt = append(rawAt, at)
 	}
-	slices.SortFunc(rawAt, func(a, b time.Time) int { return cmp.Compare(s.raw[a].used.Load(), s.raw[b].used.Load()) })
+	rawAt := slices.SortedFunc(maps.Keys(s.raw), func(a, b time.Time) int { return cmp.Compare(s.raw[a].used.Load(), s.raw[b].used.Load()) })
 	for len(rawAt) > s.cfg.MaxRawHours || size > s.cfg.MaxBytes && len(rawAt) > 0 {
 		size -= s.raw[rawAt[0]].bytes()
 		delete(s.raw, rawAt[0])
