@@ -3,6 +3,7 @@ package analytics
 import (
 	"cmp"
 	"context"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
@@ -71,7 +72,8 @@ func (s *Service) fanOut(ctx context.Context, fn func(ctx context.Context, shard
 	for i := range s.shards.Len() {
 		wg.Go(func() {
 			if err := fn(ctx, i); err != nil {
-				if !callerGone(ctx, err) {
+				// A request its caller cancelled is not the shard's failure.
+				if !errors.Is(ctx.Err(), context.Canceled) || !errors.Is(err, context.Canceled) {
 					s.metrics.missing.Inc()
 					s.cfg.Logger.Warn("shard did not answer a fan-out query", "shard", i, "err", err)
 				}
@@ -166,9 +168,8 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	return connect.NewResponse(res), nil
 }
 
-// alertAnswer is the last alert lists made of sums every shard made from memory, and what
-// they were made of. A Made number stands for one shard's sums of one window and split at
-// its hours' versions, so the window needs no key of its own.
+// alertAnswer is the last alert lists made of sums every shard made from memory, keyed by
+// their Made numbers (each stands for a shard's window, split and hours' versions).
 type alertAnswer struct {
 	threshold float64
 	made      []uint64 // read.AlertSums.Made by shard
@@ -182,9 +183,8 @@ func (a *alertAnswer) same(o *alertAnswer) bool {
 }
 
 // alertLists merges the shards' sums into the lists below threshold (whole: every shard
-// answered). A dashboard asks the same window again and again: while every shard returns the
-// sums it made from memory before and the mappings have not moved, the lists made then are
-// the answer (never changed once made; pages are slices of them).
+// answered). While every shard returns the sums it made from memory before and the mappings
+// have not moved, the lists made then answer (never changed; pages are slices of them).
 func (s *Service) alertLists(parts []read.AlertSums, threshold float64, whole bool) ([]*analyticsv1.SiteAlert, []*analyticsv1.VehicleAlert) {
 	key := &alertAnswer{threshold: threshold, mappings: s.reg.Applied()}
 	for _, p := range parts {

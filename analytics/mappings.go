@@ -125,10 +125,8 @@ func (h *handler) ListMappings(ctx context.Context, req *connect.Request[analyti
 		return nil, err
 	}
 	after := req.Msg.GetPageToken()
-	if after != "" {
-		if err := checkID("pageToken", after); err != nil {
-			return nil, err
-		}
+	if err := checkID("pageToken", after); after != "" && err != nil {
+		return nil, err
 	}
 	if err := h.s.reg.WaitReady(ctx); err != nil {
 		return nil, connect.NewError(connect.CodeUnavailable, errors.New("the mapping copy has not caught up yet"))

@@ -13,9 +13,8 @@ import (
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
 
-// Mapping writes with their own time (backfill, imports): the interval [from, to) is written
-// beside the vehicle's other intervals, never over them, and never over readings that were
-// already placed without a mapping, since stored readings are not re-attributed.
+// Mapping writes with their own time (backfill, imports): [from, to) is written beside the
+// vehicle's other intervals, never over them nor over readings placed without a mapping.
 
 // backfillInterval is the interval a mapping write with from (and to) asks for, checked
 // against the clock: from not in the future and not older than maxLateness, to after from

@@ -33,10 +33,9 @@ type meterAnswer struct {
 	hours        map[time.Time]*hourTotals
 }
 
-// meterWindow reads the meter's window from the shards that held it and splits each hour's AC
-// among the vehicles by DC share (equally among the vehicles mapped then when no DC was
-// attributed; unattributed when none was mapped). An hour split at a shard map's cutover has
-// a part on each shard: the parts add up before the AC is shared. A meter that has never
+// meterWindow reads the meter's window from the shards that held it (an hour split at a
+// cutover added up first) and splits each hour's AC among the vehicles by DC share (equally
+// among those mapped then without DC; unattributed when none was). A meter that has never
 // reported is NotFound.
 func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Window) (meterAnswer, error) {
 	os, err := s.owners(meterID, w.Start, w.End)

@@ -1,8 +1,7 @@
 // Package analytics is the analytics service: the Connect handler of
-// fleetingest.analytics.v1.AnalyticsService (Connect, gRPC and gRPC-Web) with its REST paths
-// transcoded by vanguard from the same handler, answering per-vehicle, per-meter and
-// fleet-wide efficiency questions from the shards that own the data (placement by mapping
-// interval), the vehicle → meter mappings (registry), and device status.
+// fleetingest.analytics.v1.AnalyticsService (Connect, gRPC, gRPC-Web, and REST by vanguard)
+// answering per-vehicle, per-meter and fleet-wide efficiency questions from the shards that
+// own the data (placement by mapping interval), the vehicle → meter mappings, and status.
 package analytics
 
 import (
@@ -237,8 +236,7 @@ func (s *Service) Handler() http.Handler { return s.handler }
 
 // Ready reports whether the service should take questions: the mapping copy has caught up,
 // and each shard's last day of hours has been read into memory once. A shard that does not
-// answer does not make the service unready: its questions answer Unavailable on every replica
-// alike, while the other shards' questions and the mappings are answered.
+// answer does not make it unready: its questions answer Unavailable on every replica alike.
 func (s *Service) Ready(ctx context.Context) error {
 	if r, ok := s.cfg.Users.(interface{ Ready(context.Context) error }); ok {
 		if err := r.Ready(ctx); err != nil {

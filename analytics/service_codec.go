@@ -9,19 +9,17 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// jsonCodec is the handler's JSON codec: protojson that also writes the fields holding their
-// zero value (`"meterReadings": 0`, `"missingShards": []`), so that REST and JSON clients see
-// every field of an answer. The REST transcoder passes the handler's JSON through as the REST
-// answer, so this is the REST paths' JSON too. It takes both names connect-go gives JSON.
+// jsonCodec is the handler's JSON codec, and so the REST paths' (the transcoder passes it
+// through): protojson that also writes zero values (`"meterReadings": 0`, `"missingShards":
+// []`), so clients see every field. It takes both names connect-go gives JSON.
 type jsonCodec struct{ name string }
 
 func (c jsonCodec) Name() string { return c.name }
 
 func (c jsonCodec) Marshal(v any) ([]byte, error) { return c.MarshalAppend(nil, v) }
 
-// MarshalAppend lets connect-go encode into its pooled buffers. protojson varies the spaces
-// it puts after some ',' and ':' from build to build, on purpose: answers are compacted, so
-// that they are the same from every build.
+// MarshalAppend lets connect-go encode into its pooled buffers. protojson varies its spaces
+// from build to build on purpose: answers are compacted, the same from every build.
 func (jsonCodec) MarshalAppend(dst []byte, v any) ([]byte, error) {
 	m, ok := v.(proto.Message)
 	if !ok {

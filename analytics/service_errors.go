@@ -45,11 +45,6 @@ func (s *Service) shardError(what string, err error) error {
 	return connect.NewError(connect.CodeInternal, fmt.Errorf("%s: %w", what, err))
 }
 
-// callerGone reports whether err is only the request's own end: its caller cancelled it.
-func callerGone(ctx context.Context, err error) bool {
-	return errors.Is(ctx.Err(), context.Canceled) && errors.Is(err, context.Canceled)
-}
-
 // registryError turns a registry failure into the RPC error.
 func registryError(vehicleID string, err error) error {
 	switch {

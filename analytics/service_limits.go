@@ -22,10 +22,9 @@ const DefaultMaxRequestBytes = 64 << 10
 const maxErrorBytes = 512
 
 // limitBodies bounds what a request body may cost before anything decodes it. A REST body
-// (the paths under /v1/) is read here, within max bytes after decompression (gzip; other
-// encodings 415), and handed on whole: over the bound is 413. Connect, gRPC and gRPC-Web
-// bodies are bounded to max bytes on the wire here and per message after decompression by
-// the handler (ResourceExhausted).
+// (under /v1/) is read here within max bytes after decompression (gzip; others 415; over is
+// 413) and handed on whole. Connect, gRPC and gRPC-Web bodies are bounded on the wire here,
+// and per message after decompression by the handler (ResourceExhausted).
 func limitBodies(maxBytes int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {

@@ -76,9 +76,8 @@ func getStatus[M any](ctx context.Context, s *Service, k statusKind[M], id strin
 	return connect.NewResponse(k.msg(st, shard)), nil
 }
 
-// newestStatus is a device's newest row over the shards of its placement history: its own
-// id's and, for a vehicle, those of the meters of its mapping intervals. found is false when
-// no shard has one, and err then tells of the shards that did not answer.
+// newestStatus is a device's newest row over the shards of its own id and its intervals'
+// meters; found is false when no shard has one, and err then tells of those not answering.
 func newestStatus[M any](ctx context.Context, s *Service, k statusKind[M], id string, intervals []registry.Interval) (best read.Status, shard int, found bool, err error) {
 	end := s.cfg.Now().Add(time.Hour) // readings are stored up to minutes ahead of the clock
 	owners, err := s.owners(id, time.Time{}, end)
@@ -141,20 +140,16 @@ func cursorToken(c read.Cursor) string {
 // ListSilentVehicles answers GET /v1/status/vehicles?silentFor=10m: vehicles whose newest
 // reading, on any shard, is older than silentFor; longest silent first.
 func (h *handler) ListSilentVehicles(ctx context.Context, req *connect.Request[analyticsv1.ListSilentRequest]) (*connect.Response[analyticsv1.ListSilentVehiclesResponse], error) {
-	page, next, missing, err := listSilent(ctx, h, vehicleStatus, req.Msg)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&analyticsv1.ListSilentVehiclesResponse{Vehicles: page, NextPageToken: next, MissingShards: missing}), nil
+	return listSilent(ctx, h, vehicleStatus, req.Msg, func(page []*analyticsv1.VehicleStatus, next string, missing []int32) *analyticsv1.ListSilentVehiclesResponse {
+		return &analyticsv1.ListSilentVehiclesResponse{Vehicles: page, NextPageToken: next, MissingShards: missing}
+	})
 }
 
 // ListSilentMeters answers GET /v1/status/meters?silentFor=10m.
 func (h *handler) ListSilentMeters(ctx context.Context, req *connect.Request[analyticsv1.ListSilentRequest]) (*connect.Response[analyticsv1.ListSilentMetersResponse], error) {
-	page, next, missing, err := listSilent(ctx, h, meterStatus, req.Msg)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&analyticsv1.ListSilentMetersResponse{Meters: page, NextPageToken: next, MissingShards: missing}), nil
+	return listSilent(ctx, h, meterStatus, req.Msg, func(page []*analyticsv1.MeterStatus, next string, missing []int32) *analyticsv1.ListSilentMetersResponse {
+		return &analyticsv1.ListSilentMetersResponse{Meters: page, NextPageToken: next, MissingShards: missing}
+	})
 }
 
 // silent is a status row and its shard.
@@ -166,12 +161,15 @@ type silent struct {
 // listSilent lists a page of devices silent for the time asked, in (last heard, id) order,
 // over every shard, in rounds until the page is full: each shard's next rows, merged and cut
 // where the first full batch ends (another shard may hold rows beyond it), less the rows not
-// their device's newest on any shard (a device placed on another shard since left one).
-func listSilent[M any](ctx context.Context, h *handler, k statusKind[M], msg *analyticsv1.ListSilentRequest) (page []*M, next string, missing []int32, err error) {
+// their device's newest on any shard (a device placed on another shard since left one); res
+// makes the answer of a page.
+func listSilent[M, R any](ctx context.Context, h *handler, k statusKind[M], msg *analyticsv1.ListSilentRequest, res func(page []*M, next string, missing []int32) *R) (*connect.Response[R], error) {
 	cutoff, cur, size, err := h.silentParams(msg)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, err
 	}
+	var page []*M
+	var missing []int32
 	s := h.s
 	for range 100 {
 		var mu sync.Mutex
@@ -197,7 +195,7 @@ func listSilent[M any](ctx context.Context, h *handler, k statusKind[M], msg *an
 		missing = mergeMissing(missing, more)
 		for _, r := range rows {
 			if len(page) == size {
-				return page, cursorToken(cur), missing, nil
+				return connect.NewResponse(res(page, cursorToken(cur), missing)), nil
 			}
 			cur = r.row.Cursor()
 			if !newest[cur.ID].After(cur.At) {
@@ -205,13 +203,14 @@ func listSilent[M any](ctx context.Context, h *handler, k statusKind[M], msg *an
 			}
 		}
 		if cut == nil {
-			return page, "", missing, nil
+			return connect.NewResponse(res(page, "", missing)), nil
 		}
 	}
+	next := ""
 	if len(page) > 0 {
 		next = cursorToken(cur)
 	}
-	return page, next, missing, nil
+	return connect.NewResponse(res(page, next, missing)), nil
 }
 
 // newestByID reads, for the devices of rows, the newest row any shard holds.

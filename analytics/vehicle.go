@@ -88,8 +88,7 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 	return ans, nil
 }
 
-// readParts asks n shards at once for their parts of a window, and adds the parts up hour by
-// hour (read.Merge).
+// readParts asks n shards at once for their parts of a window and adds them up (read.Merge).
 func (s *Service) readParts(what string, n int, ask func(i int) ([]*read.Hour, error)) ([]*read.Hour, error) {
 	parts := make([][]*read.Hour, n)
 	errs := make([]error, n)

@@ -1,6 +1,5 @@
-// Package window is the time arithmetic of analytics queries: half-open windows
-// [end - length, end), their split into whole hours (answered from the hourly rollups) and the
-// partial edge hours (answered from raw history), and step buckets for series. No I/O.
+// Package window is the time arithmetic of analytics queries: windows [end - length, end),
+// their split into whole hours (rollups) and partial edges (raw history), step buckets. No I/O.
 package window
 
 import (
@@ -96,13 +95,7 @@ func (w Window) Period() string {
 func FloorHour(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
 
 // CeilHour is t when t starts an hour, else the start of the next hour, in UTC.
-func CeilHour(t time.Time) time.Time {
-	f := FloorHour(t)
-	if f.Equal(t) {
-		return f
-	}
-	return f.Add(time.Hour)
-}
+func CeilHour(t time.Time) time.Time { return FloorHour(t.Add(time.Hour - time.Nanosecond)) }
 
 // Range is a half-open time range [From, To).
 type Range struct{ From, To time.Time }

@@ -1,7 +1,6 @@
 // Package mappingio reads and writes vehicle → meter mappings as JSON or CSV: JSON holds
-// every interval of every vehicle (an export, replayed interval by interval by an import, so
-// a fleet's mapping history moves between installations intact), CSV the current mappings
-// as vehicleId,meterId rows (bulk set-up, mapped from now on).
+// every interval of every vehicle (an export an import replays, history intact), CSV the
+// current mappings as vehicleId,meterId rows (bulk set-up, mapped from now on).
 package mappingio
 
 import (
