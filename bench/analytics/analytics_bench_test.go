@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,6 +123,32 @@ func benchDir(b *testing.B, sz size) (dir string, reuse bool) {
 }
 
 // migrate brings a shard's schema up to date.
+// runCopy copies database name for one run (dropped when the run ends) and returns the
+// copy's DSN.
+func runCopy(ctx context.Context, b *testing.B, cluster *localpg.Cluster, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, cluster.DSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	run := pgx.Identifier{"run_" + name}.Sanitize()
+	for _, sql := range []string{
+		"DROP DATABASE IF EXISTS " + run + " WITH (FORCE)",
+		"CREATE DATABASE " + run + " TEMPLATE " + pgx.Identifier{name}.Sanitize() + " STRATEGY FILE_COPY",
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return "", fmt.Errorf("copying the data set's %s: %w", name, err)
+		}
+	}
+	b.Cleanup(func() {
+		if c, err := pgx.Connect(context.Background(), cluster.DSN("postgres")); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+run+" WITH (FORCE)")
+			_ = c.Close(context.Background())
+		}
+	})
+	return cluster.DSN("run_" + name), nil
+}
+
 func migrate(ctx context.Context, dsn string) error {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
@@ -251,6 +278,13 @@ func startStack(b *testing.B, sz size) *stack {
 			b.Fatal(err)
 		}
 		pool.Close()
+	}
+	// Each run asks and writes a copy of the data set, dropped when it ends: the readings its
+	// writing phases add do not pile up in the data set kept for the next run.
+	for i := range dsns {
+		if dsns[i], err = runCopy(ctx, b, cluster, fmt.Sprintf("shard%d", i)); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if reuse {
 		b.Logf("reusing the data set in %s", dir)
