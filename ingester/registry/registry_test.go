@@ -32,18 +32,29 @@ func newRegistryWith(t *testing.T, cfg registry.Config) (*registry.Registry, con
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	open := newBucket(t)
+	r := open(cfg)
+	go func() { _ = r.Run(ctx) }()
+	return r, ctx
+}
+
+// newBucket provisions a fleet's mapping bucket on a fresh NATS server and returns what opens
+// a registry on it (not running: the caller starts its watch, or not).
+func newBucket(t *testing.T) func(registry.Config) *registry.Registry {
+	t.Helper()
 	srv := natstest.Start(t)
 	_, js := natstest.Connect(t, srv.URL())
 	top := ingester.Topology{Namespace: "test", Fleet: "reg", Shards: 1}
-	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
+	if _, err := ingester.EnsureStreams(t.Context(), js, top, ingester.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r, err := registry.Open(ctx, js, top.MappingBucket(), cfg)
-	if err != nil {
-		t.Fatal(err)
+	return func(cfg registry.Config) *registry.Registry {
+		r, err := registry.Open(t.Context(), js, top.MappingBucket(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
-	go func() { _ = r.Run(ctx) }()
-	return r, ctx
 }
 
 func TestSetClosesTheOpenIntervalAndKeepsHistory(t *testing.T) {
@@ -195,17 +206,9 @@ func TestCopyCatchesUpAndFollowsWrites(t *testing.T) {
 // for its watch; here the watch never runs, so only the write can have put it in the copy.
 func TestTheWriterRoutesByItsOwnWriteAtOnce(t *testing.T) {
 	ctx := t.Context()
-	srv := natstest.Start(t)
-	_, js := natstest.Connect(t, srv.URL())
-	top := ingester.Topology{Namespace: "test", Fleet: "ryw", Shards: 1}
-	if _, err := ingester.EnsureStreams(ctx, js, top, ingester.StreamOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	open := newBucket(t)
 	clk := &clock{t: time.Now()}
-	r, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := open(registry.Config{Now: clk.Now})
 	for _, meter := range []string{"meter-a", "meter-b"} {
 		if _, err := r.Set(ctx, "EV-1", meter); err != nil {
 			t.Fatal(err)
@@ -220,10 +223,7 @@ func TestTheWriterRoutesByItsOwnWriteAtOnce(t *testing.T) {
 	}
 	// Another writer's later revision replaces it; an older one (the watch bringing back the
 	// writer's own) never does.
-	other, err := registry.Open(ctx, js, top.MappingBucket(), registry.Config{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := open(registry.Config{Now: clk.Now})
 	if _, err := other.Set(ctx, "EV-1", "meter-c"); err != nil {
 		t.Fatal(err)
 	}
