@@ -117,7 +117,7 @@ func BenchmarkGrowOnline(b *testing.B) {
 	rec.Metric(two, "two-shards-readings/s")
 	rec.Metric(three, "three-shards-readings/s")
 	rec.Metric(around, "cutover-minute-readings/s")
-	rec.Metric(around/((two+three)/2), "cutover/steady")
+	rec.Metric(around/((two+three)/2), "cutover/mean-steady")
 	rec.Metric(float64(refused.Load()), "non-202-batches")
 	rec.Metric(c.Seconds(), "cutover-s")
 	rec.Accepted(perSecond(accepted, &mu))
