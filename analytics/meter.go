@@ -44,11 +44,14 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 	}
 	hours, err := s.readParts("reading meter "+meterID, len(os), func(i int) ([]*read.Hour, error) {
 		return s.reader(os[i].Shard).Meter(ctx, meterID, w)
-	})
+	}, func(h *read.Hour) *read.Hour { return h.Of("", []string{meterID}) })
 	if err != nil {
 		return meterAnswer{}, err
 	}
-	if !slices.ContainsFunc(hours, func(h *read.Hour) bool { return len(h.Meters)+len(h.Vehicles) > 0 }) {
+	if !slices.ContainsFunc(hours, func(h *read.Hour) bool {
+		h = h.Of("", []string{meterID})
+		return len(h.Meters)+len(h.Vehicles) > 0
+	}) {
 		switch _, _, known, err := newestStatus(ctx, s, meterStatus, meterID, nil); {
 		case err != nil:
 			return meterAnswer{}, err

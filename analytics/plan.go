@@ -4,7 +4,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/ingester/registry"
 )
@@ -53,11 +52,11 @@ func until(iv registry.Interval, open time.Time) time.Time {
 // shardPlan is what to ask one shard for a vehicle's window.
 type shardPlan struct {
 	shard  int
-	meters []read.MeterSpan
+	meters []string
 }
 
-// planVehicle asks, once each, the shards that held each piece's meter for the hours they
-// held it in, and those that held the vehicle's id when part of the window had no mapping.
+// planVehicle asks, once each, the shards that held each piece's meter while it was mapped
+// (for that meter), and those that held the vehicle's id when part of the window had no mapping.
 func (s *Service) planVehicle(vehicleID string, w window.Window, ps []piece, uncovered bool) ([]shardPlan, error) {
 	var plans []shardPlan
 	add := func(shard int) *shardPlan {
@@ -82,8 +81,9 @@ func (s *Service) planVehicle(vehicleID string, w window.Window, ps []piece, unc
 			return nil, err
 		}
 		for _, o := range os {
-			plan := add(o.Shard)
-			plan.meters = append(plan.meters, read.MeterSpan{MeterID: p.meterID, Hours: w.HourSpan(window.Range{From: o.From, To: o.To})})
+			if plan := add(o.Shard); !slices.Contains(plan.meters, p.meterID) {
+				plan.meters = append(plan.meters, p.meterID)
+			}
 		}
 	}
 	return plans, nil

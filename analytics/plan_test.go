@@ -52,7 +52,7 @@ func TestPiecesClipIntervalsToTheWindowAndFindUnmappedParts(t *testing.T) {
 	}
 }
 
-func TestPlanAsksEachShardThatHeldAPieceForTheHoursItHeldIt(t *testing.T) {
+func TestPlanAsksEachShardThatHeldAPiecesMeter(t *testing.T) {
 	at := func(h, m int) time.Time { return time.Date(2026, 11, 20, h, m, 0, 0, time.UTC) }
 	// Two shards, then three from 03:20: find a meter that moved to the new shard and one
 	// that stayed.
@@ -80,16 +80,13 @@ func TestPlanAsksEachShardThatHeldAPieceForTheHoursItHeldIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	span := func(meter string, from, to int) read.MeterSpan {
-		return read.MeterSpan{MeterID: meter, Hours: window.Range{From: at(from, 0), To: at(to, 0)}}
-	}
 	before, after := grown.ShardOf(moved, at(0, 0)), 2
-	want := map[int][]read.MeterSpan{}
-	want[before] = append(want[before], span(moved, 0, 3))
-	want[grown.ShardOf(stayed, at(0, 0))] = append(want[grown.ShardOf(stayed, at(0, 0))], span(stayed, 2, 3))
-	want[before] = append(want[before], span(moved, 2, 4)) // until the cutover, in its hour
-	want[after] = append(want[after], span(moved, 3, 7))   // from the cutover's hour on
-	got := map[int][]read.MeterSpan{}
+	// The moved meter's shard until the cutover, and after it; the stayed meter's.
+	want := map[int][]string{}
+	want[before] = append(want[before], moved)
+	want[grown.ShardOf(stayed, at(0, 0))] = append(want[grown.ShardOf(stayed, at(0, 0))], stayed)
+	want[after] = append(want[after], moved)
+	got := map[int][]string{}
 	for _, p := range plans {
 		if _, dup := got[p.shard]; dup {
 			t.Fatalf("shard %d asked twice: %+v", p.shard, plans)

@@ -127,7 +127,7 @@ type Service struct {
 // reader is the one seam between the handlers and a shard's data (read.Shard): it answers
 // the windows from memory or from Postgres, and counts which; status from Postgres.
 type reader interface {
-	Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []read.MeterSpan) ([]*read.Hour, error)
+	Vehicle(ctx context.Context, vehicleID string, w window.Window, meters []string) ([]*read.Hour, error)
 	Meter(ctx context.Context, meterID string, w window.Window) ([]*read.Hour, error)
 	Alerts(ctx context.Context, hours window.Range, split []time.Time) (read.AlertSums, error)
 	Silent(ctx context.Context, k read.Kind, cutoff time.Time, after read.Cursor, limit int) ([]read.Status, error)

@@ -54,9 +54,15 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 	if err != nil {
 		return vehicleAnswer{}, err
 	}
+	var mapped []string
+	for _, p := range ps {
+		if !slices.Contains(mapped, p.meterID) {
+			mapped = append(mapped, p.meterID)
+		}
+	}
 	hours, err := s.readParts("reading vehicle "+vehicleID, len(plans), func(i int) ([]*read.Hour, error) {
 		return s.reader(plans[i].shard).Vehicle(ctx, vehicleID, w, plans[i].meters)
-	})
+	}, func(h *read.Hour) *read.Hour { return h.Of(vehicleID, mapped) })
 	if err != nil {
 		return vehicleAnswer{}, err
 	}
@@ -72,9 +78,9 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 			t.readings += int(v.Readings)
 			meters, dc[v.Meter] = append(meters, v.Meter), v.DC
 		}
-		for _, p := range ps {
-			if !slices.Contains(meters, p.meterID) {
-				meters = append(meters, p.meterID)
+		for _, m := range mapped {
+			if !slices.Contains(meters, m) {
+				meters = append(meters, m)
 			}
 		}
 		for _, m := range meters {
@@ -88,8 +94,9 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 	return ans, nil
 }
 
-// readParts asks n shards at once for their parts of a window and adds them up (read.Merge).
-func (s *Service) readParts(what string, n int, ask func(i int) ([]*read.Hour, error)) ([]*read.Hour, error) {
+// readParts asks n shards at once for their parts of a window and adds them up (read.Merge,
+// an hour held by several first limited to the rows of).
+func (s *Service) readParts(what string, n int, ask func(i int) ([]*read.Hour, error), of func(*read.Hour) *read.Hour) ([]*read.Hour, error) {
 	parts := make([][]*read.Hour, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -100,7 +107,7 @@ func (s *Service) readParts(what string, n int, ask func(i int) ([]*read.Hour, e
 	if err := errors.Join(errs...); err != nil {
 		return nil, s.shardError(what, err)
 	}
-	return read.Merge(slices.Concat(parts...)), nil
+	return read.Merge(slices.Concat(parts...), of), nil
 }
 
 // pieceOf returns the first piece of meter that touches hour, or nil.

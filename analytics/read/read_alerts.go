@@ -78,7 +78,7 @@ func MergeAlertSums(parts []AlertSums) AlertSums {
 		a.Unshared = append(a.Unshared, p.Unshared...)
 		split = append(split, p.Split...)
 	}
-	for _, h := range Merge(split) {
+	for _, h := range Merge(split, nil) {
 		a.add(h)
 	}
 	return *a

@@ -16,25 +16,17 @@ const (
 )
 
 // Vehicle reads the parts of the vehicle's window w this shard holds (whole hours, then the
-// edges): the vehicle's rows and, in the hours of each meter span, the meter's rows with the
-// DC of every vehicle attributed to it.
-func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, spans []MeterSpan) ([]*Hour, error) {
-	return s.ask(ctx, "vehicle", vehicleID, w, spans)
+// edges) with the vehicle's rows and, of each meter, its rows with the DC of every vehicle
+// attributed to it. Hours held are returned whole (they never change): the question looks its
+// rows up in them.
+func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, meters []string) ([]*Hour, error) {
+	return s.parts(ctx, "vehicle", w, devices{vehicle: vehicleID, meters: meters})
 }
 
 // Meter reads the parts of window w this shard holds of a meter: its rows and the DC of every
 // vehicle attributed to it.
 func (s *Shard) Meter(ctx context.Context, meterID string, w window.Window) ([]*Hour, error) {
-	return s.ask(ctx, "meter", "", w, []MeterSpan{{MeterID: meterID, Hours: w.HourSpan(window.Range{From: w.Start, To: w.End})}})
-}
-
-// ask reads the parts of window w of a vehicle ("" for none) and of the spans' meters.
-func (s *Shard) ask(ctx context.Context, kind, vehicleID string, w window.Window, spans []MeterSpan) ([]*Hour, error) {
-	parts, err := s.parts(ctx, kind, w, devices{vehicle: vehicleID, meters: MeterIDs(spans)})
-	for i, h := range parts {
-		parts[i] = h.of(vehicleID, slices.DeleteFunc(MeterIDs(spans), func(m string) bool { return !inSpan(spans, m, h.At) }))
-	}
-	return parts, err
+	return s.parts(ctx, "meter", w, devices{meters: []string{meterID}})
 }
 
 // parts returns the window's whole hours and its edges summed from raw readings, for the

@@ -50,6 +50,8 @@ type Hour struct {
 	Vehicles []VehicleRow
 	// byMeter indexes Vehicles by (meter, vehicle), for the DC attributed to a meter.
 	byMeter []int32
+	// runs are each device's rows: [from, to) in Meters, Vehicles and byMeter.
+	runs map[string][3][2]int32
 	// used is the Unix nanoseconds of the last question that used the hour held, for evicting
 	// the least recently used; questions set it under the shard's read lock.
 	used atomic.Int64
@@ -73,7 +75,23 @@ func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleR
 	slices.SortStableFunc(h.byMeter, func(a, b int32) int {
 		return cmp.Or(strings.Compare(vehicles[a].Meter, vehicles[b].Meter), strings.Compare(vehicles[a].Vehicle, vehicles[b].Vehicle))
 	})
+	h.runs = make(map[string][3][2]int32, len(meters)+len(vehicles)/2)
+	h.index(0, len(meters), func(i int) string { return meters[i].Meter })
+	h.index(1, len(vehicles), func(i int) string { return vehicles[i].Vehicle })
+	h.index(2, len(h.byMeter), func(i int) string { return vehicles[h.byMeter[i]].Meter })
 	return h
+}
+
+// index records the runs of n rows sorted by key as runs[key][k].
+func (h *Hour) index(k, n int, key func(int) string) {
+	for i := range n {
+		r := h.runs[key(i)]
+		if r[k][1] == 0 { // the run's first row
+			r[k][0] = int32(i)
+		}
+		r[k][1] = int32(i + 1)
+		h.runs[key(i)] = r
+	}
 }
 
 // with returns h with rows replaced (by meter; by vehicle and meter) or added, at version v.
@@ -95,7 +113,7 @@ func (h *Hour) with(v int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
 
 // bytes estimates the memory h takes.
 func (h *Hour) bytes() int64 {
-	return int64(len(h.Meters))*56 + int64(len(h.Vehicles))*72 + int64(len(h.byMeter))*4 + 128
+	return int64(len(h.Meters))*56 + int64(len(h.Vehicles))*72 + int64(len(h.byMeter))*4 + int64(len(h.runs))*64 + 128
 }
 
 // Meter returns meter's row.
@@ -108,29 +126,21 @@ func (h *Hour) Meter(id string) (MeterRow, bool) {
 
 // meterRows returns meter's rows: one, or a row per reading in raw history.
 func (h *Hour) meterRows(id string) []MeterRow {
-	return rowsOf(h.Meters, id, func(r MeterRow) string { return r.Meter })
-}
-
-// rowsOf returns the run of rows, sorted by key, whose key is id.
-func rowsOf[R any](rows []R, id string, key func(R) string) []R {
-	i, _ := slices.BinarySearchFunc(rows, id, func(r R, id string) int { return strings.Compare(key(r), id) })
-	j := i
-	for j < len(rows) && key(rows[j]) == id {
-		j++
-	}
-	return rows[i:j]
+	r := h.runs[id][0]
+	return h.Meters[r[0]:r[1]]
 }
 
 // Vehicle returns vehicle's rows, one per meter it was attributed to.
 func (h *Hour) Vehicle(id string) []VehicleRow {
-	return rowsOf(h.Vehicles, id, func(r VehicleRow) string { return r.Vehicle })
+	r := h.runs[id][1]
+	return h.Vehicles[r[0]:r[1]]
 }
 
 // Attributed calls fn with every row of DC attributed to meter.
 func (h *Hour) Attributed(meter string, fn func(VehicleRow)) {
-	i, _ := slices.BinarySearchFunc(h.byMeter, meter, func(k int32, m string) int { return strings.Compare(h.Vehicles[k].Meter, m) })
-	for ; i < len(h.byMeter) && h.Vehicles[h.byMeter[i]].Meter == meter; i++ {
-		fn(h.Vehicles[h.byMeter[i]])
+	r := h.runs[meter][2]
+	for _, k := range h.byMeter[r[0]:r[1]] {
+		fn(h.Vehicles[k])
 	}
 }
 
@@ -154,33 +164,6 @@ func (h *Hour) endsBefore(vehicle string, meters []string, end time.Time) bool {
 		!slices.ContainsFunc(vs, func(v VehicleRow) bool { return late(v.Last) })
 }
 
-// MeterSpan is a meter the asked vehicle was mapped to, and the hours it was mapped in.
-type MeterSpan struct {
-	MeterID string
-	Hours   window.Range
-}
-
-// MeterIDs lists the spans' meters once each.
-func MeterIDs(spans []MeterSpan) []string {
-	ids := make([]string, 0, len(spans))
-	for _, s := range spans {
-		if !slices.Contains(ids, s.MeterID) {
-			ids = append(ids, s.MeterID)
-		}
-	}
-	return ids
-}
-
-// inSpan reports whether hour h of meter m lies in one of the spans.
-func inSpan(spans []MeterSpan, m string, h time.Time) bool {
-	for _, s := range spans {
-		if s.MeterID == m && !h.Before(s.Hours.From) && h.Before(s.Hours.To) {
-			return true
-		}
-	}
-	return false
-}
-
 // MeterHour is a meter's AC in one hour.
 type MeterHour struct {
 	MeterID string
@@ -188,15 +171,15 @@ type MeterHour struct {
 	AC      int64
 }
 
-// of returns the rows of h a question needs: the vehicle's ("" for none), and the meters'
+// Of returns the rows of h a question needs: the vehicle's ("" for none), and the meters'
 // with the DC of every vehicle attributed to them.
-func (h *Hour) of(vehicle string, meters []string) *Hour {
+func (h *Hour) Of(vehicle string, meters []string) *Hour {
 	ms, vs := h.rows(vehicle, meters)
 	return newHour(h.At, h.Version, ms, vs)
 }
 
 // edge sums the raw readings of h in [from, to) that a question about vehicle and meters
-// uses (as of) into the rows of that part of the hour.
+// uses (as Of) into the rows of that part of the hour.
 func (h *Hour) edge(from, to time.Time, vehicle string, meters []string) *Hour {
 	f, t := from.UnixMicro(), to.UnixMicro()
 	out := func(ts int64) bool { return ts < f || ts >= t }
@@ -239,7 +222,9 @@ func sum(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) 
 
 // Merge adds up the parts of the same hour (of an hour split at a cutover, or on each shard a
 // vehicle was placed on) row by row, as if one shard held it; hours come out in time order.
-func Merge(parts []*Hour) []*Hour {
+// Each part of an hour that has several is first limited to the rows of, when of is given:
+// an hour with one part is passed as it is.
+func Merge(parts []*Hour, of func(*Hour) *Hour) []*Hour {
 	byHour := map[time.Time][]*Hour{}
 	for _, p := range parts {
 		byHour[p.At] = append(byHour[p.At], p)
@@ -253,6 +238,9 @@ func Merge(parts []*Hour) []*Hour {
 		var meters []MeterRow
 		var vehicles []VehicleRow
 		for _, h := range byHour[at] {
+			if of != nil {
+				h = of(h)
+			}
 			meters, vehicles = append(meters, h.Meters...), append(vehicles, h.Vehicles...)
 		}
 		out = append(out, sum(at, 0, meters, vehicles))
