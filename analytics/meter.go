@@ -48,17 +48,6 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 	if err != nil {
 		return meterAnswer{}, err
 	}
-	if !slices.ContainsFunc(hours, func(h *read.Hour) bool {
-		h = h.Of("", []string{meterID})
-		return len(h.Meters)+len(h.Vehicles) > 0
-	}) {
-		switch _, _, known, err := newestStatus(ctx, s, meterStatus, meterID, nil); {
-		case err != nil:
-			return meterAnswer{}, err
-		case !known:
-			return meterAnswer{}, notFound("meter %s has never reported", meterID)
-		}
-	}
 	ans := meterAnswer{vehicles: map[string]*vehicleShare{}, hours: map[time.Time]*hourTotals{}}
 	veh := func(id string) *vehicleShare {
 		v := entry(ans.vehicles, id)
@@ -66,8 +55,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		return v
 	}
 	for _, h := range hours {
-		m, _ := h.Meter(meterID)
-		total, _ := h.MeterDC(meterID, "")
+		m, total, _ := h.MeterDC(meterID, "")
 		t := entry(ans.hours, h.At)
 		t.ac, t.voltageSum, t.meterReadings = m.AC, m.VoltageSum, int(m.Readings)
 		h.Attributed(meterID, func(v read.VehicleRow) {
@@ -92,6 +80,14 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		}
 	}
 	ans.total = sumHours(ans.hours)
+	if ans.total.meterReadings+ans.total.readings == 0 { // no row of the meter in the window
+		switch _, _, known, err := newestStatus(ctx, s, meterStatus, meterID, nil); {
+		case err != nil:
+			return meterAnswer{}, err
+		case !known:
+			return meterAnswer{}, notFound("meter %s has never reported", meterID)
+		}
+	}
 	return ans, nil
 }
 

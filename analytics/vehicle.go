@@ -70,20 +70,14 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 	// Each (meter, hour) belongs to the first piece of that meter that touches the hour.
 	for _, h := range hours {
 		t := entry(ans.hours, h.At)
-		var meters []string
 		dc := map[string]int64{}
 		for _, v := range h.Vehicle(vehicleID) {
 			t.dc += v.DC
 			t.tempSum += v.TempSum
 			t.readings += int(v.Readings)
-			meters, dc[v.Meter] = append(meters, v.Meter), v.DC
+			dc[v.Meter] = v.DC
 		}
 		for _, m := range mapped {
-			if !slices.Contains(meters, m) {
-				meters = append(meters, m)
-			}
-		}
-		for _, m := range meters {
 			if a := ans.pieceOf(w, m, h.At); a != nil {
 				s.attribute(a, t, w, h, m, vehicleID, dc[m])
 			}
@@ -107,6 +101,9 @@ func (s *Service) readParts(what string, n int, ask func(i int) ([]*read.Hour, e
 	if err := errors.Join(errs...); err != nil {
 		return nil, s.shardError(what, err)
 	}
+	if n == 1 { // one shard's hours are distinct
+		return parts[0], nil
+	}
 	return read.Merge(slices.Concat(parts...), of), nil
 }
 
@@ -124,8 +121,7 @@ func (ans *vehicleAnswer) pieceOf(w window.Window, meter string, hour time.Time)
 // attribute adds the vehicle's share of one (meter, hour)'s AC to its piece a and hour t: by
 // DC, or, with no DC attributed to the meter then, equally among the vehicles mapped to it.
 func (s *Service) attribute(a *piece, t *hourTotals, w window.Window, h *read.Hour, meter, vehicleID string, dc int64) {
-	m, _ := h.Meter(meter)
-	total, shared := h.MeterDC(meter, vehicleID)
+	m, total, shared := h.MeterDC(meter, vehicleID)
 	share := int64(0)
 	switch {
 	case total > 0:

@@ -40,7 +40,7 @@ func newAlertSums() *AlertSums {
 func (a *AlertSums) add(h *Hour) {
 	for _, m := range h.Meters {
 		a.MeterAC[m.Meter] += m.AC
-		total, _ := h.MeterDC(m.Meter, "")
+		_, total, _ := h.MeterDC(m.Meter, "")
 		if total == 0 && m.AC > 0 {
 			a.Unshared = append(a.Unshared, MeterHour{MeterID: m.Meter, Hour: h.At, AC: m.AC})
 		}

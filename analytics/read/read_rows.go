@@ -116,20 +116,6 @@ func (h *Hour) bytes() int64 {
 	return int64(len(h.Meters))*56 + int64(len(h.Vehicles))*72 + int64(len(h.byMeter))*4 + int64(len(h.runs))*64 + 128
 }
 
-// Meter returns meter's row.
-func (h *Hour) Meter(id string) (MeterRow, bool) {
-	if rows := h.meterRows(id); len(rows) > 0 {
-		return rows[0], true
-	}
-	return MeterRow{}, false
-}
-
-// meterRows returns meter's rows: one, or a row per reading in raw history.
-func (h *Hour) meterRows(id string) []MeterRow {
-	r := h.runs[id][0]
-	return h.Meters[r[0]:r[1]]
-}
-
 // Vehicle returns vehicle's rows, one per meter it was attributed to.
 func (h *Hour) Vehicle(id string) []VehicleRow {
 	r := h.runs[id][1]
@@ -144,24 +130,26 @@ func (h *Hour) Attributed(meter string, fn func(VehicleRow)) {
 	}
 }
 
-// MeterDC is the DC attributed to meter in the hour (the total attribution.Share divides its
-// AC by), and whether a vehicle other than vehicle drew some of it.
-func (h *Hour) MeterDC(meter, vehicle string) (total int64, others bool) {
-	h.Attributed(meter, func(v VehicleRow) {
-		total += v.DC
-		others = others || v.Vehicle != vehicle
-	})
-	return total, others
+// MeterDC is meter's row, the DC attributed to it in the hour (the total attribution.Share
+// divides its AC by), and whether a vehicle other than vehicle drew some of it.
+func (h *Hour) MeterDC(meter, vehicle string) (m MeterRow, total int64, others bool) {
+	r := h.runs[meter]
+	if r[0][1] > r[0][0] {
+		m = h.Meters[r[0][0]]
+	}
+	for _, k := range h.byMeter[r[2][0]:r[2][1]] {
+		total += h.Vehicles[k].DC
+		others = others || h.Vehicles[k].Vehicle != vehicle
+	}
+	return m, total, others
 }
 
 // endsBefore reports whether every row a question about vehicle and meters uses has its
 // latest reading known and before end: then the rows sum exactly the readings before end.
 func (h *Hour) endsBefore(vehicle string, meters []string, end time.Time) bool {
 	e := end.UnixMicro()
-	late := func(last int64) bool { return last == 0 || last >= e }
-	ms, vs := h.rows(vehicle, meters)
-	return !slices.ContainsFunc(ms, func(m MeterRow) bool { return late(m.Last) }) &&
-		!slices.ContainsFunc(vs, func(v VehicleRow) bool { return late(v.Last) })
+	ms, vs := h.rows(vehicle, meters, func(last int64) bool { return last == 0 || last >= e })
+	return len(ms)+len(vs) == 0
 }
 
 // MeterHour is a meter's AC in one hour.
@@ -174,7 +162,7 @@ type MeterHour struct {
 // Of returns the rows of h a question needs: the vehicle's ("" for none), and the meters'
 // with the DC of every vehicle attributed to them.
 func (h *Hour) Of(vehicle string, meters []string) *Hour {
-	ms, vs := h.rows(vehicle, meters)
+	ms, vs := h.rows(vehicle, meters, func(int64) bool { return true })
 	return newHour(h.At, h.Version, ms, vs)
 }
 
@@ -182,40 +170,72 @@ func (h *Hour) Of(vehicle string, meters []string) *Hour {
 // uses (as Of) into the rows of that part of the hour.
 func (h *Hour) edge(from, to time.Time, vehicle string, meters []string) *Hour {
 	f, t := from.UnixMicro(), to.UnixMicro()
-	out := func(ts int64) bool { return ts < f || ts >= t }
-	ms, vs := h.rows(vehicle, meters)
-	ms = slices.DeleteFunc(ms, func(m MeterRow) bool { return out(m.Last) })
-	vs = slices.DeleteFunc(vs, func(v VehicleRow) bool { return out(v.Last) })
+	ms, vs := h.rows(vehicle, meters, func(ts int64) bool { return ts >= f && ts < t })
 	return sum(window.FloorHour(from), h.Version, ms, vs)
 }
 
-// rows copies the rows of h that of and edge select.
-func (h *Hour) rows(vehicle string, meters []string) (ms []MeterRow, vs []VehicleRow) {
-	vs = slices.Clone(h.Vehicle(vehicle))
+// rows copies the rows of h that Of and edge select whose Last keep reports, a device's rows
+// that follow each other (raw readings, in time order) added up into one.
+func (h *Hour) rows(vehicle string, meters []string, keep func(last int64) bool) (ms []MeterRow, vs []VehicleRow) {
+	addVehicle := func(v VehicleRow) {
+		switch n := len(vs); {
+		case !keep(v.Last):
+		case n > 0 && vs[n-1].Vehicle == v.Vehicle && vs[n-1].Meter == v.Meter:
+			vs[n-1] = vs[n-1].plus(v)
+		default:
+			vs = append(vs, v)
+		}
+	}
+	for _, v := range h.Vehicle(vehicle) {
+		addVehicle(v)
+	}
 	for _, m := range meters {
-		ms = append(ms, h.meterRows(m)...)
+		r := h.runs[m][0]
+		for _, r := range h.Meters[r[0]:r[1]] {
+			switch n := len(ms); {
+			case !keep(r.Last):
+			case n > 0 && ms[n-1].Meter == r.Meter:
+				ms[n-1] = ms[n-1].plus(r)
+			default:
+				ms = append(ms, r)
+			}
+		}
 		h.Attributed(m, func(v VehicleRow) {
 			if v.Vehicle != vehicle { // the vehicle's own are in
-				vs = append(vs, v)
+				addVehicle(v)
 			}
 		})
 	}
 	return ms, vs
 }
 
+// plus adds o's readings to m's.
+func (m MeterRow) plus(o MeterRow) MeterRow {
+	m.AC, m.VoltageSum, m.Readings, m.Last = m.AC+o.AC, m.VoltageSum+o.VoltageSum, m.Readings+o.Readings, max(m.Last, o.Last)
+	return m
+}
+
+// plus adds o's readings to v's.
+func (v VehicleRow) plus(o VehicleRow) VehicleRow {
+	v.DC, v.TempSum, v.Readings, v.Last = v.DC+o.DC, v.TempSum+o.TempSum, v.Readings+o.Readings, max(v.Last, o.Last)
+	return v
+}
+
 // sum adds rows up by meter and by (vehicle, meter) into an hour, in the order given.
 func sum(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
 	ms, vs := map[string]MeterRow{}, map[[2]string]VehicleRow{}
 	for _, m := range meters {
-		s := ms[m.Meter]
-		s.Meter, s.AC, s.VoltageSum, s.Readings, s.Last = m.Meter, s.AC+m.AC, s.VoltageSum+m.VoltageSum, s.Readings+m.Readings, max(s.Last, m.Last)
-		ms[m.Meter] = s
+		if s, ok := ms[m.Meter]; ok {
+			m = s.plus(m)
+		}
+		ms[m.Meter] = m
 	}
 	for _, v := range vehicles {
 		k := [2]string{v.Vehicle, v.Meter}
-		s := vs[k]
-		s.Vehicle, s.Meter, s.DC, s.TempSum, s.Readings, s.Last = v.Vehicle, v.Meter, s.DC+v.DC, s.TempSum+v.TempSum, s.Readings+v.Readings, max(s.Last, v.Last)
-		vs[k] = s
+		if s, ok := vs[k]; ok {
+			v = s.plus(v)
+		}
+		vs[k] = v
 	}
 	return newHour(at, version, slices.Collect(maps.Values(ms)), slices.Collect(maps.Values(vs)))
 }

@@ -68,6 +68,7 @@ func (c Config) withDefaults() Config {
 	c.MaxRawHours = max(cmp.Or(max(c.MaxRawHours, 0), DefaultMaxRawHours), 2) // both edges of a window
 	c.Poll = cmp.Or(max(c.Poll, 0), DefaultPoll)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.Reads = cmp.Or(c.Reads, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reads"}, []string{"kind", "source"}))
 	if c.Now == nil {
 		c.Now = time.Now
 	}
