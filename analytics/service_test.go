@@ -179,6 +179,17 @@ func TestAnalytics(t *testing.T) {
 		}
 	})
 
+	t.Run("a meter that has reported answers a window without its readings with zeros, not NotFound", func(t *testing.T) {
+		before := hoursBefore(f.end, 100).Format(time.RFC3339) // a day well before the data set
+		res, err := f.connect.GetMeterPerformance(context.Background(), connect.NewRequest(&analyticsv1.GetMeterPerformanceRequest{MeterId: meterID(0), End: before}))
+		if err != nil {
+			t.Fatalf("%s before its readings: %v", meterID(0), err)
+		}
+		if res.Msg.MeterReadings != 0 || res.Msg.VehicleReadings != 0 || res.Msg.Energy.GetAcConsumed() != 0 {
+			t.Fatalf("%s before its readings: %+v, want nothing", meterID(0), res.Msg)
+		}
+	})
+
 	t.Run("per-meter performance equals the raw-history computation for every meter", func(t *testing.T) {
 		for j := 0; j < nMeters; j++ {
 			id := meterID(j)
