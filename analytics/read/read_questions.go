@@ -15,10 +15,9 @@ const (
 	fromPostgres = "postgres"
 )
 
-// Vehicle reads the parts of the vehicle's window w this shard holds (whole hours, then the
-// edges) with the vehicle's rows and, of each meter, its rows with the DC of every vehicle
-// attributed to it. Hours held are returned whole (they never change): the question looks its
-// rows up in them.
+// Vehicle reads the parts of window w this shard holds (whole hours, then the edges) with the
+// vehicle's rows and the meters' with the DC attributed to them: hours held are returned whole
+// (they never change) and the question looks its rows up in them.
 func (s *Shard) Vehicle(ctx context.Context, vehicleID string, w window.Window, meters []string) ([]*Hour, error) {
 	return s.parts(ctx, "vehicle", w, devices{vehicle: vehicleID, meters: meters})
 }

@@ -50,12 +50,14 @@ type Hour struct {
 	Vehicles []VehicleRow
 	// byMeter indexes Vehicles by (meter, vehicle), for the DC attributed to a meter.
 	byMeter []int32
-	// runs are each device's rows: [from, to) in Meters, Vehicles and byMeter.
-	runs map[string][3][2]int32
+	runs    map[string]run
 	// used is the Unix nanoseconds of the last question that used the hour held, for evicting
 	// the least recently used; questions set it under the shard's read lock.
 	used atomic.Int64
 }
+
+// run is where a device's rows are, each [from, to): in Meters, Vehicles and byMeter.
+type run struct{ meters, vehicles, attributed [2]int32 }
 
 // newHour sorts and indexes rows read in any order; rows of the same device (raw readings)
 // by Last, so that they add up in time order.
@@ -75,21 +77,22 @@ func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleR
 	slices.SortStableFunc(h.byMeter, func(a, b int32) int {
 		return cmp.Or(strings.Compare(vehicles[a].Meter, vehicles[b].Meter), strings.Compare(vehicles[a].Vehicle, vehicles[b].Vehicle))
 	})
-	h.runs = make(map[string][3][2]int32, len(meters)+len(vehicles)/2)
-	h.index(0, len(meters), func(i int) string { return meters[i].Meter })
-	h.index(1, len(vehicles), func(i int) string { return vehicles[i].Vehicle })
-	h.index(2, len(h.byMeter), func(i int) string { return vehicles[h.byMeter[i]].Meter })
+	h.runs = make(map[string]run, len(meters)+len(vehicles)/2)
+	h.index(len(meters), func(i int) string { return meters[i].Meter }, func(r *run) *[2]int32 { return &r.meters })
+	h.index(len(vehicles), func(i int) string { return vehicles[i].Vehicle }, func(r *run) *[2]int32 { return &r.vehicles })
+	h.index(len(h.byMeter), func(i int) string { return vehicles[h.byMeter[i]].Meter }, func(r *run) *[2]int32 { return &r.attributed })
 	return h
 }
 
-// index records the runs of n rows sorted by key as runs[key][k].
-func (h *Hour) index(k, n int, key func(int) string) {
+// index records where the runs of n rows sorted by key are, in the part of run in picks.
+func (h *Hour) index(n int, key func(int) string, in func(*run) *[2]int32) {
 	for i := range n {
 		r := h.runs[key(i)]
-		if r[k][1] == 0 { // the run's first row
-			r[k][0] = int32(i)
+		span := in(&r)
+		if span[1] == 0 { // the run's first row
+			span[0] = int32(i)
 		}
-		r[k][1] = int32(i + 1)
+		span[1] = int32(i + 1)
 		h.runs[key(i)] = r
 	}
 }
@@ -118,13 +121,13 @@ func (h *Hour) bytes() int64 {
 
 // Vehicle returns vehicle's rows, one per meter it was attributed to.
 func (h *Hour) Vehicle(id string) []VehicleRow {
-	r := h.runs[id][1]
+	r := h.runs[id].vehicles
 	return h.Vehicles[r[0]:r[1]]
 }
 
 // Attributed calls fn with every row of DC attributed to meter.
 func (h *Hour) Attributed(meter string, fn func(VehicleRow)) {
-	r := h.runs[meter][2]
+	r := h.runs[meter].attributed
 	for _, k := range h.byMeter[r[0]:r[1]] {
 		fn(h.Vehicles[k])
 	}
@@ -134,10 +137,10 @@ func (h *Hour) Attributed(meter string, fn func(VehicleRow)) {
 // divides its AC by), and whether a vehicle other than vehicle drew some of it.
 func (h *Hour) MeterDC(meter, vehicle string) (m MeterRow, total int64, others bool) {
 	r := h.runs[meter]
-	if r[0][1] > r[0][0] {
-		m = h.Meters[r[0][0]]
+	if r.meters[1] > r.meters[0] {
+		m = h.Meters[r.meters[0]]
 	}
-	for _, k := range h.byMeter[r[2][0]:r[2][1]] {
+	for _, k := range h.byMeter[r.attributed[0]:r.attributed[1]] {
 		total += h.Vehicles[k].DC
 		others = others || h.Vehicles[k].Vehicle != vehicle
 	}
@@ -171,11 +174,11 @@ func (h *Hour) Of(vehicle string, meters []string) *Hour {
 func (h *Hour) edge(from, to time.Time, vehicle string, meters []string) *Hour {
 	f, t := from.UnixMicro(), to.UnixMicro()
 	ms, vs := h.rows(vehicle, meters, func(ts int64) bool { return ts >= f && ts < t })
-	return sum(window.FloorHour(from), h.Version, ms, vs)
+	return newHour(window.FloorHour(from), h.Version, ms, vs)
 }
 
 // rows copies the rows of h that Of and edge select whose Last keep reports, a device's rows
-// that follow each other (raw readings, in time order) added up into one.
+// (raw readings follow each other in time order) added up into one; meters are each once.
 func (h *Hour) rows(vehicle string, meters []string, keep func(last int64) bool) (ms []MeterRow, vs []VehicleRow) {
 	addVehicle := func(v VehicleRow) {
 		switch n := len(vs); {
@@ -190,8 +193,8 @@ func (h *Hour) rows(vehicle string, meters []string, keep func(last int64) bool)
 		addVehicle(v)
 	}
 	for _, m := range meters {
-		r := h.runs[m][0]
-		for _, r := range h.Meters[r[0]:r[1]] {
+		in := h.runs[m].meters
+		for _, r := range h.Meters[in[0]:in[1]] {
 			switch n := len(ms); {
 			case !keep(r.Last):
 			case n > 0 && ms[n-1].Meter == r.Meter:
@@ -240,10 +243,9 @@ func sum(at time.Time, version int64, meters []MeterRow, vehicles []VehicleRow) 
 	return newHour(at, version, slices.Collect(maps.Values(ms)), slices.Collect(maps.Values(vs)))
 }
 
-// Merge adds up the parts of the same hour (of an hour split at a cutover, or on each shard a
-// vehicle was placed on) row by row, as if one shard held it; hours come out in time order.
-// Each part of an hour that has several is first limited to the rows of, when of is given:
-// an hour with one part is passed as it is.
+// Merge adds up the parts of the same hour (split at a cutover, or on each shard a vehicle was
+// placed on) row by row, as if one shard held it, each part first cut to of(part) when of is
+// given; an hour with one part is passed as it is. Hours come out in time order.
 func Merge(parts []*Hour, of func(*Hour) *Hour) []*Hour {
 	byHour := map[time.Time][]*Hour{}
 	for _, p := range parts {
