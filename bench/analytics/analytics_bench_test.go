@@ -122,33 +122,26 @@ func benchDir(b *testing.B, sz size) (dir string, reuse bool) {
 	return dir, false
 }
 
-// migrate brings a shard's schema up to date.
 // runCopy copies database name for one run (dropped when the run ends) and returns the
 // copy's DSN.
 func runCopy(ctx context.Context, b *testing.B, cluster *localpg.Cluster, name string) (string, error) {
+	run := "run_" + name
+	if err := cluster.DropDatabase(ctx, run); err != nil {
+		return "", err
+	}
 	conn, err := pgx.Connect(ctx, cluster.DSN("postgres"))
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	run := pgx.Identifier{"run_" + name}.Sanitize()
-	for _, sql := range []string{
-		"DROP DATABASE IF EXISTS " + run + " WITH (FORCE)",
-		"CREATE DATABASE " + run + " TEMPLATE " + pgx.Identifier{name}.Sanitize() + " STRATEGY FILE_COPY",
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return "", fmt.Errorf("copying the data set's %s: %w", name, err)
-		}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{run}.Sanitize()+" TEMPLATE "+pgx.Identifier{name}.Sanitize()+" STRATEGY FILE_COPY"); err != nil {
+		return "", fmt.Errorf("copying the data set's %s: %w", name, err)
 	}
-	b.Cleanup(func() {
-		if c, err := pgx.Connect(context.Background(), cluster.DSN("postgres")); err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+run+" WITH (FORCE)")
-			_ = c.Close(context.Background())
-		}
-	})
-	return cluster.DSN("run_" + name), nil
+	b.Cleanup(func() { _ = cluster.DropDatabase(context.Background(), run) })
+	return cluster.DSN(run), nil
 }
 
+// migrate brings a shard's schema up to date.
 func migrate(ctx context.Context, dsn string) error {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
