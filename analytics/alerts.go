@@ -29,15 +29,10 @@ const (
 )
 
 func pageSize(n int32) (int, error) {
-	switch {
-	case n < 0:
+	if n < 0 {
 		return 0, invalid("pageSize %d is negative", n)
-	case n == 0:
-		return defaultPageSize, nil
-	case n > maxPageSize:
-		return maxPageSize, nil
 	}
-	return int(n), nil
+	return cmp.Or(min(int(n), maxPageSize), defaultPageSize), nil
 }
 
 // parseThreshold is the alert threshold asked for, or def.
@@ -132,7 +127,7 @@ func (h *handler) ListAlerts(ctx context.Context, req *connect.Request[analytics
 	}
 	parts := make([]read.AlertSums, h.s.shards.Len())
 	missing := h.s.fanOut(ctx, func(ctx context.Context, shard int) (err error) {
-		parts[shard], err = h.s.reader(shard).Alerts(ctx, hours, split)
+		parts[shard], err = h.s.readers[shard].Alerts(ctx, hours, split)
 		return err
 	})
 	if ctx.Err() != nil {

@@ -43,7 +43,7 @@ func (s *Service) meterWindow(ctx context.Context, meterID string, w window.Wind
 		return meterAnswer{}, err
 	}
 	hours, err := s.readParts("reading meter "+meterID, len(os), func(i int) ([]*read.Hour, error) {
-		return s.reader(os[i].Shard).Meter(ctx, meterID, w)
+		return s.readers[os[i].Shard].Meter(ctx, meterID, w)
 	}, func(h *read.Hour) *read.Hour { return h.Of("", []string{meterID}) })
 	if err != nil {
 		return meterAnswer{}, err

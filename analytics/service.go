@@ -24,7 +24,6 @@ import (
 
 	"github.com/fleetingest/fleetingest/analytics/read"
 	"github.com/fleetingest/fleetingest/analytics/shards"
-	"github.com/fleetingest/fleetingest/analytics/window"
 	"github.com/fleetingest/fleetingest/api/analytics/v1/analyticsv1connect"
 	"github.com/fleetingest/fleetingest/api/placement"
 	"github.com/fleetingest/fleetingest/api/telemetry"
@@ -118,24 +117,12 @@ type Service struct {
 	reg     *registry.Registry
 	metrics *metrics
 	handler http.Handler
-	// readers answer each shard's questions (read.Shard), by shard.
+	// readers are the one seam between the handlers and each shard's data, by shard: they
+	// answer windows from memory or from Postgres and count which, status from Postgres.
 	readers []*read.Shard
 	// lastAlerts is the last alert answer made from memory (alertLists).
 	lastAlerts atomic.Pointer[alertAnswer]
 }
-
-// reader is the one seam between the handlers and a shard's data (read.Shard): it answers
-// the windows from memory or from Postgres, and counts which; status from Postgres.
-type reader interface {
-	Vehicle(ctx context.Context, vehicleID string, w window.Window, meters []string) ([]*read.Hour, error)
-	Meter(ctx context.Context, meterID string, w window.Window) ([]*read.Hour, error)
-	Alerts(ctx context.Context, hours window.Range, split []time.Time) (read.AlertSums, error)
-	Silent(ctx context.Context, k read.Kind, cutoff time.Time, after read.Cursor, limit int) ([]read.Status, error)
-	Statuses(ctx context.Context, k read.Kind, ids []string) ([]read.Status, error)
-}
-
-// reader returns shard i's reader.
-func (s *Service) reader(i int) reader { return s.readers[i] }
 
 // owners is the shards that held key's readings over [from, to), by the shard map: the one
 // placement rule of every question. A shard this replica has no DSN for is Unavailable.

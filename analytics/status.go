@@ -95,7 +95,7 @@ func newestStatus[M any](ctx context.Context, s *Service, k statusKind[M], id st
 			continue
 		}
 		asked = append(asked, o.Shard)
-		rows, err := s.reader(o.Shard).Statuses(ctx, k.kind, []string{id})
+		rows, err := s.readers[o.Shard].Statuses(ctx, k.kind, []string{id})
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -176,7 +176,7 @@ func listSilent[M, R any](ctx context.Context, h *handler, k statusKind[M], msg 
 		var rows []silent
 		var cut *read.Cursor
 		missing = mergeMissing(missing, s.fanOut(ctx, func(ctx context.Context, shard int) error {
-			got, err := s.reader(shard).Silent(ctx, k.kind, cutoff, cur, size+1)
+			got, err := s.readers[shard].Silent(ctx, k.kind, cutoff, cur, size+1)
 			mu.Lock()
 			defer mu.Unlock()
 			for _, r := range got {
@@ -225,7 +225,7 @@ func newestByID[M any](ctx context.Context, s *Service, k statusKind[M], rows []
 	}
 	var mu sync.Mutex
 	missing := s.fanOut(ctx, func(ctx context.Context, shard int) error {
-		got, err := s.reader(shard).Statuses(ctx, k.kind, ids)
+		got, err := s.readers[shard].Statuses(ctx, k.kind, ids)
 		mu.Lock()
 		defer mu.Unlock()
 		for _, st := range got {

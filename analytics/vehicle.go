@@ -61,7 +61,7 @@ func (s *Service) vehicleWindow(ctx context.Context, vehicleID string, w window.
 		}
 	}
 	hours, err := s.readParts("reading vehicle "+vehicleID, len(plans), func(i int) ([]*read.Hour, error) {
-		return s.reader(plans[i].shard).Vehicle(ctx, vehicleID, w, plans[i].meters)
+		return s.readers[plans[i].shard].Vehicle(ctx, vehicleID, w, plans[i].meters)
 	}, func(h *read.Hour) *read.Hour { return h.Of(vehicleID, mapped) })
 	if err != nil {
 		return vehicleAnswer{}, err

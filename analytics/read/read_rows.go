@@ -86,30 +86,42 @@ func newHour(at time.Time, version int64, meters []MeterRow, vehicles []VehicleR
 
 // index records where the runs of n rows sorted by key are, in the part of run in picks.
 func (h *Hour) index(n int, key func(int) string, in func(*run) *[2]int32) {
+	r := new(run) // one for all rows: what in is given escapes to the heap
 	for i := range n {
-		r := h.runs[key(i)]
-		span := in(&r)
+		*r = h.runs[key(i)]
+		span := in(r)
 		if span[1] == 0 { // the run's first row
 			span[0] = int32(i)
 		}
 		span[1] = int32(i + 1)
-		h.runs[key(i)] = r
+		h.runs[key(i)] = *r
 	}
 }
 
 // with returns h with rows replaced (by meter; by vehicle and meter) or added, at version v.
+// A row of a device already in the hour takes its place in a copy that keeps h's order and
+// indexes; a device new to the hour (or to a meter) builds the hour anew.
 func (h *Hour) with(v int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
-	newM := make(map[string]bool, len(meters))
-	for _, m := range meters {
-		newM[m.Meter] = true
+	ms, vs := slices.Clone(h.Meters), slices.Clone(h.Vehicles)
+	meters = slices.DeleteFunc(meters, func(m MeterRow) bool {
+		r := h.runs[m.Meter].meters // a rollup hour has one row a meter
+		if r[1] > r[0] {
+			ms[r[0]] = m
+		}
+		return r[1] > r[0]
+	})
+	vehicles = slices.DeleteFunc(vehicles, func(v VehicleRow) bool {
+		r := h.runs[v.Vehicle].vehicles
+		i := slices.IndexFunc(h.Vehicles[r[0]:r[1]], func(o VehicleRow) bool { return o.Meter == v.Meter })
+		if i >= 0 {
+			vs[int(r[0])+i] = v
+		}
+		return i >= 0
+	})
+	nh := &Hour{At: h.At, Version: v, Meters: ms, Vehicles: vs, byMeter: h.byMeter, runs: h.runs}
+	if len(meters)+len(vehicles) > 0 {
+		nh = newHour(h.At, v, append(ms, meters...), append(vs, vehicles...))
 	}
-	newV := make(map[[2]string]bool, len(vehicles))
-	for _, r := range vehicles {
-		newV[[2]string{r.Vehicle, r.Meter}] = true
-	}
-	ms := slices.DeleteFunc(slices.Clone(h.Meters), func(r MeterRow) bool { return newM[r.Meter] })
-	vs := slices.DeleteFunc(slices.Clone(h.Vehicles), func(r VehicleRow) bool { return newV[[2]string{r.Vehicle, r.Meter}] })
-	nh := newHour(h.At, v, append(ms, meters...), append(vs, vehicles...))
 	nh.used.Store(h.used.Load())
 	return nh
 }
