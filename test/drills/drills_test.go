@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 		serveNATS(dir, os.Getenv(natsPortEnv))
 		return
 	}
-	pgtest.Main(m, &cluster)
+	pgtest.Main(m, &cluster, command.Remove)
 }
 
 // serveNATS runs a JetStream server on port until the process is killed.
@@ -65,28 +65,10 @@ func serveNATS(dir, port string) {
 	os.Exit(2)
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// command is the fleetingest command the tests run, built once and removed after them.
+var command envtest.Fleetingest
 
-// binary builds the fleetingest command once per test run and returns its path.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "fleetingest-drills-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath, buildErr = envtest.BuildFleetingest(dir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+func binary(t *testing.T) string { return command.Path(t) }
 
 // proc is a child process of a drill, with its output kept.
 type proc struct {

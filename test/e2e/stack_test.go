@@ -192,27 +192,15 @@ func (tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
+// command is the fleetingest command the tests run, built once and removed after them.
+var command envtest.Fleetingest
 
-// binary builds the fleetingest command once per test run and returns its path.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "fleetingest-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath, buildErr = envtest.BuildFleetingest(dir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+func binary(t *testing.T) string { return command.Path(t) }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	command.Remove()
+	os.Exit(code)
 }
 
 // lineWriter collects a process' output and signals when a line containing want appears.

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"testing"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -41,6 +43,35 @@ func BuildFleetingest(dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/fleetingest: %w\n%s", err, b)
 	}
 	return out, os.Chmod(out, 0o755)
+}
+
+// Fleetingest is the fleetingest command built once for a test binary's tests: Path builds it
+// on first use; Remove, called from TestMain after the tests, deletes it.
+type Fleetingest struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// Path returns the command's path, building it on first use; a failed build fails t.
+func (f *Fleetingest) Path(t testing.TB) string {
+	t.Helper()
+	f.once.Do(func() {
+		if f.dir, f.err = os.MkdirTemp("", "fleetingest-bin-"); f.err == nil {
+			f.path, f.err = BuildFleetingest(f.dir)
+		}
+	})
+	if f.err != nil {
+		t.Fatal(f.err)
+	}
+	return f.path
+}
+
+// Remove deletes what Path built.
+func (f *Fleetingest) Remove() {
+	if f.dir != "" {
+		_ = os.RemoveAll(f.dir)
+	}
 }
 
 // Tool returns the path of a pinned tool from the environment variable env (HELM,

@@ -85,8 +85,8 @@ func StartShared() (c *localpg.Cluster, stop func(), err error) {
 }
 
 // Main starts one cluster for the test binary, stores it in *c, runs the tests, stops the
-// cluster and exits with the tests' code. Call it from TestMain.
-func Main(m *testing.M, c **localpg.Cluster) {
+// cluster, runs after and exits with the tests' code. Call it from TestMain.
+func Main(m *testing.M, c **localpg.Cluster, after ...func()) {
 	cluster, stop, err := StartShared()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
@@ -95,6 +95,9 @@ func Main(m *testing.M, c **localpg.Cluster) {
 	*c = cluster
 	code := m.Run()
 	stop()
+	for _, fn := range after {
+		fn()
+	}
 	os.Exit(code)
 }
 
