@@ -93,14 +93,12 @@ func userAuthArgs(f fleet) []string {
 	}
 }
 
-// ingesterArgs are the arguments of shard i's ingester container. The ingester uses
-// --shards only to check --shard against it (it reads no shard map), so it is given the
-// least count that holds its shard rather than the fleet's: appending a shard then changes
-// no running ingester's template, and rolls none of them.
+// ingesterArgs are the arguments of shard i's ingester container. They name its shard and
+// not the fleet's count (an ingester reads no shard map): appending a shard then changes no
+// running ingester's template, and rolls none of them.
 func ingesterArgs(f fleet, shard int) []string {
 	a := append([]string{"ingester"}, natsArgs(f)...)
 	a = append(a,
-		fmt.Sprintf("--shards=%d", shard+1),
 		fmt.Sprintf("--shard=%d", shard),
 		"--dsn-file="+dsnFile,
 		"--history-retention="+f.historyRetention().String(),

@@ -58,7 +58,7 @@ func startFleet(t *testing.T, name string, ingesterArgs ...string) *fleet {
 	f.gateway = start(t, "gateway", nil, binary(t), "gateway", "--nats-url", f.natsURL, "--namespace", f.topo.Namespace,
 		"--fleet", f.topo.Fleet, "--http-addr", gwAddr, "--insecure-no-auth")
 	f.ingArgs = append([]string{"ingester", "--nats-url", f.natsURL, "--namespace", f.topo.Namespace, "--fleet", f.topo.Fleet,
-		"--shards", "1", "--shard", "0", "--dsn", f.dsn}, ingesterArgs...)
+		"--shard", "0", "--dsn", f.dsn}, ingesterArgs...)
 	f.startIngester(t)
 	if err := waitReady(f.url, time.Minute); err != nil {
 		t.Fatalf("gateway: %v\n%s", err, f.gateway.out)

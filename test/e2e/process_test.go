@@ -68,7 +68,7 @@ func TestAnIngesterKilledAfterCommitBeforeAckCountsNothingTwice(t *testing.T) {
 	}
 
 	args := []string{"ingester", "--nats-url", srv.URL(), "--namespace", top.Namespace, "--fleet", top.Fleet,
-		"--shards", "1", "--shard", "0", "--dsn", dsn, "--http-addr", "127.0.0.1:0", "--batch-wait", "300ms"}
+		"--shard", "0", "--dsn", dsn, "--http-addr", "127.0.0.1:0", "--batch-wait", "300ms"}
 
 	// First run: pauses after its first COMMIT, and is killed there.
 	paused := newLineWriter("committed batch, pausing before ack")

@@ -67,8 +67,9 @@ func (o *ingesterOptions) addIngesterFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.natsCreds, "nats-creds", "", "NATS credentials file (optional)")
 	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its streams)")
 	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its streams)")
-	fs.IntVar(&o.shards, "shards", 1, "number of shards of the fleet")
 	fs.IntVar(&o.shard, "shard", 0, "index of the shard this ingester consumes")
+	fs.IntVar(&o.shards, "shards", 0, "ignored: an ingester consumes its --shard whatever the fleet's count")
+	_ = fs.MarkDeprecated("shards", "an ingester needs only --shard")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve /healthz, /readyz and /metrics on")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
 	fs.Int32Var(&o.maxConns, "max-conns", 4, "largest number of database connections")
@@ -109,12 +110,13 @@ func (o ingesterOptions) shardConfig(js jetstream.JetStream, topo ingester.Topol
 // together are safe), then consumes until ctx ends. A batch not committed by then is left
 // unacknowledged for redelivery.
 func runIngester(ctx context.Context, o ingesterOptions, log *slog.Logger) error {
-	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: o.shards}
+	if o.shard < 0 {
+		return fmt.Errorf("--shard %d is negative", o.shard)
+	}
+	// The least topology that holds the shard: an ingester reads no shard map.
+	topo := ingester.Topology{Namespace: o.namespace, Fleet: o.fleet, Shards: o.shard + 1}
 	if err := topo.Validate(); err != nil {
 		return err
-	}
-	if o.shard < 0 || o.shard >= o.shards {
-		return fmt.Errorf("--shard %d outside [0, %d)", o.shard, o.shards)
 	}
 	dsn, err := o.resolve()
 	if err != nil {

@@ -68,7 +68,7 @@ func TestMigrateAndIngesterCommandsConsumeIntoTheShardDatabase(t *testing.T) {
 	}
 	cmd := newIngesterCommand()
 	if err := cmd.ParseFlags([]string{
-		"--nats-url", srv.URL(), "--namespace", "cmd", "--fleet", "ing", "--shards", "2", "--shard", "1",
+		"--nats-url", srv.URL(), "--namespace", "cmd", "--fleet", "ing", "--shard", "1",
 		"--dsn-file", dsnFile, "--http-addr", addr, "--batch-wait", "10ms",
 	}); err != nil {
 		t.Fatal(err)
@@ -162,5 +162,8 @@ func TestIngesterFlagsMapOntoTheShardConfig(t *testing.T) {
 	}
 	if f := cmd.Flags().Lookup("pause-after-commit"); f == nil || !f.Hidden {
 		t.Error("--pause-after-commit is not a hidden flag")
+	}
+	if f := cmd.Flags().Lookup("shards"); f == nil || f.Deprecated == "" {
+		t.Error("--shards, which an ingester does not need, is not accepted as deprecated")
 	}
 }
