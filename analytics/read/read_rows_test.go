@@ -19,57 +19,48 @@ func TestHourWithEqualsAnHourBuiltAnew(t *testing.T) {
 	meter := func(n int) string { return fmt.Sprintf("m-%d", rng.IntN(n)) }
 	for round := range 300 {
 		devices := 2 + rng.IntN(30)
-		ms := map[string]MeterRow{}
-		vs := map[[2]string]VehicleRow{}
-		rollups := func(meters, vehicles, fresh int) {
+		// rollups adds rows of devices drawn from the first ids.
+		rollups := func(into rowsOf, meters, vehicles, ids int) {
 			for range meters {
-				m := MeterRow{Meter: meter(devices + fresh), AC: rng.Int64N(1e6), VoltageSum: float64(rng.IntN(1000)), Readings: int32(1 + rng.IntN(60)), Last: rng.Int64N(1e9)}
-				ms[m.Meter] = m
+				m := MeterRow{Meter: meter(ids), AC: rng.Int64N(1e6), VoltageSum: float64(rng.IntN(1000)), Readings: int32(1 + rng.IntN(60)), Last: rng.Int64N(1e9)}
+				into.meters[m.Meter] = m
 			}
 			for range vehicles {
-				v := VehicleRow{Vehicle: fmt.Sprintf("v-%d", rng.IntN(devices+fresh)), DC: rng.Int64N(1e6), Readings: int32(1 + rng.IntN(60)), Last: rng.Int64N(1e9)}
+				v := VehicleRow{Vehicle: fmt.Sprintf("v-%d", rng.IntN(ids)), DC: rng.Int64N(1e6), Readings: int32(1 + rng.IntN(60)), Last: rng.Int64N(1e9)}
 				if rng.IntN(4) > 0 {
-					v.Meter = meter(devices + fresh)
+					v.Meter = meter(ids)
 				}
-				vs[[2]string{v.Vehicle, v.Meter}] = v
+				into.vehicles[[2]string{v.Vehicle, v.Meter}] = v
 			}
 		}
-		rollups(devices, devices, 0)
-		held := newHour(at, 1, slices.Collect(maps.Values(ms)), slices.Collect(maps.Values(vs)))
+		rows := newRows()
+		rollups(rows, devices, devices, devices)
+		held := newHour(at, 1, slices.Collect(maps.Values(rows.meters)), slices.Collect(maps.Values(rows.vehicles)))
 		before := snapshotOf(held)
 
-		// Changes: rows of devices held, and in one round in three devices or attributions new
-		// to the hour.
-		changedM, changedV := map[string]MeterRow{}, map[[2]string]VehicleRow{}
-		fresh := 0
-		if round%3 == 0 {
-			fresh = 1 + rng.IntN(3)
-		}
+		// Changes: later rows of devices held, and in one round in three rows of devices or
+		// attributions new to the hour.
+		changed := newRows()
 		for _, m := range held.Meters {
 			if rng.IntN(3) == 0 {
 				m.AC, m.Readings, m.Last = m.AC+rng.Int64N(1000), m.Readings+1, m.Last+1
-				changedM[m.Meter] = m
+				changed.meters[m.Meter] = m
 			}
 		}
 		for _, v := range held.Vehicles {
 			if rng.IntN(3) == 0 {
 				v.DC, v.Readings, v.Last = v.DC+rng.Int64N(1000), v.Readings+1, v.Last+1
-				changedV[[2]string{v.Vehicle, v.Meter}] = v
+				changed.vehicles[[2]string{v.Vehicle, v.Meter}] = v
 			}
 		}
-		if fresh > 0 {
-			ms, vs = changedM, changedV
-			rollups(1+rng.IntN(3), 1+rng.IntN(3), fresh)
+		if round%3 == 0 {
+			rollups(changed, 1+rng.IntN(3), 1+rng.IntN(3), devices+1+rng.IntN(3))
 		}
-		got := held.with(2, slices.Collect(maps.Values(changedM)), slices.Collect(maps.Values(changedV)))
+		got := held.with(2, slices.Collect(maps.Values(changed.meters)), slices.Collect(maps.Values(changed.vehicles)))
 
 		all := snapshotOf(held)
-		for k, m := range changedM {
-			all.meters[k] = m
-		}
-		for k, v := range changedV {
-			all.vehicles[k] = v
-		}
+		maps.Copy(all.meters, changed.meters)
+		maps.Copy(all.vehicles, changed.vehicles)
 		want := newHour(at, 2, slices.Collect(maps.Values(all.meters)), slices.Collect(maps.Values(all.vehicles)))
 		if !sameHour(got, want) {
 			t.Fatalf("round %d: with gave\n%+v\n%+v\nbuilt anew\n%+v\n%+v", round, got.Meters, got.Vehicles, want.Meters, want.Vehicles)
@@ -85,8 +76,12 @@ type rowsOf struct {
 	vehicles map[[2]string]VehicleRow
 }
 
+func newRows() rowsOf {
+	return rowsOf{meters: map[string]MeterRow{}, vehicles: map[[2]string]VehicleRow{}}
+}
+
 func snapshotOf(h *Hour) rowsOf {
-	r := rowsOf{meters: map[string]MeterRow{}, vehicles: map[[2]string]VehicleRow{}}
+	r := newRows()
 	for _, m := range h.Meters {
 		r.meters[m.Meter] = m
 	}
