@@ -84,7 +84,7 @@ func TestArgs(t *testing.T) {
 		{"analytics starts mappings within the gateway's lateness window", analyticsArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Gateway.MaxLateness = &metav1.Duration{Duration: 48 * time.Hour}
 		})), []string{"--max-lateness=48h0m0s"}, nil},
-		{"an ingester names its shard, a count that holds it and its DSN file", ingesterArgs(newFleet(t, 4), 2),
+		{"an ingester names its shard (not the fleet's count) and its DSN file", ingesterArgs(newFleet(t, 4), 2),
 			[]string{"ingester", "--shard=2", "--dsn-file=/etc/fleetingest/dsn/dsn", "--history-retention=2160h0m0s"}, nil},
 		{"history retention comes from the spec", ingesterArgs(newFleet(t, 1, func(fi *v1alpha1.FleetIngestion) {
 			fi.Spec.Retention.History = &metav1.Duration{Duration: 720 * time.Hour}

@@ -32,7 +32,6 @@ type ingesterOptions struct {
 	namespace   string
 	fleet       string
 	limits      telemetry.Limits
-	shards      int
 	shard       int
 	metricsAddr string
 	httpAddr    string
@@ -68,7 +67,7 @@ func (o *ingesterOptions) addIngesterFlags(cmd *cobra.Command) {
 	fs.StringVar(&o.namespace, "namespace", "dev", "Kubernetes namespace of the fleet (names its streams)")
 	fs.StringVar(&o.fleet, "fleet", "local", "FleetIngestion name (names its streams)")
 	fs.IntVar(&o.shard, "shard", 0, "index of the shard this ingester consumes")
-	fs.IntVar(&o.shards, "shards", 0, "ignored: an ingester consumes its --shard whatever the fleet's count")
+	fs.Int("shards", 0, "ignored: an ingester consumes its --shard whatever the fleet's count")
 	_ = fs.MarkDeprecated("shards", "an ingester needs only --shard")
 	fs.StringVar(&o.httpAddr, "http-addr", ":8080", "address to serve /healthz, /readyz and /metrics on")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address instead of --http-addr (a port no Ingress publishes)")
