@@ -28,7 +28,7 @@ type devStack struct {
 func startDev(t *testing.T, dataDir string) *devStack {
 	t.Helper()
 	d := &devStack{launched: time.Now()}
-	d.proc = start(t, "fleetingest dev", nil, binary(t), "dev", "--data-dir", dataDir, "--shards", "2",
+	d.proc = start(t, "fleetingest dev", nil, command.Path(t), "dev", "--data-dir", dataDir, "--shards", "2",
 		"--http-addr", "127.0.0.1:0", "--nats-port", "0", "--postgres-port", "0")
 	d.proc.waitFor(t, "export FLEETINGEST_ADMIN_TOKEN=", 2*time.Minute)
 	d.readyTime = time.Now()

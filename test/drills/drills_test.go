@@ -68,8 +68,6 @@ func serveNATS(dir, port string) {
 // command is the fleetingest command the tests run, built once and removed after them.
 var command envtest.Fleetingest
 
-func binary(t *testing.T) string { return command.Path(t) }
-
 // proc is a child process of a drill, with its output kept.
 type proc struct {
 	name string

@@ -55,7 +55,7 @@ func startFleet(t *testing.T, name string, ingesterArgs ...string) *fleet {
 		t.Fatal(err)
 	}
 	f.url = "http://" + gwAddr
-	f.gateway = start(t, "gateway", nil, binary(t), "gateway", "--nats-url", f.natsURL, "--namespace", f.topo.Namespace,
+	f.gateway = start(t, "gateway", nil, command.Path(t), "gateway", "--nats-url", f.natsURL, "--namespace", f.topo.Namespace,
 		"--fleet", f.topo.Fleet, "--http-addr", gwAddr, "--insecure-no-auth")
 	f.ingArgs = append([]string{"ingester", "--nats-url", f.natsURL, "--namespace", f.topo.Namespace, "--fleet", f.topo.Fleet,
 		"--shard", "0", "--dsn", f.dsn}, ingesterArgs...)
@@ -73,7 +73,7 @@ func (f *fleet) startIngester(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ingester = start(t, "ingester", nil, binary(t), append(f.ingArgs, "--http-addr", addr)...)
+	f.ingester = start(t, "ingester", nil, command.Path(t), append(f.ingArgs, "--http-addr", addr)...)
 	if err := waitReady("http://"+addr, time.Minute); err != nil {
 		t.Fatalf("ingester: %v\n%s", err, f.ingester.out)
 	}

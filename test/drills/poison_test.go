@@ -20,7 +20,7 @@ import (
 func fleetingest(t *testing.T, args ...string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(command.Path(t), args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("fleetingest %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())

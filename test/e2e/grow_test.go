@@ -388,7 +388,7 @@ func checkGrownAnswers(t *testing.T, s *devstack.Stack, ledger map[ledgerKey]led
 func devIn(t *testing.T, dataDir string, args ...string) (url, printed string, stop func()) {
 	t.Helper()
 	out := newLineWriter("export FLEETINGEST_ADMIN_TOKEN=")
-	cmd := exec.Command(binary(t), append([]string{"dev", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nats-port", "0", "--postgres-port", "0"}, args...)...)
+	cmd := exec.Command(command.Path(t), append([]string{"dev", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nats-port", "0", "--postgres-port", "0"}, args...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -493,7 +493,7 @@ func TestDevGrowsADataFolderAndKeepsIt(t *testing.T) {
 	stop()
 
 	var out bytes.Buffer
-	cmd := exec.Command(binary(t), "dev", "--data-dir", dataDir, "--shards", "2", "--http-addr", "127.0.0.1:0", "--nats-port", "0", "--postgres-port", "0")
+	cmd := exec.Command(command.Path(t), "dev", "--data-dir", dataDir, "--shards", "2", "--http-addr", "127.0.0.1:0", "--nats-port", "0", "--postgres-port", "0")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err == nil || !strings.Contains(out.String(), "holds 3 shards, not 2") {
 		t.Fatalf("--shards 2 on a 3-shard folder: %v\n%s", err, out.String())

@@ -25,7 +25,7 @@ import (
 // between its COMMIT and its acks: JetStream redelivers the messages to the restarted
 // ingester, and the history, rollups and status stay exact.
 func TestAnIngesterKilledAfterCommitBeforeAckCountsNothingTwice(t *testing.T) {
-	bin := binary(t)
+	bin := command.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srv := natstest.Start(t)
@@ -168,7 +168,7 @@ func TestAnIngesterKilledAfterCommitBeforeAckCountsNothingTwice(t *testing.T) {
 // TestDevStopsEveryProcessItStartedOnSIGTERM runs `fleetingest dev` as a user does and stops
 // it with SIGTERM: no postgres process may remain.
 func TestDevStopsEveryProcessItStartedOnSIGTERM(t *testing.T) {
-	bin := binary(t)
+	bin := command.Path(t)
 	dataDir := filepath.Join(t.TempDir(), "dev")
 	ready := newLineWriter("fleetingest dev ready")
 	cmd := exec.Command(bin, "dev", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--nats-port", "0", "--postgres-port", "0")

@@ -25,7 +25,7 @@ func TestTheReadmesTryItBlocksRunAsWritten(t *testing.T) {
 	if len(blocks) == 0 {
 		t.Fatal(`README.md has no sh blocks under "## Try it"`)
 	}
-	bin := binary(t)
+	bin := command.Path(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 

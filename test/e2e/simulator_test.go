@@ -82,7 +82,7 @@ func TestTheAlertsFindExactlyTheSimulatedFaultyChargers(t *testing.T) {
 	truthFile := filepath.Join(t.TempDir(), "truth.json")
 
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(binary(t), "loadgen",
+	cmd := exec.Command(command.Path(t), "loadgen",
 		"--url", s.URL(), "--token", s.DeviceToken(), "--admin-token", s.AdminToken(),
 		"--meters", strconv.Itoa(meters), "--vehicles", strconv.Itoa(vehicles), "--faulty", "0.2", "--seed", "20260601",
 		"--prefix", "sim", "--start", start.Format(time.RFC3339), "--interval", "1m",

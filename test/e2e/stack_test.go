@@ -195,8 +195,6 @@ func (tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // command is the fleetingest command the tests run, built once and removed after them.
 var command envtest.Fleetingest
 
-func binary(t *testing.T) string { return command.Path(t) }
-
 func TestMain(m *testing.M) {
 	code := m.Run()
 	command.Remove()

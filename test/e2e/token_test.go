@@ -17,7 +17,7 @@ import (
 // data folder and what it printed once it printed its tokens.
 func devProcess(t *testing.T, args ...string) (url, dataDir, printed string) {
 	t.Helper()
-	bin := binary(t)
+	bin := command.Path(t)
 	dataDir = filepath.Join(t.TempDir(), "dev")
 	wait := "export FLEETINGEST_ADMIN_TOKEN="
 	for _, a := range args {
@@ -51,7 +51,7 @@ func devProcess(t *testing.T, args ...string) (url, dataDir, printed string) {
 func fleetingest(t *testing.T, args ...string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(command.Path(t), args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("fleetingest %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
