@@ -100,7 +100,8 @@ func (h *Hour) index(n int, key func(int) string, in func(*run) *[2]int32) {
 
 // with returns h with rows replaced (by meter; by vehicle and meter) or added, at version v.
 // A row of a device already in the hour takes its place in a copy that keeps h's order and
-// indexes; a device new to the hour (or to a meter) builds the hour anew.
+// indexes; a device new to the hour (or to a meter) builds the hour anew. It reuses the
+// slices given.
 func (h *Hour) with(v int64, meters []MeterRow, vehicles []VehicleRow) *Hour {
 	ms, vs := slices.Clone(h.Meters), slices.Clone(h.Vehicles)
 	meters = slices.DeleteFunc(meters, func(m MeterRow) bool {
